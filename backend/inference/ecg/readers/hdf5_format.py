@@ -1,0 +1,168 @@
+"""HDF5 (.h5): one 2-D dataset (samples x leads or leads x samples), rate/leads/units from attributes."""
+
+from __future__ import annotations
+
+import io
+
+import h5py
+import numpy as np
+
+from backend.inference.ecg.readers.normalise import (
+    MAX_LEADS,
+    build_record,
+    check_size,
+    orient_samples_by_leads,
+    unit_scale,
+)
+from backend.inference.ecg.record import EcgRecord
+from backend.inference.errors import UnusableInputError
+
+FS_KEYS = (
+    "fs",
+    "sampling_rate",
+    "sampling_frequency",
+    "sample_rate",
+    "samplerate",
+    "frequency",
+    "freq",
+    "sfreq",
+    "srate",
+    "hz",
+)
+LEAD_KEYS = (
+    "leads",
+    "lead_names",
+    "lead_name",
+    "channels",
+    "channel_names",
+    "labels",
+    "sig_name",
+    "signal_names",
+)
+UNIT_KEYS = ("units", "unit", "signal_units")
+PREFERRED_NAMES = ("ecg", "signal", "signals", "data", "tracings", "waveform", "waveforms")
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray) and value.shape == ():
+        return _text(value.item())
+    return str(value)
+
+
+def _lookup(attr_sources: list, keys: tuple[str, ...]) -> object | None:
+    for attrs in attr_sources:
+        lowered = {k.lower(): k for k in attrs}
+        for key in keys:
+            if key in lowered:
+                return attrs[lowered[key]]
+    return None
+
+
+def _lead_list(value: object) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, (bytes, str)) or (isinstance(value, np.ndarray) and value.shape == ()):
+        text = _text(value)
+        return [p.strip() for p in text.replace(";", ",").split(",") if p.strip()]
+    return [_text(v).strip() for v in np.asarray(value).ravel()]
+
+
+def _scalar_dataset(file: h5py.File, keys: tuple[str, ...]) -> object | None:
+    for key in keys:
+        for candidate in (key, key.upper()):
+            obj = file.get(candidate)
+            if isinstance(obj, h5py.Dataset) and obj.size <= 64:
+                return obj[()]
+    return None
+
+
+def read_hdf5(data: bytes, name: str) -> EcgRecord:
+    where = name or "HDF5 file"
+    try:
+        file = h5py.File(io.BytesIO(data), "r")
+    except Exception:  # noqa: BLE001 - the library raises many types on damage
+        raise UnusableInputError(
+            f"{where}: not a readable HDF5 file (damaged or truncated)."
+        ) from None
+    try:
+        return _read(file, where)
+    except UnusableInputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - h5py raises OSError/KeyError/... on damaged internals
+        raise UnusableInputError(f"{where}: the HDF5 file is damaged ({exc}).") from None
+    finally:
+        file.close()
+
+
+def _read(file: h5py.File, where: str) -> EcgRecord:
+    found: list[tuple[str, tuple[int, ...]]] = []
+    candidates: list[h5py.Dataset] = []
+
+    def visit(path: str, obj: object) -> None:
+        if isinstance(obj, h5py.Dataset):
+            found.append((path, obj.shape))
+            shape = tuple(s for s in obj.shape if s != 1)
+            if obj.dtype.kind in "iuf" and len(shape) == 2 and min(shape) <= MAX_LEADS < max(shape):
+                candidates.append(obj)
+            elif obj.dtype.kind in "iuf" and len(shape) == 2 and min(shape) > MAX_LEADS:
+                candidates.append(obj)  # refused below with the orientation message
+
+    file.visititems(visit)
+    listing = ", ".join(f"/{p} {s}" for p, s in found) or "none"
+    if not candidates:
+        raise UnusableInputError(
+            f"{where}: no 2-D signal dataset (samples x leads) found; datasets: {listing}."
+        )
+    if len(candidates) > 1:
+        preferred = [d for d in candidates if d.name.rsplit("/", 1)[-1].lower() in PREFERRED_NAMES]
+        if len(preferred) != 1:
+            raise UnusableInputError(
+                f"{where}: cannot tell which dataset holds the ECG; datasets: {listing}. "
+                "Keep one 2-D dataset or name it 'ecg'."
+            )
+        candidates = preferred
+    dataset = candidates[0]
+    attr_sources = [dataset.attrs]
+    parent = dataset.parent
+    while True:
+        attr_sources.append(parent.attrs)
+        if parent.name == "/":
+            break
+        parent = parent.parent
+
+    leads_value = _lookup(attr_sources, LEAD_KEYS)
+    if leads_value is None:
+        leads_value = _scalar_dataset(file, LEAD_KEYS)
+    leads = _lead_list(leads_value)
+    fs = _lookup(attr_sources, FS_KEYS)
+    if fs is None:
+        fs = _scalar_dataset(file, FS_KEYS)
+    meta: dict = {"dataset": dataset.name}
+    if fs is None:
+        fs = 500.0
+        meta["notes"] = ["no sampling rate in the file: assumed 500 Hz"]
+    fs = _text(np.asarray(fs).ravel()[0]) if np.asarray(fs).size else None
+    units = _lookup(attr_sources, UNIT_KEYS)
+    scale = None
+    if units is not None:
+        unit_values = _lead_list(units) or []
+        scales = {unit_scale(u, where=where) for u in unit_values}
+        if len(scales) != 1:
+            raise UnusableInputError(
+                f"{where}: mixed signal units {unit_values} are not supported."
+            )
+        scale = scales.pop()
+
+    shape = tuple(s for s in dataset.shape if s != 1)
+    n_named = len(leads) if leads else None
+    if n_named is None and min(shape) > MAX_LEADS:
+        raise UnusableInputError(
+            f"{where}: cannot tell which axis of dataset {dataset.name} {dataset.shape} holds the "
+            f"leads; add a 'leads' attribute. Datasets: {listing}."
+        )
+    check_size(max(shape), min(shape), where=where)
+    arr = np.asarray(dataset[()]).reshape(shape)
+    arr = orient_samples_by_leads(arr.astype(np.float64), n_named, where=where)
+    return build_record(arr, fs, leads, fmt="hdf5", where=where, scale_to_mv=scale, meta=meta)

@@ -1,0 +1,301 @@
+"""What every ECG reader shares: lead-name aliases, units, limits and the final checks.
+
+Each format module turns its file into a raw (samples, channels) array plus channel labels,
+a sampling rate and (where the format says) units; `build_record` turns that into the one
+normalised `EcgRecord` (standard lead names, mV, float64) or raises `UnusableInputError`
+with a message a person can act on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from backend.inference.ecg.record import STANDARD_LEADS, EcgRecord
+from backend.inference.errors import UnusableInputError
+
+MIN_FS_HZ = 50.0
+MAX_FS_HZ = 10_000.0
+MIN_DURATION_S = 2.0
+MAX_LEADS = 16
+# 10 minutes of a 12-lead record at 500 Hz (29 MB as float64): longer exports are Holter
+# recordings, outside what one check analyses.
+MAX_VALUES = 12 * 500 * 600
+DEFAULT_FS_HZ = 500.0
+
+# Millivolts per unit.
+UNIT_SCALE_TO_MV = {
+    "mv": 1.0,
+    "millivolt": 1.0,
+    "millivolts": 1.0,
+    "uv": 1e-3,
+    "µv": 1e-3,
+    "μv": 1e-3,
+    "microvolt": 1e-3,
+    "microvolts": 1e-3,
+    "nv": 1e-6,
+    "v": 1e3,
+    "volt": 1e3,
+    "volts": 1e3,
+}
+
+_ALIASES = {
+    "i": "I",
+    "ii": "II",
+    "iii": "III",
+    "di": "I",
+    "dii": "II",
+    "diii": "III",
+    "mli": "I",
+    "mlii": "II",
+    "mliii": "III",
+    "avr": "aVR",
+    "avl": "aVL",
+    "avf": "aVF",
+    **{f"v{k}": f"V{k}" for k in range(1, 7)},
+    # European chest-lead labels.
+    **{f"c{k}": f"V{k}" for k in range(1, 7)},
+}
+# Channels that ride along in polygraphic exports (EDF, HDF5, WFDB): dropped with a note.
+_NON_ECG = re.compile(
+    r"^(?:(?:resp|spo2|sao2|pleth|abp|art|pap|cvp|nbp|eeg|emg|eog|temp|annotation|marker|"
+    r"status|event|pulse|time|position|snore|flow|thor|abdo)\w*|bp|hr|x|y|z|vx|vy|vz)$"
+)
+_PREFIX = re.compile(r"^(mdc_ecg_lead_|ecg_lead_|ecglead|ecg|ekg|lead)")
+
+
+def _label_key(label: str) -> str:
+    key = re.sub(r"\(.*?\)|\[.*?\]", "", label).strip().lower()
+    key = re.sub(r"[\s\-_.:]+", "_", key).strip("_")
+    key = _PREFIX.sub("", key).strip("_")
+    return key.replace("_", "")
+
+
+def standard_lead_name(label: str) -> str | None:
+    """'MLII' -> 'II', 'lead I' -> 'I', 'AVR' -> 'aVR', 'ECG V1' -> 'V1'; None when unknown."""
+    if str(label).strip().startswith("-"):
+        return None  # inverted leads (Cabrera's -aVR) are not the standard lead
+    return _ALIASES.get(_label_key(str(label)))
+
+
+def is_non_ecg_channel(label: str) -> bool:
+    key = re.sub(r"[\s\-_.:]+", "", str(label).strip().lower())
+    return bool(key) and bool(_NON_ECG.match(key))
+
+
+def unit_scale(unit: str | None, *, where: str) -> float:
+    """Millivolts per unit for a declared unit string; an error for a unit that is not a voltage."""
+    key = (unit or "").strip().lower().replace(" ", "")
+    if key in UNIT_SCALE_TO_MV:
+        return UNIT_SCALE_TO_MV[key]
+    raise UnusableInputError(
+        f"{where}: the signal unit {unit!r} is not a voltage unit CareLens knows "
+        "(expected mV, uV/µV or V)."
+    )
+
+
+def default_lead_names(n_leads: int, *, where: str) -> tuple[list[str], str]:
+    """Lead names for an array that carries none, and the note that says we assumed them."""
+    if n_leads == len(STANDARD_LEADS):
+        return list(STANDARD_LEADS), "no lead names in the file: assumed the standard 12-lead order"
+    if n_leads == 8:
+        # The 8 independent leads most devices store (III and the augmented leads are derived).
+        names = ["I", "II", "V1", "V2", "V3", "V4", "V5", "V6"]
+        return names, "no lead names in the file: assumed I, II, V1-V6 (8 independent leads)"
+    if n_leads == 1:
+        return ["I"], "no lead name in the file: assumed a single lead I (rhythm strip)"
+    raise UnusableInputError(
+        f"{where}: the file holds {n_leads} channels but no lead names; add the names "
+        f"(e.g. a 'leads' list: {', '.join(STANDARD_LEADS)})."
+    )
+
+
+def check_size(n_samples: int, n_leads: int, *, where: str) -> None:
+    """Refuse empty or oversized signals before reading them into memory."""
+    if n_samples <= 0 or n_leads <= 0:
+        raise UnusableInputError(f"{where}: the file holds no ECG samples.")
+    if n_leads > 64:
+        raise UnusableInputError(
+            f"{where}: {n_leads} channels is not an ECG (at most {MAX_LEADS} leads expected)."
+        )
+    if n_samples * n_leads > MAX_VALUES:
+        raise UnusableInputError(
+            f"{where}: the recording is too long to analyse ({n_samples} samples x {n_leads} "
+            "channels); export an excerpt of at most 10 minutes."
+        )
+
+
+def check_fs(fs: float | None, *, where: str) -> float:
+    try:
+        value = float(fs)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise UnusableInputError(f"{where}: the sampling rate {fs!r} is not a number.") from None
+    if not np.isfinite(value) or value < MIN_FS_HZ or value > MAX_FS_HZ:
+        raise UnusableInputError(
+            f"{where}: a sampling rate of {value:g} Hz is not plausible for an ECG "
+            f"(expected {MIN_FS_HZ:g}-{MAX_FS_HZ:g} Hz; 250-1000 Hz is usual)."
+        )
+    return value
+
+
+def as_float_matrix(data: object, *, where: str) -> np.ndarray:
+    """A numeric 1-D or 2-D array as float64 (n, channels); anything else is refused."""
+    arr = np.asarray(data)
+    if arr.dtype.kind not in "iufb":
+        raise UnusableInputError(
+            f"{where}: the signal must be numbers, found values of type {arr.dtype}."
+        )
+    arr = arr.astype(np.float64, copy=False)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise UnusableInputError(
+            f"{where}: expected a 1-D or 2-D signal array, found shape {arr.shape}."
+        )
+    return arr
+
+
+def orient_samples_by_leads(arr: np.ndarray, n_named: int | None, *, where: str) -> np.ndarray:
+    """(samples, leads) from either orientation; the lead axis is the short one (or the named one)."""
+    rows, cols = arr.shape
+    if n_named is not None:
+        if cols == n_named and rows != n_named:
+            return arr
+        if rows == n_named and cols != n_named:
+            return arr.T
+        if rows == cols == n_named:
+            raise UnusableInputError(f"{where}: the signal is only {rows} samples long.")
+        raise UnusableInputError(
+            f"{where}: {n_named} lead names given but the signal has shape {arr.shape}."
+        )
+    if cols <= MAX_LEADS < rows:
+        return arr
+    if rows <= MAX_LEADS < cols:
+        return arr.T
+    if rows <= MAX_LEADS and cols <= MAX_LEADS:
+        raise UnusableInputError(
+            f"{where}: the signal has shape {arr.shape}: far too short to be an ECG."
+        )
+    raise UnusableInputError(
+        f"{where}: cannot tell which axis of shape {arr.shape} holds the leads "
+        f"(expected samples x leads with at most {MAX_LEADS} leads)."
+    )
+
+
+def _robust_amplitude(signal: np.ndarray) -> float:
+    """Median over leads of the 99th percentile of |x - median(x)|; NaN-tolerant."""
+    finite_cols = [c for c in signal.T if np.isfinite(c).sum() > 0]
+    if not finite_cols:
+        return 0.0
+    per_lead = []
+    for col in finite_cols:
+        col = col[np.isfinite(col)]
+        per_lead.append(float(np.percentile(np.abs(col - np.median(col)), 99)))
+    return float(np.median(per_lead))
+
+
+def build_record(
+    signal: np.ndarray,
+    fs: float | None,
+    labels: Sequence[str] | None,
+    *,
+    fmt: str,
+    where: str,
+    scale_to_mv: float | None = None,
+    meta: dict | None = None,
+) -> EcgRecord:
+    """The normalised record: standard lead names, mV float64 (n, leads), plausible rate and size.
+
+    `scale_to_mv` is None when the file does not declare its units: then millivolts are
+    assumed, unless the amplitudes are unmistakably microvolts (converted, with a note).
+    """
+    meta = dict(meta or {})
+    signal = as_float_matrix(signal, where=where)
+    n_samples, n_ch = signal.shape
+    check_size(n_samples, n_ch, where=where)
+    fs = check_fs(fs, where=where)
+
+    if labels is None:
+        labels, note = default_lead_names(n_ch, where=where)
+        meta.setdefault("notes", []).append(note)
+    labels = [str(label) for label in labels]
+    if len(labels) != n_ch:
+        raise UnusableInputError(f"{where}: {len(labels)} lead names for {n_ch} signal channels.")
+
+    keep: list[int] = []
+    names: list[str] = []
+    dropped: list[str] = []
+    unknown: list[str] = []
+    for idx, label in enumerate(labels):
+        name = standard_lead_name(label)
+        if name is None:
+            (dropped if is_non_ecg_channel(label) else unknown).append(label)
+        elif name in names:
+            dropped.append(label)
+        else:
+            keep.append(idx)
+            names.append(name)
+    if unknown:
+        raise UnusableInputError(
+            f"{where}: unknown lead name(s) {', '.join(repr(u) for u in unknown)}; "
+            f"expected standard leads ({', '.join(STANDARD_LEADS)}) or common aliases "
+            "(MLII, DI, lead I, AVR, v1...)."
+        )
+    if not names:
+        raise UnusableInputError(
+            f"{where}: no ECG lead found among the channels {', '.join(labels)}."
+        )
+    if dropped:
+        meta.setdefault("notes", []).append(
+            "ignored channels that are not extra ECG leads: " + ", ".join(dropped)
+        )
+
+    order = sorted(range(len(names)), key=lambda i: STANDARD_LEADS.index(names[i]))
+    signal = signal[:, [keep[i] for i in order]]
+    names = [names[i] for i in order]
+    signal = np.where(np.isfinite(signal), signal, np.nan)
+
+    if n_samples / fs < MIN_DURATION_S:
+        raise UnusableInputError(
+            f"{where}: the recording lasts {n_samples / fs:.2f} s; at least "
+            f"{MIN_DURATION_S:g} s are needed (10 s is standard)."
+        )
+    if not np.isfinite(signal).any():
+        raise UnusableInputError(f"{where}: every sample is missing (NaN).")
+
+    if scale_to_mv is not None:
+        signal = signal * scale_to_mv
+        amplitude = _robust_amplitude(signal)
+        if amplitude > 20.0:
+            raise UnusableInputError(
+                f"{where}: amplitudes of about {amplitude:.0f} mV are not physiological "
+                "(an ECG spans a few mV): the file probably stores microvolts or raw ADC "
+                "counts labelled as millivolts. Check the export's units or gain."
+            )
+    else:
+        amplitude = _robust_amplitude(signal)
+        if 50.0 <= amplitude <= 20_000.0:
+            signal = signal * 1e-3
+            meta["units_inferred"] = "uV"
+            meta.setdefault("notes", []).append(
+                "no units in the file: amplitudes indicate microvolts, converted to mV"
+            )
+        elif amplitude > 20.0:
+            raise UnusableInputError(
+                f"{where}: the file gives no units and amplitudes of about {amplitude:.0f} "
+                "are neither millivolts nor microvolts of an ECG; state the units "
+                "(e.g. a 'units' entry of 'mV' or 'uV')."
+            )
+        else:
+            meta.setdefault("units_assumed", "mV")
+
+    meta.setdefault("format", fmt)
+    return EcgRecord(
+        signal=np.ascontiguousarray(signal, dtype=np.float64),
+        fs=fs,
+        lead_names=names,
+        source=f"file:{fmt}",
+        meta=meta,
+    )

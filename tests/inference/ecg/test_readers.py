@@ -1,0 +1,523 @@
+"""Every ECG reader round-trips a file written by that format's own library; bad files say why."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pydicom
+import pytest
+import wfdb
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pyedflib import highlevel
+
+from backend.inference.ecg.readers import detect_format, read_ecg_files, read_ecg_path
+from backend.inference.ecg.readers.normalise import standard_lead_name
+from backend.inference.ecg.readers.pickle_format import RestrictedUnpickler
+from backend.inference.ecg.record import STANDARD_LEADS
+from backend.inference.errors import UnusableInputError
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "ecg"
+
+
+def ecg_like(n_leads: int = 12, fs: float = 500.0, seconds: float = 10.0, seed: int = 0):
+    """A deterministic ECG-shaped signal in mV: P, QRS and T bumps at 75 bpm plus a little noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(fs * seconds)) / fs
+    out = np.zeros((t.size, n_leads))
+    for lead in range(n_leads):
+        gain = rng.uniform(0.4, 1.6) * rng.choice([-1, 1])
+        for beat in np.arange(0.3, seconds, 0.8):
+            out[:, lead] += 0.15 * np.exp(-(((t - beat + 0.16) / 0.025) ** 2))
+            out[:, lead] += gain * np.exp(-(((t - beat) / 0.012) ** 2))
+            out[:, lead] += 0.25 * np.exp(-(((t - beat - 0.3) / 0.05) ** 2))
+        out[:, lead] += rng.normal(0, 0.01, t.size)
+    return out
+
+
+def files_of(*paths: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in paths}
+
+
+def assert_unusable(files: dict[str, bytes], *fragments: str) -> str:
+    with pytest.raises(UnusableInputError) as info:
+        read_ecg_files(files)
+    message = info.value.message
+    for fragment in fragments:
+        assert fragment.lower() in message.lower(), message
+    return message
+
+
+# ---------------------------------------------------------------- lead names
+
+
+@pytest.mark.parametrize(
+    ("label", "expected"),
+    [
+        ("MLII", "II"),
+        ("lead I", "I"),
+        ("Lead I (Einthoven)", "I"),
+        ("AVR", "aVR"),
+        ("avl", "aVL"),
+        ("aVF", "aVF"),
+        ("v1", "V1"),
+        ("V6", "V6"),
+        ("DI", "I"),
+        ("DII", "II"),
+        ("DIII", "III"),
+        ("ECG II", "II"),
+        ("EKG V3", "V3"),
+        ("MDC_ECG_LEAD_AVR", "aVR"),
+        ("C2", "V2"),
+        ("-aVR", None),
+        ("Resp", None),
+        ("foo", None),
+    ],
+)
+def test_lead_aliases_map_to_standard_names(label, expected):
+    assert standard_lead_name(label) == expected
+
+
+# ---------------------------------------------------------------- WFDB
+
+
+def write_wfdb(tmp_path: Path, signal: np.ndarray, names, fs=500, units=None, name="rec"):
+    wfdb.wrsamp(
+        name,
+        fs=fs,
+        units=units or ["mV"] * len(names),
+        sig_name=list(names),
+        p_signal=signal,
+        fmt=["16"] * len(names),
+        write_dir=str(tmp_path),
+    )
+    return tmp_path / f"{name}.hea", tmp_path / f"{name}.dat"
+
+
+def test_wfdb_record_round_trips_within_adc_resolution(tmp_path):
+    signal = ecg_like()
+    hea, dat = write_wfdb(tmp_path, signal, STANDARD_LEADS)
+    reference = wfdb.rdrecord(str(tmp_path / "rec"))
+    resolution = 1.0 / min(reference.adc_gain)
+    for record in (read_ecg_files(files_of(hea, dat)), read_ecg_path(hea)):
+        assert record.lead_names == list(STANDARD_LEADS)
+        assert record.fs == 500 and record.source == "file:wfdb"
+        assert record.signal.dtype == np.float64 and record.signal.shape == (5000, 12)
+        np.testing.assert_allclose(record.signal, signal, atol=resolution)
+        assert record.duration_s == pytest.approx(10.0)
+
+
+def test_wfdb_zip_microvolts_and_mit_aliases(tmp_path):
+    signal = ecg_like(2, fs=360, seconds=5)
+    hea, dat = write_wfdb(tmp_path, signal * 1000, ["MLII", "V1"], fs=360, units=["uV", "uV"])
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(hea, "rec/rec.hea")
+        zf.write(dat, "rec/rec.dat")
+    record = read_ecg_files({"record.zip": archive.getvalue()})
+    assert record.lead_names == ["II", "V1"] and record.fs == 360
+    np.testing.assert_allclose(record.signal, signal, atol=2e-3)
+
+
+def test_wfdb_real_ludb_excerpt_reads_by_header_path():
+    record = read_ecg_path(FIXTURES / "ludb_001_excerpt.hea")
+    assert record.lead_names == ["II", "V1"] and record.fs == 500
+    assert record.signal.shape == (1000, 2)
+    assert 0.3 < np.ptp(record.lead("II")) < 5.0  # a real QRS in mV
+
+
+def test_wfdb_missing_and_truncated_signal_file(tmp_path):
+    hea, dat = write_wfdb(tmp_path, ecg_like(), STANDARD_LEADS)
+    assert_unusable(files_of(hea), "rec.dat", "not uploaded")
+    assert_unusable({hea.name: hea.read_bytes(), dat.name: dat.read_bytes()[:5000]}, "truncated")
+    assert_unusable(files_of(dat), ".hea")
+
+
+def test_wfdb_wrong_rate_and_microvolts_labelled_as_millivolts(tmp_path):
+    hea, dat = write_wfdb(tmp_path, ecg_like(seconds=3), STANDARD_LEADS, fs=20000, name="fast")
+    assert_unusable(files_of(hea, dat), "20000 Hz", "not plausible")
+    hea, dat = write_wfdb(tmp_path, ecg_like() * 1000, STANDARD_LEADS, name="uv")
+    assert_unusable(files_of(hea, dat), "not physiological", "microvolts")
+
+
+# ---------------------------------------------------------------- HDF5
+
+
+def h5_bytes(build) -> bytes:
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        build(f)
+    return buf.getvalue()
+
+
+def test_hdf5_samples_by_leads_with_attributes():
+    signal = ecg_like(12, fs=400, seconds=10)
+
+    def build(f):
+        ds = f.create_dataset("tracings", data=signal.astype(np.float32))
+        ds.attrs["fs"] = 400
+        ds.attrs["leads"] = [s.encode() for s in STANDARD_LEADS]
+        ds.attrs["units"] = "mV"
+
+    record = read_ecg_files({"exam.h5": h5_bytes(build)})
+    assert record.fs == 400 and record.lead_names == list(STANDARD_LEADS)
+    assert record.source == "file:hdf5"
+    np.testing.assert_allclose(record.signal, signal, atol=1e-5)
+
+
+def test_hdf5_leads_by_samples_with_root_attributes_in_microvolts():
+    signal = ecg_like(3, seconds=4)
+
+    def build(f):
+        f.attrs["sampling_rate"] = 250.0
+        f.attrs["lead_names"] = "I,II,V2"
+        f.attrs["unit"] = "uV"
+        f.create_group("ecg").create_dataset("data", data=(signal[::2] * 1000).T)
+
+    record = read_ecg_files({"x.hdf5": h5_bytes(build)})
+    assert record.fs == 250 and record.lead_names == ["I", "II", "V2"]
+    np.testing.assert_allclose(record.signal, signal[::2], atol=1e-9)
+
+
+def test_hdf5_ambiguous_files_name_the_datasets():
+    def two(f):
+        f.create_dataset("first", data=np.zeros((5000, 12)))
+        f.create_dataset("second", data=np.zeros((5000, 12)))
+
+    assert_unusable({"a.h5": h5_bytes(two)}, "/first (5000, 12)", "/second (5000, 12)")
+
+    def square(f):
+        f.create_dataset("grid", data=np.zeros((3000, 3000)))
+
+    assert_unusable({"b.h5": h5_bytes(square)}, "/grid", "(3000, 3000)")
+
+    def none(f):
+        f.create_dataset("age", data=np.array([42]))
+
+    assert_unusable({"c.h5": h5_bytes(none)}, "no 2-d signal dataset", "/age")
+
+
+# ---------------------------------------------------------------- NumPy
+
+
+def npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
+
+
+def test_npy_twelve_leads_gets_default_rate_and_order_with_notes():
+    signal = ecg_like()
+    record = read_ecg_files({"ecg.npy": npy_bytes(signal.T.astype(np.float32))})
+    assert record.lead_names == list(STANDARD_LEADS) and record.fs == 500
+    assert any("500 Hz" in note for note in record.meta["notes"])
+    np.testing.assert_allclose(record.signal, signal, atol=1e-6)
+
+
+def test_npz_with_fs_and_leads():
+    signal = ecg_like(2, fs=300, seconds=30)
+    buf = io.BytesIO()
+    np.savez(buf, signal=signal, fs=np.array(300), leads=np.array(["lead I", "lead II"]))
+    record = read_ecg_files({"strip.npz": buf.getvalue()})
+    assert record.fs == 300 and record.lead_names == ["I", "II"]
+    assert record.source == "file:npz"
+    np.testing.assert_array_equal(record.signal, signal)
+
+
+def test_npy_object_array_is_refused_without_unpickling():
+    arr = np.array([{"a": 1}, None], dtype=object)
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=True)
+    assert_unusable({"evil.npy": buf.getvalue()}, "python objects")
+
+
+# ---------------------------------------------------------------- CSV
+
+
+def test_csv_with_header_and_time_column():
+    signal = ecg_like(12, fs=250, seconds=4)
+    t = np.arange(signal.shape[0]) / 250
+    lines = ["time," + ",".join(STANDARD_LEADS)]
+    lines += [f"{ti:.4f}," + ",".join(f"{v:.4f}" for v in row) for ti, row in zip(t, signal)]
+    record = read_ecg_files({"ecg.csv": "\n".join(lines).encode()})
+    assert record.fs == pytest.approx(250) and record.lead_names == list(STANDARD_LEADS)
+    assert record.source == "file:csv"
+    np.testing.assert_allclose(record.signal, signal, atol=1e-4)
+
+
+def test_csv_chapman_layout_in_microvolts_is_recognised():
+    signal = ecg_like()
+    header = ",".join(STANDARD_LEADS)
+    body = "\n".join(",".join(f"{v * 1000:.2f}" for v in row) for row in signal)
+    record = read_ecg_files({"MUSE_20180111_155115_19000.csv": f"{header}\n{body}\n".encode()})
+    assert record.meta["units_inferred"] == "uV" and record.fs == 500
+    np.testing.assert_allclose(record.signal, signal, atol=1e-5)
+
+
+def test_csv_header_units_and_bad_cells():
+    signal = ecg_like(2, seconds=3)
+    body = "\n".join(f"{a:.5f};{b:.5f}" for a, b in signal * 1000)
+    record = read_ecg_files({"e.csv": f"II (uV);V5 (uV)\n{body}".encode()})
+    assert record.lead_names == ["II", "V5"]
+    np.testing.assert_allclose(record.signal, signal, atol=1e-5)
+    assert_unusable({"e.csv": f"II;V5\n{body}\n1.0;oops".encode()}, "holds text")
+    assert_unusable({"e.csv": f"II;Q7\n{body}".encode()}, "unknown lead name", "'Q7'")
+
+
+# ---------------------------------------------------------------- EDF
+
+
+def test_edf_written_by_pyedflib_round_trips_to_millivolts(tmp_path):
+    signal = ecg_like(3, fs=256, seconds=10)
+    headers = highlevel.make_signal_headers(
+        ["ECG I", "ECG II", "ECG V2"],
+        dimension="uV",
+        sample_frequency=256,
+        physical_min=-5000,
+        physical_max=5000,
+    )
+    path = tmp_path / "ecg.edf"
+    highlevel.write_edf(str(path), [s * 1000 for s in signal.T], headers)
+    record = read_ecg_path(path)
+    assert record.lead_names == ["I", "II", "V2"] and record.fs == 256
+    assert record.source == "file:edf"
+    resolution = 10.0 / 65535  # mV per digital step for a +-5000 uV range
+    np.testing.assert_allclose(record.signal, signal, atol=resolution)
+
+
+def test_edf_without_a_voltage_unit_is_refused(tmp_path):
+    headers = highlevel.make_signal_headers(["ECG II"], dimension="mmHg", sample_frequency=250)
+    path = tmp_path / "bp.edf"
+    highlevel.write_edf(str(path), [ecg_like(1, fs=250).ravel()], headers)
+    assert_unusable(files_of(path), "mmhg", "not a voltage")
+    data = path.read_bytes()
+    assert_unusable({"cut.edf": data[: len(data) // 2]}, "edf")
+
+
+# ---------------------------------------------------------------- DICOM
+
+
+def dicom_ecg(signal_mv: np.ndarray, fs: float = 500.0, units: str | None = "uV") -> bytes:
+    sensitivity = 2.5  # uV per stored unit
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.9.1.1"  # 12-lead ECG waveform
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "ECG"
+    group = Dataset()
+    group.MultiplexGroupLabel = "RHYTHM"
+    group.SamplingFrequency = fs
+    group.NumberOfWaveformChannels = signal_mv.shape[1]
+    group.NumberOfWaveformSamples = signal_mv.shape[0]
+    group.WaveformBitsAllocated = 16
+    group.WaveformSampleInterpretation = "SS"
+    channels = []
+    for name in STANDARD_LEADS[: signal_mv.shape[1]]:
+        source = Dataset()
+        source.CodeValue = f"5.6.3-9-{STANDARD_LEADS.index(name) + 1}"
+        source.CodingSchemeDesignator = "SCPECG"
+        source.CodeMeaning = f"Lead {name}"
+        channel = Dataset()
+        channel.ChannelSourceSequence = [source]
+        channel.ChannelSensitivity = sensitivity
+        if units:
+            unit = Dataset()
+            unit.CodeValue = units
+            unit.CodingSchemeDesignator = "UCUM"
+            unit.CodeMeaning = "microvolt"
+            channel.ChannelSensitivityUnitsSequence = [unit]
+        channel.ChannelSensitivityCorrectionFactor = 1
+        channel.ChannelBaseline = 0
+        channel.WaveformBitsStored = 16
+        channels.append(channel)
+    group.ChannelDefinitionSequence = channels
+    stored = np.round(signal_mv * 1000 / sensitivity).astype("<i2")
+    group.WaveformData = stored.tobytes()
+    ds.WaveformSequence = [group]
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def test_dicom_twelve_lead_waveform_round_trips():
+    signal = ecg_like()
+    data = dicom_ecg(signal)
+    assert pydicom.dcmread(io.BytesIO(data)).WaveformSequence[0].NumberOfWaveformChannels == 12
+    record = read_ecg_files({"ecg.dcm": data})
+    assert record.lead_names == list(STANDARD_LEADS) and record.fs == 500
+    assert record.source == "file:dicom"
+    np.testing.assert_allclose(record.signal, signal, atol=2.5e-3 / 2 + 1e-9)
+
+
+def test_dicom_without_units_or_truncated_is_refused():
+    assert_unusable({"ecg.dcm": dicom_ecg(ecg_like(), units=None)}, "sensitivity/units")
+    data = dicom_ecg(ecg_like())
+    assert_unusable({"ecg.dcm": data[: len(data) - 4000]}, "truncated")
+
+
+# ---------------------------------------------------------------- HL7 aECG
+
+
+def aecg_xml(signal_mv: np.ndarray, fs: float = 500.0, doctype: str = "") -> bytes:
+    scale_uv = 5.0
+    time_sequence = (
+        '<component><sequence><code code="TIME_ABSOLUTE" codeSystem="2.16.840.1.113883.5.4"/>'
+        '<value xsi:type="GLIST_TS"><head value="20240101120000.000"/>'
+        f'<increment value="{1 / fs}" unit="s"/></value></sequence></component>'
+    )
+    sequences = [time_sequence]
+    for idx, name in enumerate(STANDARD_LEADS[: signal_mv.shape[1]]):
+        digits = " ".join(str(int(v)) for v in np.round(signal_mv[:, idx] * 1000 / scale_uv))
+        sequences.append(
+            f'<component><sequence><code code="MDC_ECG_LEAD_{name.upper()}" '
+            'codeSystem="2.16.840.1.113883.6.24"/><value xsi:type="SLIST_PQ">'
+            f'<origin value="0" unit="uV"/><scale value="{scale_uv}" unit="uV"/>'
+            f"<digits>{digits}</digits></value></sequence></component>"
+        )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>' + doctype + '<AnnotatedECG xmlns="urn:hl7-org:v3" '
+        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
+        '<id root="2.16.840.1.113883.3.1"/><code code="93000" codeSystem="2.16.840.1.113883.6.12"/>'
+        '<component><series><id root="1.2.3"/><code code="RHYTHM" codeSystem="2.16.840.1.113883.5.4"/>'
+        "<component><sequenceSet>" + "".join(sequences) + "</sequenceSet></component>"
+        "</series></component></AnnotatedECG>"
+    ).encode()
+
+
+def test_hl7_aecg_round_trips():
+    signal = ecg_like()
+    record = read_ecg_files({"ecg.xml": aecg_xml(signal)})
+    assert record.lead_names == list(STANDARD_LEADS) and record.fs == pytest.approx(500)
+    assert record.source == "file:aecg"
+    np.testing.assert_allclose(record.signal, signal, atol=5e-3 / 2 + 1e-9)
+
+
+def test_aecg_with_a_doctype_or_entities_is_refused_before_parsing():
+    bomb = '<!DOCTYPE AnnotatedECG [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;">]>'
+    assert_unusable({"ecg.xml": aecg_xml(ecg_like(), doctype=bomb)}, "doctype")
+    xxe = '<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+    assert_unusable({"ecg.xml": aecg_xml(ecg_like(), doctype=xxe)}, "doctype")
+    assert_unusable({"ecg.xml": aecg_xml(ecg_like())[:3000]}, "malformed or truncated")
+    assert_unusable({"other.xml": b"<restingecgdata><x/></restingecgdata>"}, "not supported")
+
+
+# ---------------------------------------------------------------- pickle
+
+
+def test_pickled_dict_of_arrays_is_accepted_for_every_protocol():
+    signal = ecg_like(1, fs=300, seconds=12)
+    for protocol in (2, 4, 5):
+        payload = {"signal": signal[:, 0], "fs": np.float64(300), "leads": ["I"]}
+        record = read_ecg_files({"a.pkl": pickle.dumps(payload, protocol=protocol)})
+        assert record.fs == 300 and record.lead_names == ["I"] and record.source == "file:pickle"
+        np.testing.assert_array_equal(record.signal[:, 0], signal[:, 0])
+    per_lead = {"I": signal[:, 0].tolist(), "II": (signal[:, 0] * 0.5).tolist(), "fs": 300}
+    record = read_ecg_files({"b.pickle": pickle.dumps(per_lead, protocol=0)})
+    assert record.lead_names == ["I", "II"]
+
+
+class _Payload:
+    """A pickle whose loading would create a marker file (os.system)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+class _ExecPayload:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (exec, (f"open({str(self.marker)!r}, 'w').write('pwned')",))
+
+
+@pytest.mark.parametrize("payload_class", [_Payload, _ExecPayload])
+def test_malicious_pickle_never_runs(tmp_path, payload_class):
+    # The payload is real: plain pickle.loads in a child process does create the marker.
+    proof = tmp_path / "proof"
+    data = pickle.dumps({"signal": [0.0] * 2000, "x": payload_class(proof)})
+    subprocess.run(
+        [sys.executable, "-c", "import pickle,sys; pickle.loads(sys.stdin.buffer.read())"],
+        input=data,
+        check=False,
+        capture_output=True,
+        timeout=60,
+    )
+    assert proof.exists()
+
+    marker = tmp_path / "marker"
+    for protocol in (0, 2, 5):
+        evil = pickle.dumps({"signal": [0.0] * 2000, "x": payload_class(marker)}, protocol=protocol)
+        message = assert_unusable({"evil.pkl": evil}, "only arrays, lists and dicts of numbers")
+        assert "forbidden" in message
+        with pytest.raises(pickle.UnpicklingError):
+            RestrictedUnpickler(io.BytesIO(evil)).load()
+    assert not marker.exists()
+
+
+def test_pickle_codec_trick_is_refused():
+    # _codecs.encode is allowed only for numpy's latin1 byte strings, never other codecs.
+    evil = b"\x80\x02c_codecs\nencode\nq\x00X\x01\x00\x00\x00aX\x06\x00\x00\x00base64\x86R."
+    assert_unusable({"x.pkl": evil}, "latin1")
+
+
+# ---------------------------------------------------------------- generic refusals
+
+
+def test_empty_unknown_image_and_multiple_files_are_refused():
+    assert_unusable({}, "no ecg file")
+    assert_unusable({"ecg.csv": b""}, "empty")
+    assert_unusable({"blob.bin": bytes(range(256)) * 8}, "unrecognised file format")
+    assert_unusable({"photo.jpg": b"\xff\xd8\xff\xe0" + b"\x00" * 100}, "image", "photo")
+    assert_unusable({"a.npy": npy_bytes(ecg_like()), "b.npy": npy_bytes(ecg_like())}, "several")
+
+
+def test_too_short_wrong_rate_and_absurd_amplitude_arrays():
+    short = io.BytesIO()
+    np.savez(short, signal=ecg_like(seconds=1), fs=500)
+    assert_unusable({"s.npz": short.getvalue()}, "1.00 s", "at least 2 s")
+    slow = io.BytesIO()
+    np.savez(slow, signal=ecg_like(seconds=60)[::25], fs=20)
+    assert_unusable({"s.npz": slow.getvalue()}, "20 Hz", "not plausible")
+    loud = io.BytesIO()
+    np.savez(loud, signal=ecg_like() * 1000, fs=500, units="mV")
+    assert_unusable({"s.npz": loud.getvalue()}, "microvolts")
+    weird = io.BytesIO()
+    np.savez(weird, signal=ecg_like() * 30, fs=500)
+    assert_unusable({"s.npz": weird.getvalue()}, "state the units")
+
+
+def test_truncated_files_of_each_binary_format_are_refused(tmp_path):
+    npy = npy_bytes(ecg_like())
+    assert_unusable({"t.npy": npy[: len(npy) // 2]}, "truncated")
+    h5 = h5_bytes(lambda f: f.create_dataset("ecg", data=ecg_like()))
+    assert_unusable({"t.h5": h5[: len(h5) // 2]}, "hdf5")
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a.npy", npy)
+    assert_unusable({"t.zip": archive.getvalue()[:-200]}, "zip")
+    evil = pickle.dumps({"signal": ecg_like()[:, 0]})
+    assert_unusable({"t.pkl": evil[: len(evil) // 2]}, "truncated")
+
+
+def test_detect_format_prefers_magic_bytes_over_extension():
+    h5 = h5_bytes(lambda f: f.create_dataset("ecg", data=ecg_like()))
+    assert detect_format("looks_like.csv", h5) == "hdf5"
+    assert detect_format("x.dat", npy_bytes(np.zeros(3))) == "npy"
+    assert detect_format("ecg.csv", b"I,II\n1,2\n") == "csv"
+    assert detect_format("x.unknown", b"\x80\x04K\x01.") == "pickle"
