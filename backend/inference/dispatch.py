@@ -1,0 +1,68 @@
+"""One entry point from uploaded files to a contract result, shared by the API and the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from backend.inference.errors import UnusableInputError
+from backend.inference.images import load_image_rgb, sniff_image_format
+from backend.inference.registry import ModelRegistry, default_registry
+
+KINDS = ("ecg", "skin", "ear")
+
+
+def _single(files: dict[str, bytes], what: str) -> bytes:
+    if len(files) != 1:
+        raise UnusableInputError(f"Please upload exactly one {what}.")
+    return next(iter(files.values()))
+
+
+def analyze_files(
+    kind: str,
+    files: dict[str, bytes],
+    registry: ModelRegistry | None = None,
+    *,
+    age: int | None = None,
+    sex: str | None = None,
+) -> dict[str, Any]:
+    """files: uploaded name -> bytes (one photo; or ECG file(s), e.g. a .hea + .dat pair)."""
+    registry = registry or default_registry()
+    if not files or not any(files.values()):
+        raise UnusableInputError("No file was received. Please choose a photo or a file.")
+    if kind == "skin":
+        from backend.inference.skin import analyze_skin
+
+        return analyze_skin(load_image_rgb(_single(files, "photo")), registry)
+    if kind == "ear":
+        from backend.inference.ear import analyze_ear
+
+        return analyze_ear(load_image_rgb(_single(files, "photo")), registry)
+    if kind == "ecg":
+        from backend.inference.ecg.analyze import analyze_ecg_record
+
+        if len(files) == 1 and sniff_image_format(next(iter(files.values()))):
+            from backend.inference.ecg.digitize import digitize_photo
+
+            record = digitize_photo(load_image_rgb(next(iter(files.values()))))
+        else:
+            from backend.inference.ecg.readers import read_ecg_files
+
+            record = read_ecg_files(files)
+        result = analyze_ecg_record(record, registry, age=age, sex=sex)
+        result.setdefault("input_type", "photo" if record.source == "photo" else "file")
+        return result
+    raise UnusableInputError(f"Unknown check kind {kind!r}; use one of {', '.join(KINDS)}.")
+
+
+def files_for_path(path: Path) -> dict[str, bytes]:
+    """Read a CLI argument: one file, or a WFDB .hea with its sibling data files."""
+    path = Path(path)
+    if not path.exists():
+        raise UnusableInputError(f"File not found: {path}")
+    files = {path.name: path.read_bytes()}
+    if path.suffix.lower() == ".hea":
+        for sibling in path.parent.glob(path.stem + ".*"):
+            if sibling != path and sibling.suffix.lower() in {".dat", ".mat", ".atr", ".hea"}:
+                files[sibling.name] = sibling.read_bytes()
+    return files

@@ -1,0 +1,27 @@
+"""The one normalised ECG record every reader, the digitiser and the analysis share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+STANDARD_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+
+
+@dataclass
+class EcgRecord:
+    """signal: (n_samples, n_leads) float64 in millivolts, NaN where a lead was not recorded."""
+
+    signal: np.ndarray
+    fs: float
+    lead_names: list[str]
+    source: str = "file"  # "file:wfdb", "file:edf", "photo", ...
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float:
+        return self.signal.shape[0] / self.fs
+
+    def lead(self, name: str) -> np.ndarray:
+        return self.signal[:, self.lead_names.index(name)]

@@ -1,0 +1,78 @@
+"""Decode untrusted image bytes safely: size and pixel caps, EXIF orientation, RGB out.
+
+Shared by the skin, ear and ECG-photo lanes so every one rejects the same bad files the
+same way (UnusableInputError -> 422 with a readable message).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from backend.inference.errors import UnusableInputError
+
+MAX_PIXELS = 40_000_000
+ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "MPO"}
+
+IMAGE_MAGIC = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"RIFF", "WEBP"),
+)
+
+
+def sniff_image_format(data: bytes) -> str | None:
+    for magic, fmt in IMAGE_MAGIC:
+        if data.startswith(magic):
+            if fmt == "WEBP" and data[8:12] != b"WEBP":
+                continue
+            return fmt
+    return None
+
+
+def load_image_rgb(data: bytes, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Bytes -> HxWx3 uint8 RGB, upright (EXIF orientation applied)."""
+    if not data:
+        raise UnusableInputError("The file is empty. Please choose a photo (JPEG, PNG or WebP).")
+    if sniff_image_format(data) is None:
+        raise UnusableInputError(
+            "This file is not a supported image. Please upload a JPEG, PNG or WebP photo."
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            if img.format not in ALLOWED_FORMATS:
+                raise UnusableInputError(
+                    "This image type is not supported. Please upload a JPEG, PNG or WebP photo."
+                )
+            width, height = img.size
+            if width * height > max_pixels:
+                raise UnusableInputError(
+                    f"The image is too large ({width}x{height} pixels). "
+                    f"Please use a photo under {max_pixels // 1_000_000} megapixels."
+                )
+            if width < 32 or height < 32:
+                raise UnusableInputError("The image is too small to analyse (under 32 pixels).")
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            if img.mode != "RGB":
+                if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+                    arr = np.asarray(img, dtype=np.float64)
+                    top = arr.max() or 1.0
+                    img = Image.fromarray((arr * (255.0 / top)).astype(np.uint8))
+                img = img.convert("RGB")
+            return np.asarray(img, dtype=np.uint8).copy()
+    except UnusableInputError:
+        raise
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise UnusableInputError(
+            "The image is too large to open safely. Please use an ordinary photo."
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise UnusableInputError(
+            "The image could not be read (it may be damaged or cut off). Please try another photo."
+        ) from exc
