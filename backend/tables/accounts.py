@@ -13,6 +13,9 @@ class User(Table, tablename="users"):
     sex = Varchar(length=1, default="")  # "", "F", "M": used for sex-specific QTc limits
     birth_year = Varchar(length=4, default="")
     timezone = Varchar(length=64, default="UTC")
+    # Quiet hours for push notifications, local "HH:MM" (both empty: none).
+    quiet_start = Varchar(length=5, default="")
+    quiet_end = Varchar(length=5, default="")
     created_at = Timestamptz(default=TimestamptzNow())
     last_seen_at = Timestamptz(null=True, default=None)
 
