@@ -20,6 +20,7 @@ from piccolo.engine.postgres import PostgresEngine
 
 from backend import i18n
 from backend.api import auth, checks, pages
+from backend.api import places as places_api
 from backend.api.deps import DEPENDENCIES
 from backend.api.errors import EXCEPTION_HANDLERS
 from backend.api.web import (
@@ -47,6 +48,8 @@ ROUTE_HANDLERS: list = [
     auth.AuthController,
     auth.MeController,
     checks.ChecksController,
+    places_api.PlacesApiController,
+    places_api.PlacesPageController,
 ]
 
 

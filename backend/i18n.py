@@ -1,7 +1,7 @@
 """Korean/English UI through Babel message catalogs and Jinja2's i18n extension.
 
-Catalogs live in backend/locale/<lang>/LC_MESSAGES/messages.po (extracted with pybabel,
-see the Makefile's `messages` target) and are compiled in memory at start-up, so there is
+Catalogs live in backend/locale/<lang>/LC_MESSAGES/*.po (messages.po for the shell, one
+<area>.po per feature; extracted with pybabel, see the Makefile's `messages` target) and are compiled in memory at start-up, so there is
 no build step and no .mo file to forget. The active locale is per request (a contextvar
 set by LocaleMiddleware), which keeps concurrent requests in different languages apart.
 """
@@ -27,15 +27,20 @@ current_locale: ContextVar[str] = ContextVar("current_locale", default=DEFAULT_L
 
 @lru_cache(maxsize=None)
 def translations_for(locale: str) -> NullTranslations:
-    po_path = LOCALE_DIR / locale / "LC_MESSAGES" / "messages.po"
-    if not po_path.exists():
-        return NullTranslations()
-    with po_path.open("rb") as fh:
-        catalog = read_po(fh, locale=locale)
-    buffer = io.BytesIO()
-    write_mo(buffer, catalog)
-    buffer.seek(0)
-    return Translations(fp=buffer)
+    """All catalogs of a locale merged: messages.po (shell) plus one <area>.po per feature."""
+    merged: Translations | None = None
+    for po_path in sorted((LOCALE_DIR / locale / "LC_MESSAGES").glob("*.po")):
+        with po_path.open("rb") as fh:
+            catalog = read_po(fh, locale=locale)
+        buffer = io.BytesIO()
+        write_mo(buffer, catalog)
+        buffer.seek(0)
+        translations = Translations(fp=buffer)
+        if merged is None:
+            merged = translations
+        else:
+            merged.merge(translations)
+    return merged or NullTranslations()
 
 
 def gettext(message: str, **variables) -> str:

@@ -1,0 +1,82 @@
+"""Server-rendered shell pages, languages, headers and the JSON error shape."""
+
+from tests.conftest import register_user
+
+
+async def test_home_is_english_by_default_and_korean_by_accept_language(client):
+    en = await client.get("/")
+    assert en.status_code == 200
+    assert 'lang="en"' in en.text and "Home health checks" in en.text
+    ko = await client.get("/", headers={"Accept-Language": "ko-KR,ko;q=0.9,en;q=0.5"})
+    assert 'lang="ko"' in ko.text and "휴대폰으로 하는 가정 건강 체크" in ko.text
+
+
+async def test_language_switch_sets_cookie_and_wins_over_accept_language(client):
+    page = await client.get("/")
+    from tests.conftest import csrf_from
+
+    response = await client.post("/lang", data={"lang": "ko", "next": "/login",
+                                                "_csrf_token": csrf_from(page.text)},
+                                 follow_redirects=False)
+    assert response.status_code in (302, 303)
+    assert response.headers["location"] == "/login"
+    again = await client.get("/login", headers={"Accept-Language": "en"})
+    assert "로그인" in again.text
+
+
+async def test_language_switch_refuses_offsite_redirect(client):
+    from tests.conftest import csrf_from
+
+    page = await client.get("/")
+    response = await client.post("/lang", data={"lang": "en", "next": "//evil.example/",
+                                                "_csrf_token": csrf_from(page.text)},
+                                 follow_redirects=False)
+    assert response.headers["location"] == "/"
+
+
+async def test_security_headers_on_pages(client):
+    response = await client.get("/")
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "camera=(self)" in response.headers["permissions-policy"]
+    assert response.headers["referrer-policy"]
+
+
+async def test_pages_needing_login_redirect_to_login(client):
+    response = await client.get("/settings", follow_redirects=False)
+    assert response.status_code in (302, 303)
+    assert response.headers["location"] == "/login?next=/settings"
+
+
+async def test_api_errors_are_json_with_a_message(client):
+    missing = await client.get("/api/v1/nope")
+    assert missing.status_code == 404
+    assert set(missing.json()) == {"error"}
+    anonymous = await client.get("/api/v1/me")
+    assert anonymous.status_code == 401 and anonymous.json()["error"]
+    headers = await register_user(client, "json@example.org")
+    bad = await client.post("/api/v1/checks/brain", headers=headers,
+                            files={"file": ("x.jpg", b"\xff\xd8\xff", "image/jpeg")})
+    assert bad.status_code == 404 and "Unknown check kind" in bad.json()["error"]
+    malformed = await client.post("/api/v1/auth/token", content=b"{not json",
+                                  headers={"content-type": "application/json"})
+    assert 400 <= malformed.status_code < 500 and malformed.json()["error"]
+
+
+async def test_openapi_schema_lists_the_contract_routes(client):
+    schema = (await client.get("/schema/openapi.json")).json()
+    paths = schema["paths"]
+    for path in ("/api/v1/auth/register", "/api/v1/auth/token", "/api/v1/checks/{kind}",
+                 "/api/v1/checks/{check_id}"):
+        assert path in paths, path
+    assert "/login" not in paths
+
+
+async def test_service_worker_is_served_from_root_scope(client):
+    response = await client.get("/sw.js")
+    assert response.status_code == 200
+    assert "javascript" in response.headers["content-type"]
+    assert "caches.match(\"/offline\")" in response.text
+    offline = await client.get("/offline")
+    assert offline.status_code == 200 and 'id="offline-message"' in offline.text
