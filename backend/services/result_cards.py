@@ -1,0 +1,393 @@
+"""What a check result says in words (label names, next steps, normal ECG ranges) and the two
+files a person takes away: a PNG result card to save or share, and an A4 PDF for the doctor.
+
+Both are drawn with Pillow (no extra dependency); the PDF is Pillow's PDF writer over pages
+rendered at 150 dpi, so the ECG grid on it is at true scale (25 mm/s, 10 mm/mV) when printed
+at 100 %. Korean text needs a Hangul font: the cards use one when the system has it
+(fonts-noto-cjk, fonts-nanum) and are drawn in English otherwise rather than as empty boxes.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont, ImageOps
+
+from backend.i18n import N_, current_locale
+from backend.i18n import gettext as _
+from backend.services import ecg_plot
+
+KIND_TITLES = {"ecg": N_("ECG check"), "skin": N_("Skin check"), "ear": N_("Ear check")}
+
+LABEL_NAMES = {
+    "ecg": {
+        "sinus_rhythm": N_("Normal sinus rhythm"),
+        "sinus_bradycardia": N_("Sinus bradycardia (slow regular rhythm)"),
+        "sinus_tachycardia": N_("Sinus tachycardia (fast regular rhythm)"),
+        "atrial_fibrillation": N_("Atrial fibrillation (irregular rhythm)"),
+        "other": N_("Other rhythm"),
+    },
+    "skin": {
+        "akiec": N_("Actinic keratosis / Bowen's disease"),
+        "bcc": N_("Basal cell carcinoma"),
+        "bkl": N_("Benign keratosis"),
+        "df": N_("Dermatofibroma"),
+        "mel": N_("Melanoma"),
+        "nv": N_("Mole (melanocytic nevus)"),
+        "vasc": N_("Vascular lesion"),
+    },
+    "ear": {
+        "normal": N_("Normal eardrum"),
+        "earwax": N_("Earwax"),
+        "acute_otitis_media": N_("Acute middle ear infection"),
+        "middle_ear_effusion": N_("Fluid behind the eardrum"),
+        "chronic_otitis_media": N_("Chronic middle ear infection"),
+        "myringosclerosis": N_("Eardrum scarring (myringosclerosis)"),
+        "tympanostomy_tube": N_("Ear tube (grommet)"),
+        "otitis_externa": N_("Outer ear infection"),
+    },
+}
+
+URGENCY_NAMES = {"routine": N_("Routine"), "soon": N_("See a doctor soon"),
+                 "urgent": N_("Urgent")}
+NEXT_STEPS = {
+    "routine": N_("Nothing urgent was found. Keep an eye on it, repeat the check if anything "
+                  "changes, and mention it at your next regular visit."),
+    "soon": N_("Book a visit with your doctor in the next days to have this looked at. Take "
+               "this result (the PDF) with you."),
+    "urgent": N_("See a doctor today. If you have chest pain, fainting, shortness of breath or "
+                 "feel very unwell, call emergency services now."),
+}
+URGENCY_COLOURS = {"routine": "#1d6b35", "soon": "#8a5300", "urgent": "#a61b1b"}
+
+# Adult resting normal ranges (AHA/ACCF/HRS recommendations for the standardisation and
+# interpretation of the ECG, Circulation 2009; QTc upper limits 450 ms men / 460 ms women).
+INTERVAL_ROWS = (
+    ("hr_bpm", N_("Heart rate"), "bpm", 60, 100),
+    ("pr_ms", N_("PR interval"), "ms", 120, 200),
+    ("qrs_ms", N_("QRS duration"), "ms", 70, 120),
+    ("qt_ms", N_("QT interval"), "ms", None, None),
+    ("qtc_ms", N_("QTc (corrected QT)"), "ms", 350, 460),
+)
+
+HANGUL_FONTS = (
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/nanum/NanumGothic.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSansKR-Regular.ttf",
+)
+LATIN_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+LATIN_BOLD = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
+TEAL = "#0b6e6e"
+INK = "#1b1f23"
+MUTED = "#4a5560"
+
+
+def label_name(kind: str, label: str) -> str:
+    name = LABEL_NAMES.get(kind, {}).get(label)
+    return _(name) if name else label.replace("_", " ")
+
+
+def interval_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ECG intervals with their normal range and whether the value lies outside it."""
+    intervals = result.get("intervals") or {}
+    rows = []
+    for key, title, unit, low, high in INTERVAL_ROWS:
+        value = intervals.get(key)
+        flag = None
+        if isinstance(value, (int, float)) and low is not None and high is not None:
+            flag = "low" if value < low else "high" if value > high else None
+        rows.append({
+            "key": key, "title": _(title), "unit": unit,
+            "value": None if value is None else round(float(value)),
+            "range": f"{low}–{high} {unit}" if low is not None else "—",
+            "flag": flag,
+        })
+    return rows
+
+
+def explanation_for(result: dict[str, Any]) -> str:
+    if current_locale.get() == "ko" and result.get("explanation_ko"):
+        return str(result["explanation_ko"])
+    return str(result.get("explanation", ""))
+
+
+def decode_png(data_b64: str | None) -> Image.Image | None:
+    if not data_b64:
+        return None
+    try:
+        return Image.open(io.BytesIO(base64.b64decode(data_b64)))
+    except (ValueError, OSError):
+        return None
+
+
+def outline_png(mask_b64: str | None, colour: tuple[int, int, int] = (255, 214, 0)) -> bytes | None:
+    """A transparent PNG with the lesion's outline (mask edge, dilated to stay visible)."""
+    mask = decode_png(mask_b64)
+    if mask is None:
+        return None
+    grey = mask.convert("L").point(lambda v: 255 if v >= 128 else 0)
+    width = max(3, round(max(grey.size) / 150)) | 1
+    ring = ImageChops.subtract(grey.filter(ImageFilter.MaxFilter(width)),
+                               grey.filter(ImageFilter.MinFilter(width)))
+    out = Image.new("RGBA", grey.size, (*colour, 0))
+    out.putalpha(ring)
+    buffer = io.BytesIO()
+    out.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def _hangul_font_path() -> str | None:
+    return next((p for p in HANGUL_FONTS if Path(p).exists()), None)
+
+
+class _Fonts:
+    def __init__(self, korean: bool):
+        self.path = _hangul_font_path() if korean else None
+        self.bold = self.path or LATIN_BOLD
+        self.regular = self.path or LATIN_FONT
+
+    def get(self, size: int, bold: bool = False) -> ImageFont.FreeTypeFont:
+        try:
+            return ImageFont.truetype(self.bold if bold else self.regular, size)
+        except OSError:
+            return ImageFont.load_default(size)
+
+
+def _card_locale() -> str:
+    """Korean only when a Hangul font exists; otherwise English (never tofu boxes)."""
+    return "ko" if current_locale.get() == "ko" and _hangul_font_path() else "en"
+
+
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width_px: int) -> list[str]:
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        words = paragraph.split(" ")
+        line = ""
+        for word in words:
+            trial = f"{line} {word}".strip()
+            if draw.textlength(trial, font=font) <= width_px:
+                line = trial
+                continue
+            if line:
+                lines.append(line)
+            # Korean runs without spaces and long words: break by characters.
+            while draw.textlength(word, font=font) > width_px:
+                cut = len(word)
+                while cut > 1 and draw.textlength(word[:cut], font=font) > width_px:
+                    cut -= 1
+                lines.append(word[:cut])
+                word = word[cut:]
+            line = word
+        if line:
+            lines.append(line)
+    return lines
+
+
+def _text_block(draw, xy, text, font, width_px, fill=INK, spacing=1.3) -> int:
+    x, y = xy
+    size = font.size if hasattr(font, "size") else 16
+    for line in _wrap(draw, text, font, width_px):
+        draw.text((x, y), line, font=font, fill=fill)
+        y += int(size * spacing)
+    return y
+
+
+def _picture(result: dict[str, Any], input_image: bytes | None, box: tuple[int, int]) -> Image.Image | None:
+    """What the card shows: the ECG trace, the photo (with the lesion outline for skin)."""
+    if result.get("kind") == "ecg" and result.get("trace"):
+        img = ecg_plot.render_image(result["trace"], px_per_mm=4.0, max_duration_s=10.0)
+        img.thumbnail(box)
+        return img
+    if not input_image:
+        return None
+    try:
+        photo = ImageOps.exif_transpose(Image.open(io.BytesIO(input_image))).convert("RGB")
+    except OSError:
+        return None
+    outline = outline_png(result.get("mask_png_base64")) if result.get("kind") == "skin" else None
+    if outline:
+        ring = Image.open(io.BytesIO(outline)).resize(photo.size)
+        photo.paste(ring, (0, 0), ring)
+    photo.thumbnail(box)
+    return photo
+
+
+def _summary_lines(result: dict[str, Any]) -> list[tuple[str, str]]:
+    model = result.get("model") or {}
+    lines = [
+        (_("Confidence"), f"{round(100 * float(result.get('confidence', 0)))} %"),
+        (_("Urgency"), _(URGENCY_NAMES.get(result.get("urgency", ""), N_("Routine")))),
+        (_("Model"), f"{model.get('name', '?')} {model.get('version', '')}".strip()),
+    ]
+    return lines
+
+
+def render_card_png(result: dict[str, Any], created_at: datetime | None = None,
+                    input_image: bytes | None = None) -> bytes:
+    """A 1080x1350 share card: what was checked, the finding, urgency, the picture, the
+    disclaimer. Holds no name or e-mail: it is made to be shared."""
+    token = current_locale.set(_card_locale())
+    try:
+        return _card(result, created_at, input_image)
+    finally:
+        current_locale.reset(token)
+
+
+def _card(result: dict[str, Any], created_at: datetime | None, input_image: bytes | None) -> bytes:
+    kind = str(result.get("kind", ""))
+    fonts = _Fonts(current_locale.get() == "ko")
+    width, height, pad = 1080, 1350, 64
+    img = Image.new("RGB", (width, height), "#f6f8f8")
+    draw = ImageDraw.Draw(img)
+    draw.rectangle([0, 0, width, 150], fill=TEAL)
+    draw.text((pad, 40), "CareLens", font=fonts.get(56, bold=True), fill="white")
+    draw.text((width - pad, 62), _(KIND_TITLES.get(kind, N_("Check"))), anchor="ra",
+              font=fonts.get(36), fill="white")
+    y = 190
+    if created_at:
+        draw.text((pad, y), created_at.strftime("%Y-%m-%d %H:%M"), font=fonts.get(30), fill=MUTED)
+        y += 50
+    y = _text_block(draw, (pad, y), label_name(kind, str(result.get("label", ""))),
+                    fonts.get(60, bold=True), width - 2 * pad) + 12
+    urgency = str(result.get("urgency", "routine"))
+    chip = _(URGENCY_NAMES.get(urgency, N_("Routine")))
+    chip_font = fonts.get(34, bold=True)
+    chip_w = int(draw.textlength(chip, font=chip_font)) + 48
+    draw.rounded_rectangle([pad, y, pad + chip_w, y + 64], radius=32,
+                           fill=URGENCY_COLOURS.get(urgency, TEAL))
+    draw.text((pad + 24, y + 12), chip, font=chip_font, fill="white")
+    y += 96
+    picture = _picture(result, input_image, (width - 2 * pad, 520))
+    if picture is not None:
+        img.paste(picture, ((width - picture.width) // 2, y))
+        y += picture.height + 28
+    body = fonts.get(32)
+    for title, value in _summary_lines(result):
+        draw.text((pad, y), title, font=body, fill=MUTED)
+        draw.text((width - pad, y), value, font=fonts.get(32, bold=True), fill=INK, anchor="ra")
+        y += 48
+    if kind == "ecg":
+        parts = [f"{r['title']} {r['value']} {r['unit']}" for r in interval_rows(result)
+                 if r["value"] is not None and r["key"] in ("hr_bpm", "qtc_ms")]
+        if parts:
+            draw.text((pad, y), " · ".join(parts), font=body, fill=INK)
+            y += 48
+    footer = _("Not a diagnosis. A computer model's second opinion; see a doctor if you are worried.")
+    lines = _wrap(draw, footer, fonts.get(26), width - 2 * pad)
+    fy = height - pad - 36 * len(lines)
+    draw.line([pad, fy - 20, width - pad, fy - 20], fill="#d5dcdc", width=2)
+    for line in lines:
+        draw.text((pad, fy), line, font=fonts.get(26), fill=MUTED)
+        fy += 36
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+DPI = 150
+A4_PX = (round(210 / 25.4 * DPI), round(297 / 25.4 * DPI))
+
+
+def render_report_pdf(result: dict[str, Any], *, created_at: datetime | None = None,
+                      patient: str = "", input_image: bytes | None = None,
+                      check_id: int | None = None) -> bytes:
+    """An A4 report for the doctor: finding, probabilities, ECG intervals with normal ranges,
+    the trace at true scale (or the photo), the exact model (name, version, sha256) and the
+    disclaimer. Landscape second page for a 10 s ECG, which is 250 mm wide."""
+    token = current_locale.set(_card_locale())
+    try:
+        return _report(result, created_at, patient, input_image, check_id)
+    finally:
+        current_locale.reset(token)
+
+
+def _report(result, created_at, patient, input_image, check_id) -> bytes:
+    kind = str(result.get("kind", ""))
+    fonts = _Fonts(current_locale.get() == "ko")
+    w, h = A4_PX
+    pad = 90
+    page = Image.new("RGB", (w, h), "white")
+    draw = ImageDraw.Draw(page)
+    draw.text((pad, pad), "CareLens — " + _(KIND_TITLES.get(kind, N_("Check"))),
+              font=fonts.get(40, bold=True), fill=TEAL)
+    y = pad + 64
+    meta = []
+    if patient:
+        meta.append(f"{_('Name')}: {patient}")
+    if created_at:
+        meta.append(f"{_('Date')}: {created_at.strftime('%Y-%m-%d %H:%M %Z').strip()}")
+    if check_id is not None:
+        meta.append(f"{_('Check')} #{check_id}")
+    draw.text((pad, y), "   ".join(meta), font=fonts.get(22), fill=MUTED)
+    y += 50
+    y = _text_block(draw, (pad, y), label_name(kind, str(result.get("label", ""))),
+                    fonts.get(34, bold=True), w - 2 * pad) + 6
+    small = fonts.get(22)
+    bold = fonts.get(22, bold=True)
+    for title, value in _summary_lines(result):
+        draw.text((pad, y), title, font=small, fill=MUTED)
+        draw.text((pad + 300, y), value, font=bold, fill=INK)
+        y += 32
+    model = result.get("model") or {}
+    if model.get("sha256"):
+        draw.text((pad, y), f"sha256 {model['sha256']}", font=fonts.get(16), fill=MUTED)
+        y += 30
+    y += 10
+    draw.text((pad, y), _("Probabilities"), font=fonts.get(26, bold=True), fill=INK)
+    y += 40
+    probs = sorted((result.get("probabilities") or {}).items(), key=lambda kv: -kv[1])
+    for label, p in probs:
+        draw.text((pad, y), label_name(kind, label), font=small, fill=INK)
+        bar_x = pad + 560
+        draw.rectangle([bar_x, y + 4, bar_x + 360, y + 24], outline="#b9c3c3")
+        draw.rectangle([bar_x, y + 4, bar_x + int(360 * float(p)), y + 24], fill=TEAL)
+        draw.text((bar_x + 380, y), f"{100 * float(p):.1f} %", font=small, fill=INK)
+        y += 32
+    if kind == "ecg":
+        y += 16
+        draw.text((pad, y), _("Intervals"), font=fonts.get(26, bold=True), fill=INK)
+        y += 40
+        for row in interval_rows(result):
+            value = "—" if row["value"] is None else f"{row['value']} {row['unit']}"
+            draw.text((pad, y), row["title"], font=small, fill=INK)
+            draw.text((pad + 420, y), value, font=bold,
+                      fill="#a61b1b" if row["flag"] else INK)
+            draw.text((pad + 640, y), f"{_('normal')} {row['range']}", font=small, fill=MUTED)
+            y += 32
+    quality = (result.get("quality") or {}).get("issues") or []
+    if quality:
+        y += 10
+        y = _text_block(draw, (pad, y), _("Photo quality notes") + ": " + ", ".join(quality),
+                        small, w - 2 * pad, fill=MUTED)
+    y += 16
+    draw.text((pad, y), _("Explanation"), font=fonts.get(26, bold=True), fill=INK)
+    y += 40
+    y = _text_block(draw, (pad, y), explanation_for(result), small, w - 2 * pad)
+    if kind != "ecg":
+        picture = _picture(result, input_image, (w - 2 * pad, max(200, h - y - 320)))
+        if picture is not None:
+            page.paste(picture, (pad, y + 20))
+            y += picture.height + 40
+    _text_block(draw, (pad, h - pad - 130), str(result.get("disclaimer", "")), fonts.get(18),
+                w - 2 * pad, fill=MUTED)
+    pages = [page]
+    if kind == "ecg" and result.get("trace"):
+        trace_img = ecg_plot.render_image(result["trace"], px_per_mm=DPI / 25.4)
+        landscape = Image.new("RGB", (h, w), "white")
+        d2 = ImageDraw.Draw(landscape)
+        d2.text((pad, pad // 2), _("ECG trace at 25 mm/s, 10 mm/mV (print at 100 %)"),
+                font=fonts.get(24, bold=True), fill=INK)
+        if trace_img.width > h - 2 * pad or trace_img.height > w - 2 * pad:
+            trace_img.thumbnail((h - 2 * pad, w - 2 * pad))
+        landscape.paste(trace_img, (pad, pad))
+        pages.append(landscape)
+    buffer = io.BytesIO()
+    pages[0].save(buffer, format="PDF", resolution=DPI, save_all=True, append_images=pages[1:],
+                  title=f"CareLens {kind} check", author="CareLens")
+    return buffer.getvalue()
+
