@@ -80,9 +80,11 @@ class AuthController(Controller):
     @post("/token", status_code=HTTP_200_OK)
     async def token(self, data: TokenRequest, request: Request, settings: Settings) -> TokenResponse:
         ip = client_ip(request, settings.trusted_proxies)
+        await accounts.ensure_login_allowed(data.email)
         user = await accounts.authenticate(data.email, data.password)
         if user is None:
-            await accounts.record_audit("login_failed", actor_id=None, target=data.email[:128], ip=ip)
+            await accounts.record_audit("login_failed", actor_id=None,
+                                        target=accounts.normalise_email(data.email)[:128], ip=ip)
             raise ServiceError("Email or password is not correct.", 401)
         await accounts.record_audit("login", actor_id=user.id, detail={"via": "token"}, ip=ip)
         return TokenResponse(token=await accounts.issue_api_token(user))

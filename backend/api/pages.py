@@ -111,9 +111,16 @@ class PagesController(Controller):
     async def login(self, request: Request, settings: Settings,
                     data: Annotated[LoginForm, Form]) -> Template | Redirect:
         ip = client_ip(request, settings.trusted_proxies)
+        try:
+            await accounts.ensure_login_allowed(data.email)
+        except ServiceError as exc:
+            return Template("login.html", status_code=exc.status_code, context={
+                "user": None, "next": safe_next(data.next), "email": data.email,
+                "error": _(exc.message)})
         user = await accounts.authenticate(data.email, data.password)
         if user is None:
-            await accounts.record_audit("login_failed", actor_id=None, target=data.email[:128], ip=ip)
+            await accounts.record_audit("login_failed", actor_id=None,
+                                        target=accounts.normalise_email(data.email)[:128], ip=ip)
             return Template("login.html", status_code=400, context={
                 "user": None, "next": safe_next(data.next), "email": data.email,
                 "error": _("Email or password is not correct.")})

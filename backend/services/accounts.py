@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -65,6 +65,26 @@ async def register_user(
     )
     await user.save()
     return user
+
+
+# Per-account throttle on top of the per-address rate limit: an attacker spreading guesses
+# over many addresses still gets at most this many tries per account per window.
+ACCOUNT_FAILURES_ALLOWED = 10
+ACCOUNT_FAILURE_WINDOW = timedelta(minutes=15)
+
+
+async def ensure_login_allowed(email: str) -> None:
+    since = utcnow() - ACCOUNT_FAILURE_WINDOW
+    failures = await AuditLog.count().where(
+        (AuditLog.action == "login_failed")
+        & (AuditLog.target == normalise_email(email)[:128])
+        & (AuditLog.created_at >= since)
+    )
+    if failures >= ACCOUNT_FAILURES_ALLOWED:
+        raise ServiceError(
+            N_("Too many failed logins for this account. Please wait 15 minutes and try again."),
+            429,
+        )
 
 
 async def authenticate(email: str, password: str) -> User | None:
