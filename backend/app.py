@@ -19,10 +19,10 @@ from litestar.template.config import TemplateConfig
 from piccolo.engine.postgres import PostgresEngine
 
 from backend import i18n
-from backend.api import auth, checks, pages
+from backend.api import auth, check_pages, checks, pages
 from backend.api import places as places_api
 from backend.api.deps import DEPENDENCIES
-from backend.api.errors import EXCEPTION_HANDLERS
+from backend.api.errors import EXCEPTION_HANDLERS, document_error_responses
 from backend.api.web import (
     BearerAwareCSRFMiddleware,
     CurrentUserMiddleware,
@@ -48,6 +48,7 @@ ROUTE_HANDLERS: list = [
     auth.AuthController,
     auth.MeController,
     checks.ChecksController,
+    check_pages.CheckPagesController,
     places_api.PlacesApiController,
     places_api.PlacesPageController,
 ]
@@ -148,6 +149,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         on_shutdown=[on_shutdown],
         debug=False,
     )
+    document_error_responses(app)
     app.state.settings = settings
     app.state.registry = registry
     app.state.pool = pool

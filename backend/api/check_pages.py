@@ -1,0 +1,245 @@
+"""HTML pages of the check flow: capture (camera with JS, a plain file form without), the
+result page per kind, history, and the take-away files (PNG card, PDF, ECG SVG, outline)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import UploadFile
+from litestar.response import Redirect, Template
+
+from backend.api.checks import MAX_BYTES
+from backend.api.web import requires_login
+from backend.i18n import N_
+from backend.i18n import gettext as _
+from backend.inference.errors import ModelIntegrityError, UnusableInputError
+from backend.inference.registry import ModelRegistry
+from backend.services import checks as check_service
+from backend.services import ecg_plot, result_cards
+from backend.services.errors import NotFoundError, ServiceError
+from backend.services.inference_pool import InferencePool
+from backend.settings import Settings
+from backend.tables.accounts import User
+from backend.tables.checks import Check
+from backend.tables.vitals import Vital
+
+KINDS = ("ecg", "skin", "ear")
+ECG_FILE_TYPES = ".hea,.dat,.h5,.hdf5,.npy,.npz,.pkl,.csv,.edf,.xml,.dcm,.zip"
+VITAL_NAMES = {
+    "blood_pressure": N_("Blood pressure"), "glucose": N_("Glucose"), "weight": N_("Weight"),
+    "height": N_("Height"), "heart_rate": N_("Heart rate"),
+}
+HISTORY_FILTERS = (("all", N_("All")), ("ecg", N_("ECG")), ("skin", N_("Skin")),
+                   ("ear", N_("Ear")), ("vitals", N_("Vitals")))
+NO_STORE = {"Cache-Control": "private, no-store"}
+
+
+async def read_form_files(request: Request, kind: str) -> dict[str, bytes]:
+    """The non-empty `file` parts of a page form (an unused second file input sends an empty
+    part), size-checked like the API."""
+    form = await request.form()
+    parts = [p for p in form.getall("file") if isinstance(p, UploadFile)] if "file" in form else []
+    files: dict[str, bytes] = {}
+    total = 0
+    for part in parts[:8]:
+        data = await part.read()
+        if not data:
+            continue
+        total += len(data)
+        if total > MAX_BYTES[kind]:
+            raise ServiceError(N_("The upload is too large. Choose a smaller photo or file."), 413)
+        files[part.filename or f"upload{len(files)}"] = data
+    if not files:
+        raise ServiceError(N_("No file was received. Please choose a photo or a file."), 400)
+    return files
+
+
+def _capture(kind: str, user: User, status: int = 200, error: str | None = None) -> Template:
+    return Template("checks/capture.html", status_code=status, context={
+        "user": user, "kind": kind, "title": _(result_cards.KIND_TITLES[kind]),
+        "ecg_file_types": ECG_FILE_TYPES, "error": error,
+        "max_side": 2000 if kind == "ecg" else 1024,
+    }, headers=NO_STORE)
+
+
+def _result_of(check: Check) -> dict[str, Any]:
+    result = check.result
+    if isinstance(result, str):
+        import json
+
+        result = json.loads(result) if result else None
+    return result or {}
+
+
+def _result_context(check: Check) -> dict[str, Any]:
+    result = _result_of(check)
+    kind = check.kind
+    probs = sorted((result.get("probabilities") or {}).items(), key=lambda kv: -kv[1])
+    urgency = str(result.get("urgency", "routine"))
+    model = result.get("model") or {}
+    return {
+        "check": check, "kind": kind, "result": result,
+        "title": _(result_cards.KIND_TITLES.get(kind, N_("Check"))),
+        "label_name": result_cards.label_name(kind, str(result.get("label", ""))),
+        "confidence_pct": round(100 * float(result.get("confidence", 0.0))),
+        "urgency": urgency,
+        "urgency_name": _(result_cards.URGENCY_NAMES.get(urgency, N_("Routine"))),
+        "next_steps": _(result_cards.NEXT_STEPS.get(urgency, result_cards.NEXT_STEPS["routine"])),
+        "explanation": result_cards.explanation_for(result),
+        "probabilities": [
+            {"label": label, "name": result_cards.label_name(kind, label), "value": float(p),
+             "pct": f"{100 * float(p):.1f}"} for label, p in probs
+        ],
+        "model_name": model.get("name", ""), "model_version": model.get("version", ""),
+        "quality_issues": (result.get("quality") or {}).get("issues") or [],
+        "intervals": result_cards.interval_rows(result) if kind == "ecg" else [],
+        "has_trace": bool(result.get("trace")),
+        "has_photo": check.input_media_type.startswith("image/"),
+        "has_outline": bool(result.get("mask_png_base64")),
+        "saliency": result.get("saliency_png_base64"),
+        "leads": result.get("leads") or [],
+        "input_type": result.get("input_type"),
+    }
+
+
+def _created(check: Check) -> datetime | None:
+    return check.created_at
+
+
+class CheckPagesController(Controller):
+    guards = [requires_login]
+    include_in_schema = False
+
+    @get(["/checks/ecg", "/checks/skin", "/checks/ear"])
+    async def capture_page(self, request: Request, current_user: User) -> Template:
+        return _capture(request.url.path.rsplit("/", 1)[-1], current_user)
+
+    @post(["/checks/ecg", "/checks/skin", "/checks/ear"], status_code=303)
+    async def submit(self, request: Request, current_user: User, settings: Settings,
+                     registry: ModelRegistry, pool: InferencePool) -> Template | Redirect:
+        """The no-JavaScript path: analyse now, then show the result page."""
+        kind = request.url.path.rsplit("/", 1)[-1]
+        try:
+            files = await read_form_files(request, kind)
+            check = await check_service.create_check(
+                user=current_user, kind=kind, files=files, uploads_dir=settings.uploads_dir,
+                registry=registry, pool=pool, wait=True,
+                on_done=getattr(request.app.state, "on_check_done", None),
+            )
+        except UnusableInputError as exc:
+            return _capture(kind, current_user, exc.status_code, _(exc.message))
+        except ModelIntegrityError:
+            return _capture(kind, current_user, 503,
+                            _("This check is unavailable right now (model not loaded)."))
+        except ServiceError as exc:
+            return _capture(kind, current_user, exc.status_code, _(exc.message))
+        return Redirect(f"/checks/{check.id}", status_code=303)
+
+    @get("/checks/{check_id:int}")
+    async def result_page(self, check_id: int, current_user: User) -> Template:
+        check = await check_service.get_own_check(current_user, check_id)
+        if check.status != "done":
+            return Template("checks/pending.html", context={
+                "user": current_user, "check": check, "kind": check.kind,
+                "title": _(result_cards.KIND_TITLES.get(check.kind, N_("Check"))),
+                "error": _(check.error) if check.error else "",
+            }, headers=NO_STORE)
+        return Template("checks/result.html",
+                        context={"user": current_user, **_result_context(check)},
+                        headers=NO_STORE)
+
+    async def _done_check(self, user: User, check_id: int) -> Check:
+        check = await check_service.get_own_check(user, check_id)
+        if check.status != "done":
+            raise NotFoundError(N_("This check has no result yet."))
+        return check
+
+    def _input_bytes(self, check: Check, settings: Settings) -> bytes | None:
+        if not check.input_media_type.startswith("image/"):
+            return None
+        path = settings.uploads_dir / check.input_file
+        return path.read_bytes() if check.input_file and path.exists() else None
+
+    @get("/checks/{check_id:int}/card.png")
+    async def card_png(self, check_id: int, current_user: User, settings: Settings) -> Response:
+        check = await self._done_check(current_user, check_id)
+        png = result_cards.render_card_png(_result_of(check), _created(check),
+                                           self._input_bytes(check, settings))
+        return Response(png, media_type="image/png", headers={
+            **NO_STORE,
+            "Content-Disposition": f'attachment; filename="carelens-{check.kind}-{check.id}.png"'})
+
+    @get("/checks/{check_id:int}/report.pdf")
+    async def report_pdf(self, check_id: int, current_user: User, settings: Settings) -> Response:
+        check = await self._done_check(current_user, check_id)
+        pdf = result_cards.render_report_pdf(
+            _result_of(check), created_at=_created(check), patient=current_user.display_name,
+            input_image=self._input_bytes(check, settings), check_id=check.id)
+        return Response(pdf, media_type="application/pdf", headers={
+            **NO_STORE,
+            "Content-Disposition": f'attachment; filename="carelens-{check.kind}-{check.id}.pdf"'})
+
+    @get("/checks/{check_id:int}/ecg.svg")
+    async def ecg_svg(self, check_id: int, current_user: User) -> Response:
+        check = await self._done_check(current_user, check_id)
+        trace = _result_of(check).get("trace")
+        if check.kind != "ecg" or not trace:
+            raise NotFoundError(N_("This check has no ECG trace."))
+        return Response(ecg_plot.render_svg(trace, title=_("ECG trace")),
+                        media_type="image/svg+xml",
+                        headers={"Cache-Control": "private, max-age=3600"})
+
+    @get("/checks/{check_id:int}/outline.png")
+    async def outline(self, check_id: int, current_user: User) -> Response:
+        check = await self._done_check(current_user, check_id)
+        png = result_cards.outline_png(_result_of(check).get("mask_png_base64"))
+        if png is None:
+            raise NotFoundError(N_("This check has no lesion outline."))
+        return Response(png, media_type="image/png",
+                        headers={"Cache-Control": "private, max-age=3600"})
+
+    @post("/checks/{check_id:int}/delete", status_code=303)
+    async def delete_check(self, check_id: int, current_user: User,
+                           settings: Settings) -> Redirect:
+        await check_service.delete_own_check(current_user, check_id, settings.uploads_dir)
+        return Redirect("/history?deleted=1", status_code=303)
+
+    @get("/history")
+    async def history(self, current_user: User, kind: str = "all",
+                      deleted: int = 0) -> Template:
+        kind = kind if kind in {k for k, _n in HISTORY_FILTERS} else "all"
+        entries: list[dict[str, Any]] = []
+        if kind != "vitals":
+            query = Check.objects().where(Check.owner == current_user.id)
+            if kind in KINDS:
+                query = query.where(Check.kind == kind)
+            for check in await query.order_by(Check.created_at, ascending=False).limit(200):
+                result = _result_of(check)
+                entries.append({
+                    "type": "check", "when": check.created_at, "kind": check.kind,
+                    "title": _(result_cards.KIND_TITLES.get(check.kind, N_("Check"))),
+                    "status": check.status, "href": f"/checks/{check.id}",
+                    "summary": result_cards.label_name(check.kind, str(result.get("label", "")))
+                    if check.status == "done" else "",
+                    "urgency": result.get("urgency"),
+                    "urgency_name": _(result_cards.URGENCY_NAMES[result["urgency"]])
+                    if result.get("urgency") in result_cards.URGENCY_NAMES else "",
+                })
+        if kind in ("all", "vitals"):
+            vitals = await Vital.objects().where(Vital.owner == current_user.id).order_by(
+                Vital.measured_at, ascending=False).limit(200)
+            for v in vitals:
+                value = f"{v.value:g}/{v.value2:g}" if v.value2 is not None else f"{v.value:g}"
+                entries.append({
+                    "type": "vital", "when": v.measured_at, "kind": "vitals",
+                    "title": _(VITAL_NAMES.get(v.type, v.type)), "status": "done",
+                    "href": f"/vitals?type={v.type}", "summary": f"{value} {v.unit}",
+                    "urgency": None, "urgency_name": "",
+                })
+        entries.sort(key=lambda e: e["when"].timestamp() if e["when"] else 0.0, reverse=True)
+        return Template("history.html", context={
+            "user": current_user, "entries": entries, "kind": kind,
+            "filters": [(k, _(n)) for k, n in HISTORY_FILTERS], "deleted": bool(deleted),
+        }, headers=NO_STORE)

@@ -1,0 +1,232 @@
+"""The check flow's HTML pages through real HTTP: capture pages without JavaScript, result
+pages per kind, the take-away files (PNG, PDF, SVG, outline), history and deleting a check."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from backend.inference.result import make_result
+from backend.tables.accounts import User
+from backend.tables.checks import Check
+from backend.tables.vitals import Vital
+from tests.conftest import csrf_from, login_form, register_user
+
+
+def ecg_trace(seconds: float = 4.0, fs: int = 250) -> dict:
+    t = np.arange(int(seconds * fs)) / fs
+    beat = np.exp(-(((t % 0.8) - 0.4) ** 2) / (2 * 0.012**2))
+    lead_ii = (1.2 * beat - 0.1).round(3).tolist()
+    lead_v1 = [None] * len(t)
+    lead_v1[fs : 2 * fs] = (-0.8 * beat[fs : 2 * fs]).round(3).tolist()
+    return {"fs": fs, "lead_names": ["II", "V1"], "signals": [lead_ii, lead_v1],
+            "r_peaks_s": [0.4 + 0.8 * k for k in range(5)], "saliency": None}
+
+
+def photo_and_mask() -> tuple[bytes, str]:
+    photo = Image.new("RGB", (320, 240), (205, 165, 145))
+    ImageDraw.Draw(photo).ellipse([120, 80, 200, 160], fill=(80, 55, 40))
+    buffer = io.BytesIO()
+    photo.save(buffer, format="JPEG")
+    mask = Image.new("L", (320, 240), 0)
+    ImageDraw.Draw(mask).ellipse([120, 80, 200, 160], fill=255)
+    mbuf = io.BytesIO()
+    mask.save(mbuf, format="PNG")
+    return buffer.getvalue(), base64.b64encode(mbuf.getvalue()).decode()
+
+
+MODEL = {"name": "test_model", "version": "0.1.0", "sha256": "0" * 64}
+
+
+def ecg_result() -> dict:
+    return make_result(
+        kind="ecg", label="atrial_fibrillation",
+        probabilities={"atrial_fibrillation": 0.8, "sinus_rhythm": 0.2}, urgency="soon",
+        model=MODEL, explanation="Irregular rhythm.", explanation_ko="불규칙한 리듬입니다.",
+        rhythm="atrial_fibrillation", leads=["II", "V1"], trace=ecg_trace(),
+        intervals={"hr_bpm": 112, "pr_ms": None, "qrs_ms": 96, "qt_ms": 330, "qtc_ms": 452},
+    )
+
+
+def skin_result(mask_b64: str) -> dict:
+    return make_result(
+        kind="skin", label="mel", probabilities={"mel": 0.6, "nv": 0.4}, urgency="urgent",
+        model=MODEL, explanation="Resembles melanoma.", lesion_area_fraction=0.08,
+        mask_png_base64=mask_b64, saliency_png_base64=mask_b64,
+    )
+
+
+def ear_result() -> dict:
+    return make_result(kind="ear", label="acute_otitis_media",
+                       probabilities={"acute_otitis_media": 0.7, "normal": 0.3}, urgency="soon",
+                       model=MODEL, explanation="Signs of infection.", is_eardrum=True)
+
+
+async def logged_in(client, email: str = "pat@example.org") -> tuple[User, str]:
+    await register_user(client, email, name="Pat")
+    token = await login_form(client, email)
+    user = await User.objects().where(User.email == email).first()
+    return user, token
+
+
+async def stored_check(user: User, kind: str, result: dict, uploads_dir, photo: bytes | None = None) -> Check:
+    name, media = "", ""
+    if photo:
+        uploads_dir.mkdir(parents=True, exist_ok=True)
+        name, media = f"test-{kind}-{user.id}.jpg", "image/jpeg"
+        (uploads_dir / name).write_bytes(photo)
+    check = Check(owner=user.id, kind=kind, status="done", result=result, input_file=name,
+                  input_media_type=media, model_name=MODEL["name"], model_version=MODEL["version"])
+    await check.save()
+    return check
+
+
+@pytest.mark.parametrize("kind", ["ecg", "skin", "ear"])
+async def test_capture_page_has_a_form_that_works_without_javascript(client, kind):
+    await logged_in(client)
+    page = await client.get(f"/checks/{kind}")
+    assert page.status_code == 200
+    html = page.text
+    assert 'enctype="multipart/form-data"' in html and f'action="/checks/{kind}"' in html
+    assert 'type="file" name="file" accept="image/*" capture="environment"' in html
+    assert 'name="_csrf_token"' in html
+    assert ("multiple accept=\".hea,.dat" in html) == (kind == "ecg")
+    assert "<script>" not in html and "style=" not in html
+
+
+async def test_capture_page_needs_login(client):
+    page = await client.get("/checks/skin", follow_redirects=False)
+    assert page.status_code in (302, 303) and "/login" in page.headers["location"]
+
+
+async def test_form_post_with_unusable_file_shows_the_readable_message(client):
+    _user, token = await logged_in(client)
+    page = await client.post("/checks/skin", data={"_csrf_token": token},
+                             files={"file": ("note.jpg", b"this is not a picture", "image/jpeg")})
+    assert page.status_code == 422
+    assert 'role="alert"' in page.text and "form" in page.text
+    message = re.search(r'id="capture-error" class="error" role="alert"\s*>([^<]+)<', page.text)
+    assert message and len(message.group(1).strip()) > 10
+
+
+async def test_form_post_without_file_asks_for_one(client):
+    _user, token = await logged_in(client)
+    page = await client.post("/checks/ear", data={"_csrf_token": token},
+                             files={"file": ("", b"", "application/octet-stream")})
+    assert page.status_code == 400
+    assert "choose a photo" in page.text
+
+
+async def test_form_post_without_csrf_token_is_refused(client):
+    await logged_in(client)
+    photo, _mask = photo_and_mask()
+    page = await client.post("/checks/ear", files={"file": ("a.jpg", photo, "image/jpeg")})
+    assert page.status_code == 403
+
+
+async def test_ecg_result_page_shows_trace_intervals_and_actions(client, app_settings):
+    user, _token = await logged_in(client)
+    check = await stored_check(user, "ecg", ecg_result(), app_settings.uploads_dir)
+    html = (await client.get(f"/checks/{check.id}")).text
+    assert "Atrial fibrillation" in html and "See a doctor soon" in html
+    assert f'src="/checks/{check.id}/ecg.svg"' in html
+    assert "120–200 ms" in html and "not measurable" in html  # PR is None
+    assert "(high)" in html  # HR 112 and QTc 452 is within 350-460, HR flagged
+    assert f"/checks/{check.id}/card.png" in html and f"/checks/{check.id}/report.pdf" in html
+    assert f"/community/new?check={check.id}" in html
+    assert "not a medical device" in html and "test_model" in html and "0.1.0" in html
+    svg = await client.get(f"/checks/{check.id}/ecg.svg")
+    assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
+    assert svg.text.count("<polyline") == 2 and svg.text.count("<path d=\"M") >= 5
+
+
+async def test_korean_result_page_uses_the_korean_explanation(client, app_settings):
+    user, _token = await logged_in(client)
+    check = await stored_check(user, "ecg", ecg_result(), app_settings.uploads_dir)
+    client.cookies.set("lang", "ko")
+    html = (await client.get(f"/checks/{check.id}")).text
+    client.cookies.delete("lang")
+    assert "불규칙한 리듬입니다." in html and "다음에 할 일" in html and "심방세동" in html
+
+
+async def test_skin_result_page_overlays_outline_and_saliency(client, app_settings):
+    user, _token = await logged_in(client)
+    photo, mask = photo_and_mask()
+    check = await stored_check(user, "skin", skin_result(mask), app_settings.uploads_dir, photo)
+    html = (await client.get(f"/checks/{check.id}")).text
+    assert f'src="/api/v1/checks/{check.id}/input"' in html
+    assert f'src="/checks/{check.id}/outline.png"' in html
+    assert 'id="saliency-toggle"' in html and "data:image/png;base64," in html
+    assert html.count("<meter") == 2 and "Urgent" in html
+    outline = await client.get(f"/checks/{check.id}/outline.png")
+    ring = np.array(Image.open(io.BytesIO(outline.content)))
+    assert ring.shape == (240, 320, 4)
+    assert ring[120, 160, 3] == 0 and ring[120, 120, 3] == 255  # centre clear, edge drawn
+
+
+async def test_ear_result_page_and_take_away_files(client, app_settings):
+    user, _token = await logged_in(client)
+    photo, _mask = photo_and_mask()
+    check = await stored_check(user, "ear", ear_result(), app_settings.uploads_dir, photo)
+    html = (await client.get(f"/checks/{check.id}")).text
+    assert "Acute middle ear infection" in html and "Signs of infection." in html
+    png = await client.get(f"/checks/{check.id}/card.png")
+    assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert Image.open(io.BytesIO(png.content)).size == (1080, 1350)
+    assert "attachment" in png.headers["content-disposition"]
+    pdf = await client.get(f"/checks/{check.id}/report.pdf")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+
+
+async def test_another_users_check_is_not_found(client, app_settings):
+    user, _token = await logged_in(client)
+    check = await stored_check(user, "ear", ear_result(), app_settings.uploads_dir)
+    client.cookies.clear()
+    await logged_in(client, "other@example.org")
+    for path in ("", "/card.png", "/report.pdf", "/ecg.svg", "/outline.png"):
+        response = await client.get(f"/checks/{check.id}{path}")
+        assert response.status_code == 404, path
+
+
+async def test_pending_and_failed_checks(client, app_settings):
+    user, _token = await logged_in(client)
+    queued = Check(owner=user.id, kind="skin", status="queued")
+    failed = Check(owner=user.id, kind="ear", status="failed",
+                   error="This does not look like an eardrum photo.")
+    await queued.save()
+    await failed.save()
+    html = (await client.get(f"/checks/{queued.id}")).text
+    assert f'data-poll-check="{queued.id}"' in html
+    html = (await client.get(f"/checks/{failed.id}")).text
+    assert "does not look like an eardrum" in html and 'href="/checks/ear"' in html
+    assert (await client.get(f"/checks/{queued.id}/card.png")).status_code == 404
+
+
+async def test_history_timeline_filters_and_delete(client, app_settings):
+    from datetime import datetime, timezone
+
+    user, token = await logged_in(client)
+    photo, mask = photo_and_mask()
+    ecg = await stored_check(user, "ecg", ecg_result(), app_settings.uploads_dir)
+    skin = await stored_check(user, "skin", skin_result(mask), app_settings.uploads_dir, photo)
+    await Vital(owner=user.id, type="blood_pressure", value=128, value2=82, unit="mmHg",
+                measured_at=datetime.now(timezone.utc)).save()
+    html = (await client.get("/history")).text
+    assert f'href="/checks/{ecg.id}"' in html and f'href="/checks/{skin.id}"' in html
+    assert "128/82 mmHg" in html
+    html = (await client.get("/history?kind=skin")).text
+    assert f'href="/checks/{skin.id}"' in html and f'href="/checks/{ecg.id}"' not in html
+    assert "mmHg" not in html and 'aria-current="page"' in html
+    html = (await client.get("/history?kind=vitals")).text
+    assert "mmHg" in html and "/checks/" not in html.split("<main")[1].split("timeline")[-1]
+    token = csrf_from((await client.get(f"/checks/{skin.id}")).text)
+    response = await client.post(f"/checks/{skin.id}/delete", data={"_csrf_token": token},
+                                 follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/history?deleted=1"
+    assert (await client.get(f"/checks/{skin.id}")).status_code == 404
+    assert not (app_settings.uploads_dir / skin.input_file).exists()
