@@ -21,6 +21,8 @@ from piccolo.engine.postgres import PostgresEngine
 from backend import i18n
 from backend.api import auth, check_pages, checks, pages
 from backend.api import places as places_api
+from backend.api import push as push_api
+from backend.api import vitals as vitals_api
 from backend.api.deps import DEPENDENCIES
 from backend.api.errors import EXCEPTION_HANDLERS, document_error_responses
 from backend.api.web import (
@@ -51,6 +53,12 @@ ROUTE_HANDLERS: list = [
     check_pages.CheckPagesController,
     places_api.PlacesApiController,
     places_api.PlacesPageController,
+    vitals_api.VitalsApiController,
+    vitals_api.RecordApiController,
+    vitals_api.VitalsPagesController,
+    push_api.PushController,
+    push_api.RemindersController,
+    push_api.NotificationSettingsController,
 ]
 
 
@@ -153,6 +161,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     app.state.settings = settings
     app.state.registry = registry
     app.state.pool = pool
+    push_api.install_push(app)  # push service, results-ready hook, reminder scheduler
     return app
 
 

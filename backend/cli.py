@@ -142,6 +142,48 @@ def cmd_digitize(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_places(settings: Settings, args: argparse.Namespace) -> int:
+    import contextlib
+
+    from backend.services.errors import ServiceError
+    from backend.services.places import import_places
+    from backend.tables.db import configure_database, run_migrations
+
+    show = sys.stderr.isatty() or args.progress
+    last = [-1]
+
+    def progress(done: int, total: int) -> None:
+        percent = int(100 * done / total) if total else 100
+        if show and percent != last[0]:
+            last[0] = percent
+            bar = "#" * (percent // 4)
+            print(f"\rimporting [{bar:<25}] {percent:3d}%", end="", file=sys.stderr, flush=True)
+
+    async def run() -> int:
+        # Migration chatter goes to stderr: stdout carries only the JSON report.
+        with contextlib.redirect_stdout(sys.stderr):
+            await run_migrations(settings)
+        engine = configure_database(settings)
+        if settings.is_postgres:
+            await engine.start_connection_pool()
+        try:
+            report = await import_places(Path(args.file), source=args.source,
+                                         replace=args.replace, progress=progress)
+        except ServiceError as exc:
+            print(json.dumps({"error": exc.message}, ensure_ascii=False))
+            return EXIT_UNUSABLE
+        finally:
+            if settings.is_postgres:
+                await engine.close_connection_pool()
+        if show:
+            print(file=sys.stderr)
+        print(json.dumps({"imported": report.imported, "skipped": report.skipped,
+                          "format": report.format}))
+        return 0
+
+    return asyncio.run(run())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="carelens", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -169,6 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
     digitize.add_argument("photo", metavar="PHOTO")
     digitize.add_argument("--out", required=True, metavar="DIR")
     digitize.set_defaults(func=cmd_digitize)
+
+    places = sub.add_parser("import-places", help="import hospitals/pharmacies (OSM GeoJSON/CSV, "
+                            "Korean public data CSV)")
+    places.add_argument("file", metavar="FILE")
+    places.add_argument("--source", default="", help="source tag (default: the file name)")
+    places.add_argument("--replace", action="store_true", help="first delete rows of that source")
+    places.add_argument("--progress", action="store_true", help="progress bar even without a tty")
+    places.set_defaults(func=cmd_import_places)
     return parser
 
 
