@@ -41,6 +41,10 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     vapid_private_key: str = ""  # empty -> generated once under data_dir
     vapid_subject: str = "mailto:admin@carelens.example.org"
+    # Reminder scheduler in the app process (off by default so test apps stay quiet;
+    # from_env turns it on unless CARELENS_SCHEDULER=0).
+    scheduler_enabled: bool = False
+    scheduler_interval_s: float = 30.0
     default_locale: str = "en"
     max_upload_bytes: int = 15 * 1024 * 1024
     max_image_pixels: int = 40_000_000
@@ -78,6 +82,8 @@ class Settings:
             trusted_proxies=_env_list("CARELENS_TRUSTED_PROXIES"),
             vapid_private_key=env.get("VAPID_PRIVATE_KEY", ""),
             vapid_subject=env.get("VAPID_SUBJECT", "mailto:admin@carelens.example.org"),
+            scheduler_enabled=_env_bool("CARELENS_SCHEDULER", True),
+            scheduler_interval_s=float(env.get("CARELENS_SCHEDULER_INTERVAL", "30")),
             default_locale=env.get("CARELENS_LOCALE", "en"),
         )
 

@@ -47,3 +47,52 @@ self.addEventListener("fetch", (event) => {
     );
   }
 });
+
+// ---- Push notifications and notification clicks (vitals/push) ----
+// A push carries JSON {title, body, url, tag, silent}; the click opens (or focuses) that page.
+self.addEventListener("push", (event) => {
+  let message = {};
+  try {
+    message = event.data ? event.data.json() : {};
+  } catch (err) {
+    message = { body: event.data ? event.data.text() : "" };
+  }
+  const title = message.title || "CareLens";
+  const url = new URL(message.url || "/", self.location.origin);
+  const options = {
+    body: message.body || "",
+    tag: message.tag || undefined,
+    silent: Boolean(message.silent),
+    icon: "/static/icons/icon-192.png",
+    badge: "/static/icons/icon-192.png",
+    // Only same-origin pages are ever opened from a notification.
+    data: { url: url.origin === self.location.origin ? url.pathname + url.search : "/" },
+  };
+  event.waitUntil(self.registration.showNotification(title, options));
+});
+
+async function openNotificationTarget(path) {
+  const target = new URL(path || "/", self.location.origin).href;
+  const windows = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
+  for (const client of windows) {
+    if (new URL(client.url).origin !== self.location.origin) continue;
+    if (client.url === target) return client.focus();
+    if ("navigate" in client) {
+      const navigated = await client.navigate(target).catch(() => null);
+      if (navigated) return navigated.focus().catch(() => navigated);
+    }
+  }
+  return self.clients.openWindow(target);
+}
+
+self.addEventListener("notificationclick", (event) => {
+  event.notification.close();
+  const path = (event.notification.data && event.notification.data.url) || "/";
+  const opening = openNotificationTarget(path);
+  try {
+    event.waitUntil(opening);
+  } catch (err) {
+    // A synthetic event (DevTools, tests) cannot extend its lifetime; the page still opens.
+  }
+});
+// ---- end push ----
