@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from litestar import Controller, Request, delete, get, post
 from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import Body, Parameter
 from litestar.response import File
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
@@ -23,6 +23,8 @@ from backend.tables.checks import Check
 
 # Per-kind byte limits: photos are downscaled by the app before upload; ECG files can be
 # long Holter-like exports, so they get more room.
+CheckId = Annotated[int, Parameter(ge=1, le=2**31 - 1, description="the check's id")]
+
 MAX_BYTES = {"skin": 12 * 1024 * 1024, "ear": 12 * 1024 * 1024, "ecg": 15 * 1024 * 1024}
 
 
@@ -91,12 +93,12 @@ class ChecksController(Controller):
         return [check_service.check_to_json(c) for c in rows]
 
     @get("/{check_id:int}")
-    async def read(self, check_id: int, current_user: User) -> dict[str, Any]:
+    async def read(self, check_id: CheckId, current_user: User) -> dict[str, Any]:
         return check_service.check_to_json(
             await check_service.get_own_check(current_user, check_id))
 
     @get("/{check_id:int}/input", media_type="application/octet-stream")
-    async def input_file(self, check_id: int, current_user: User, settings: Settings) -> File:
+    async def input_file(self, check_id: CheckId, current_user: User, settings: Settings) -> File:
         check = await check_service.get_own_check(current_user, check_id)
         path = settings.uploads_dir / check.input_file
         if not check.input_file or not path.exists():
@@ -105,5 +107,5 @@ class ChecksController(Controller):
                     headers={"Cache-Control": "private, max-age=3600"})
 
     @delete("/{check_id:int}", status_code=HTTP_204_NO_CONTENT)
-    async def remove(self, check_id: int, current_user: User, settings: Settings) -> None:
+    async def remove(self, check_id: CheckId, current_user: User, settings: Settings) -> None:
         await check_service.delete_own_check(current_user, check_id, settings.uploads_dir)

@@ -4,10 +4,13 @@ as an error page (HTML); 5xx only for real faults."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from urllib.parse import quote
 
+import asyncpg
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import Redirect, Template
 
 from backend.i18n import gettext as _
@@ -89,9 +92,43 @@ def handle_model_integrity(request: Request, exc: ModelIntegrityError) -> Respon
     )
 
 
+def handle_out_of_range(request: Request, exc: Exception) -> Response:
+    # An id or number beyond the database's integer range cannot name anything stored.
+    return _respond(request, 400, {"error": _("A number in the request is out of range.")})
+
+
 def handle_server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _respond(request, 500, {"error": _("Something went wrong on our side. Please try again.")})
+
+
+@dataclass
+class ErrorBody:
+    """Every 4xx/5xx body: a message a person understands, plus context for some errors
+    (e.g. `is_eardrum: false`)."""
+
+    error: str
+
+
+ERROR_RESPONSES = {
+    status: ResponseSpec(data_container=ErrorBody, description=description, generate_examples=False)
+    for status, description in {
+        400: "Invalid input", 401: "Not logged in", 403: "Not allowed or CSRF check failed",
+        404: "Not found (or not yours)", 409: "Conflict", 413: "Upload too large",
+        422: "Unusable input (not an image, not an eardrum, no ECG...)",
+        429: "Too many requests", 503: "Busy or model unavailable; see Retry-After",
+    }.items()
+}
+
+
+def document_error_responses(app) -> None:
+    """Litestar documents its own error shape; ours is {"error": ...}. Put ours in the
+    OpenAPI schema of every JSON route so clients (and schemathesis) see the truth."""
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", []):
+            if getattr(handler, "include_in_schema", True) is False:
+                continue
+            handler.responses = {**ERROR_RESPONSES, **(handler.responses or {})}
 
 
 EXCEPTION_HANDLERS = {
@@ -99,5 +136,7 @@ EXCEPTION_HANDLERS = {
     ServiceError: handle_service_error,
     UnusableInputError: handle_unusable_input,
     ModelIntegrityError: handle_model_integrity,
+    OverflowError: handle_out_of_range,
+    asyncpg.exceptions.NumericValueOutOfRangeError: handle_out_of_range,
     Exception: handle_server_error,
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ _background: set[asyncio.Task] = set()
 def profile_of(user: User) -> dict[str, Any]:
     age = None
     if user.birth_year and user.birth_year.isdigit():
-        age = datetime.now(timezone.utc).year - int(user.birth_year)
+        age = datetime.now(UTC).year - int(user.birth_year)
     return {"age": age, "sex": user.sex or None}
 
 
@@ -35,7 +35,7 @@ def _apply_result(check: Check, result: dict[str, Any]) -> None:
     check.model_name = str(model.get("name", ""))[:64]
     check.model_version = str(model.get("version", ""))[:32]
     check.model_sha256 = str(model.get("sha256", ""))[:64]
-    check.finished_at = datetime.now(timezone.utc)
+    check.finished_at = datetime.now(UTC)
 
 
 async def create_check(
@@ -81,12 +81,12 @@ async def create_check(
         except (UnusableInputError, ServiceError) as exc:
             check.status = "failed"
             check.error = exc.message
-            check.finished_at = datetime.now(timezone.utc)
+            check.finished_at = datetime.now(UTC)
         except Exception:  # a real fault: keep the check, tell the user it failed
             log.exception("check %s failed", check.id)
             check.status = "failed"
             check.error = "The analysis failed on our side. Please try again."
-            check.finished_at = datetime.now(timezone.utc)
+            check.finished_at = datetime.now(UTC)
         await check.save()
         if on_done:
             await on_done(check)

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
+
+from tests.live_server import LiveServer, free_port  # noqa: F401  (re-exported for tests)
 
 CHROMIUM = os.environ.get("CARELENS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -23,54 +20,6 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PHONE = {"width": 390, "height": 844}
 
 pytestmark = pytest.mark.browser
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LiveServer:
-    """`carelens serve` on a free port with its own data directory; stop() and start() again
-    to test what happens when the server goes away."""
-
-    def __init__(self, data_dir: Path, env: dict | None = None):
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "CARELENS_DATA_DIR": str(data_dir), "PORT": str(self.port),
-                    "HOST": "127.0.0.1", "SECRET_KEY": "browser-test-secret",
-                    **(env or {})}
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.log = open(self.data_dir / "server.log", "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "backend.cli", "serve"], env=self.env,
-            stdout=self.log, stderr=subprocess.STDOUT,
-            cwd=Path(__file__).resolve().parents[2],
-        )
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError((self.data_dir / "server.log").read_text()[-3000:])
-            time.sleep(0.3)
-        raise RuntimeError("server did not start in 60 s")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.proc = None
 
 
 @pytest.fixture(scope="module")
