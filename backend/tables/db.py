@@ -60,6 +60,11 @@ async def run_migrations(settings: "Settings") -> None:
     engine = configure_database(settings)
     if isinstance(engine, PostgresEngine):
         await engine.start_connection_pool()
+    else:
+        # WAL lets pages read while a reading is being written; it is a property of the
+        # file, so setting it once here covers every later connection. synchronous stays
+        # FULL (SQLite's default): an acknowledged write is on disk.
+        await engine.run_ddl("PRAGMA journal_mode=WAL")
     try:
         response = await run_forwards(app_name="carelens", migration_id="all", fake=False)
         if not response.success:
