@@ -221,6 +221,11 @@ class ReminderScheduler:
             moment = now or datetime.now(UTC)
             ids = await self.claim(moment)
             if not ids:
+                # Empty can also mean another worker claimed this statement's whole batch
+                # first (the sub-select saw the rows before that claim committed).
+                if await Reminder.exists().where(self._claimable(moment)):
+                    await asyncio.sleep(0.01)
+                    continue
                 return sent
             results = await asyncio.gather(*(self._process(i, moment) for i in ids),
                                            return_exceptions=True)
