@@ -85,7 +85,7 @@ def _result_context(check: Check) -> dict[str, Any]:
         "label_name": result_cards.label_name(kind, str(result.get("label", ""))),
         "confidence_pct": round(100 * float(result.get("confidence", 0.0))),
         "urgency": urgency,
-        "urgency_name": _(result_cards.URGENCY_NAMES.get(urgency, N_("Routine"))),
+        "urgency_name": result_cards.urgency_name(urgency) or _("Routine"),
         "next_steps": _(result_cards.NEXT_STEPS.get(urgency, result_cards.NEXT_STEPS["routine"])),
         "explanation": result_cards.explanation_for(result),
         "probabilities": [
@@ -224,8 +224,7 @@ class CheckPagesController(Controller):
                     "summary": result_cards.label_name(check.kind, str(result.get("label", "")))
                     if check.status == "done" else "",
                     "urgency": result.get("urgency"),
-                    "urgency_name": _(result_cards.URGENCY_NAMES[result["urgency"]])
-                    if result.get("urgency") in result_cards.URGENCY_NAMES else "",
+                    "urgency_name": result_cards.urgency_name(result.get("urgency")),
                 })
         if kind in ("all", "vitals"):
             vitals = await Vital.objects().where(Vital.owner == current_user.id).order_by(

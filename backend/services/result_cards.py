@@ -92,6 +92,10 @@ def label_name(kind: str, label: str) -> str:
     return _(name) if name else label.replace("_", " ")
 
 
+def urgency_name(urgency: str | None) -> str:
+    return _(URGENCY_NAMES[urgency]) if urgency in URGENCY_NAMES else ""
+
+
 def interval_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     """The ECG intervals with their normal range and whether the value lies outside it."""
     intervals = result.get("intervals") or {}
@@ -221,7 +225,7 @@ def _summary_lines(result: dict[str, Any]) -> list[tuple[str, str]]:
     model = result.get("model") or {}
     lines = [
         (_("Confidence"), f"{round(100 * float(result.get('confidence', 0)))} %"),
-        (_("Urgency"), _(URGENCY_NAMES.get(result.get("urgency", ""), N_("Routine")))),
+        (_("Urgency"), urgency_name(result.get("urgency")) or _("Routine")),
         (_("Model"), f"{model.get('name', '?')} {model.get('version', '')}".strip()),
     ]
     return lines
@@ -255,7 +259,7 @@ def _card(result: dict[str, Any], created_at: datetime | None, input_image: byte
     y = _text_block(draw, (pad, y), label_name(kind, str(result.get("label", ""))),
                     fonts.get(60, bold=True), width - 2 * pad) + 12
     urgency = str(result.get("urgency", "routine"))
-    chip = _(URGENCY_NAMES.get(urgency, N_("Routine")))
+    chip = urgency_name(urgency) or _("Routine")
     chip_font = fonts.get(34, bold=True)
     chip_w = int(draw.textlength(chip, font=chip_font)) + 48
     draw.rounded_rectangle([pad, y, pad + chip_w, y + 64], radius=32,

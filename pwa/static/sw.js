@@ -96,3 +96,60 @@ self.addEventListener("notificationclick", (event) => {
   }
 });
 // ---- end push ----
+
+// ---------------------------------------------------------------- background sync: queued checks
+// capture.js stores checks taken offline in IndexedDB (carelens / queued-checks) and registers
+// the "carelens-checks" sync tag; here they are sent once the browser is online again. The
+// Web Lock keeps this and an open page from sending the same check twice.
+const CHECK_QUEUE_DB = "carelens";
+const CHECK_QUEUE_STORE = "queued-checks";
+
+function checkQueueDb() {
+  return new Promise((resolve, reject) => {
+    const req = indexedDB.open(CHECK_QUEUE_DB, 1);
+    req.onupgradeneeded = () => req.result.createObjectStore(CHECK_QUEUE_STORE, { keyPath: "id", autoIncrement: true });
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+}
+
+function checkQueueRequest(mode, fn) {
+  return checkQueueDb().then((db) => new Promise((resolve, reject) => {
+    const t = db.transaction(CHECK_QUEUE_STORE, mode);
+    const req = fn(t.objectStore(CHECK_QUEUE_STORE));
+    t.oncomplete = () => resolve(req.result);
+    t.onerror = () => reject(t.error);
+  }));
+}
+
+async function sendQueuedChecks() {
+  const items = await checkQueueRequest("readonly", (s) => s.getAll());
+  let retry = false;
+  for (const item of items) {
+    const form = new FormData();
+    item.files.forEach((f) => form.append("file", f.blob, f.name));
+    let response;
+    try {
+      response = await fetch(`/api/v1/checks/${item.kind}?wait=false`, {
+        method: "POST", body: form, credentials: "same-origin",
+        headers: { "x-csrftoken": item.csrf, accept: "application/json" },
+      });
+    } catch (err) {
+      retry = true;
+      continue;
+    }
+    if (response.status >= 500 || response.status === 429) { retry = true; continue; }
+    await checkQueueRequest("readwrite", (s) => s.delete(item.id));
+    const body = response.ok ? await response.json() : null;
+    const clients = await self.clients.matchAll({ type: "window" });
+    clients.forEach((c) => c.postMessage({ type: "carelens-queued-sent", check: body }));
+  }
+  // A rejected promise asks the browser to retry the sync later.
+  if (retry) throw new Error("some queued checks could not be sent yet");
+}
+
+self.addEventListener("sync", (event) => {
+  if (event.tag !== "carelens-checks") return;
+  const run = () => sendQueuedChecks();
+  event.waitUntil(self.navigator && self.navigator.locks ? self.navigator.locks.request("carelens-queue", run) : run());
+});
