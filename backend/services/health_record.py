@@ -140,7 +140,7 @@ async def import_csv(user: User, text: str | bytes) -> ImportReport:
             data["source"] = source if source in vital_service.SOURCES else "import"
             reading = vital_service.validate_reading(data, user.timezone or "UTC")
         except ServiceError as exc:
-            report.errors.append(_("Line %(line)s: %(message)s", line=line, message=exc.message))
+            report.errors.append(_("Line %(line)s: %(error)s", line=line, error=exc.message))
             continue
         key = _key(reading.type, reading.measured_at, reading.value, reading.value2)
         if key in existing:

@@ -247,13 +247,17 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
+def CHECK_READING() -> str:  # noqa: N802 (reads like the message it returns)
+    return _("Please check the reading; nothing was saved.")
+
+
 def _check_range(name: str, key: str, canonical: float, shown: float, unit: str,
                  factor: float) -> str | None:
     low, high = RANGES[key]
     if low <= canonical <= high:
         return None
     return _("%(field)s %(value)s %(unit)s is outside the possible range "
-             "(%(low)s-%(high)s %(unit)s). Please check the reading; nothing was saved.",
+             "(%(low)s-%(high)s %(unit)s).",
              field=name, value=_fmt(shown), unit=unit,
              low=_fmt(round(low / factor, 1)), high=_fmt(round(high / factor, 1)))
 
@@ -316,9 +320,9 @@ def validate_reading(data: dict[str, Any], tz_name: str = "UTC",
                     problems.append(message)
         if not problems and diastolic >= systolic:
             problems.append(_("The systolic (upper) number must be higher than the diastolic "
-                               "(lower) number. Please check the reading; nothing was saved."))
+                              "(lower) number."))
         if problems:
-            raise ServiceError(" ".join(problems), 422)
+            raise ServiceError(" ".join([*problems, CHECK_READING()]), 422)
         return Reading(vtype, systolic, unit, measured_at, value2=diastolic, value3=pulse,
                        source=source)
     raw = data.get("value")
@@ -329,7 +333,7 @@ def validate_reading(data: dict[str, Any], tz_name: str = "UTC",
              "heart_rate": _("Heart rate")}
     message = _check_range(names[vtype], vtype, value * factor, value, unit, factor)
     if message:
-        raise ServiceError(message, 422)
+        raise ServiceError(f"{message} {CHECK_READING()}", 422)
     context = ""
     if vtype == "glucose":
         context = str(data.get("context") or "random")
