@@ -20,6 +20,8 @@ from piccolo.engine.postgres import PostgresEngine
 
 from backend import i18n
 from backend.api import auth, check_pages, checks, pages
+from backend.api import admin as admin_api
+from backend.api import community as community_api
 from backend.api import places as places_api
 from backend.api import push as push_api
 from backend.api import vitals as vitals_api
@@ -53,6 +55,11 @@ ROUTE_HANDLERS: list = [
     check_pages.CheckPagesController,
     places_api.PlacesApiController,
     places_api.PlacesPageController,
+    community_api.CommunityApiController,
+    community_api.CommunityPagesController,
+    admin_api.AdminApiController,
+    admin_api.AdminPagesController,
+    admin_api.PasswordResetController,
     vitals_api.VitalsApiController,
     vitals_api.RecordApiController,
     vitals_api.VitalsPagesController,
