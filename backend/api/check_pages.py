@@ -73,6 +73,17 @@ def _result_of(check: Check) -> dict[str, Any]:
     return result or {}
 
 
+def _photo_size(check: Check, settings: Settings) -> tuple[int, int]:
+    """Width and height for the <img> tags, so the page does not jump when the photo loads."""
+    path = settings.uploads_dir / check.input_file
+    if check.input_media_type.startswith("image/") and check.input_file and path.exists():
+        from PIL import Image
+
+        with Image.open(path) as img:
+            return img.size
+    return 1024, 768
+
+
 def _result_context(check: Check) -> dict[str, Any]:
     result = _result_of(check)
     kind = check.kind
@@ -138,7 +149,8 @@ class CheckPagesController(Controller):
         return Redirect(f"/checks/{check.id}", status_code=303)
 
     @get("/checks/{check_id:int}")
-    async def result_page(self, check_id: int, current_user: User) -> Template:
+    async def result_page(self, check_id: int, current_user: User,
+                          settings: Settings) -> Template:
         check = await check_service.get_own_check(current_user, check_id)
         if check.status != "done":
             return Template("checks/pending.html", context={
@@ -147,7 +159,8 @@ class CheckPagesController(Controller):
                 "error": _(check.error) if check.error else "",
             }, headers=NO_STORE)
         return Template("checks/result.html",
-                        context={"user": current_user, **_result_context(check)},
+                        context={"user": current_user, **_result_context(check),
+                                 "photo_size": _photo_size(check, settings)},
                         headers=NO_STORE)
 
     async def _done_check(self, user: User, check_id: int) -> Check:

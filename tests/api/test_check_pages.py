@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+from datetime import UTC
 
 import numpy as np
 import pytest
@@ -208,14 +209,14 @@ async def test_pending_and_failed_checks(client, app_settings):
 
 
 async def test_history_timeline_filters_and_delete(client, app_settings):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     user, token = await logged_in(client)
     photo, mask = photo_and_mask()
     ecg = await stored_check(user, "ecg", ecg_result(), app_settings.uploads_dir)
     skin = await stored_check(user, "skin", skin_result(mask), app_settings.uploads_dir, photo)
     await Vital(owner=user.id, type="blood_pressure", value=128, value2=82, unit="mmHg",
-                measured_at=datetime.now(timezone.utc)).save()
+                measured_at=datetime.now(UTC)).save()
     html = (await client.get("/history")).text
     assert f'href="/checks/{ecg.id}"' in html and f'href="/checks/{skin.id}"' in html
     assert "128/82 mmHg" in html

@@ -160,6 +160,7 @@
   var currentXhr = null;
   var polling = null;
   var currentCheckId = null;
+  var cameraReady = false;
 
   function setStage(label, value) {
     $("upload").hidden = false;
@@ -174,6 +175,7 @@
     box.hidden = false;
     $("upload").hidden = true;
     $("check-form").hidden = false;
+    if (cameraReady) $("camera").hidden = false;
   }
 
   function pollUntilDone(id, onUpdate, quiet) {
@@ -240,6 +242,7 @@
     }
     $("upload").hidden = true;
     $("check-form").hidden = false;
+    if (cameraReady) $("camera").hidden = false;
     $("capture-error").hidden = true;
     $("upload-status").textContent = i18n.cancelled;
   }
@@ -264,6 +267,7 @@
       stream = s;
       video.srcObject = s;
       section.hidden = false;
+      cameraReady = true;
       var track = s.getVideoTracks()[0];
       var caps = track.getCapabilities ? track.getCapabilities() : {};
       if (caps.torch) {
@@ -318,6 +322,7 @@
     $("use-button").addEventListener("click", function () {
       if (!captured) return;
       $("check-form").hidden = true;
+      section.hidden = true;
       upload(kind, [{ name: "camera.jpg", type: "image/jpeg", blob: captured }]);
     });
     window.addEventListener("pagehide", function () {
@@ -349,6 +354,7 @@
         });
       })).then(function (files) {
         this.hidden = true;
+        section.hidden = true;
         upload(kind, files);
       }.bind(this));
     });
