@@ -10,6 +10,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
 
 import http_ece
 from cryptography.hazmat.primitives import hashes, serialization
@@ -43,7 +44,7 @@ class PushStandIn:
         standin = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
                 with standin.lock:
@@ -62,7 +63,7 @@ class PushStandIn:
         self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> PushStandIn:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 

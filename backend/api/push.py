@@ -109,7 +109,7 @@ def push_of(request: Request) -> push_service.PushService:
 
 class PushController(Controller):
     path = "/api/v1/push"
-    tags = ["push"]
+    tags = ("push",)
 
     @get("/vapid-public-key")
     async def vapid_public_key(self, request: Request) -> VapidKeyOut:
@@ -144,8 +144,8 @@ class PushController(Controller):
 
 class RemindersController(Controller):
     path = "/api/v1/reminders"
-    tags = ["reminders"]
-    guards = [requires_login]
+    tags = ("reminders",)
+    guards = (requires_login,)
 
     @post("/", status_code=HTTP_201_CREATED)
     async def create(self, data: ReminderIn, current_user: User) -> ReminderOut:
@@ -168,7 +168,7 @@ class NotificationSettingsController(Controller):
     push.js adds subscribe/unsubscribe, which needs the browser's Push API)."""
 
     path = "/settings"
-    guards = [requires_login]
+    guards = (requires_login,)
     include_in_schema = False
 
     @get("/notifications")

@@ -121,8 +121,8 @@ def _form_data(data: VitalForm) -> dict[str, Any]:
 
 class VitalsApiController(Controller):
     path = "/api/v1/vitals"
-    tags = ["vitals"]
-    guards = [requires_login]
+    tags = ("vitals",)
+    guards = (requires_login,)
 
     @post("/", status_code=HTTP_201_CREATED)
     async def create(self, request: Request, data: VitalIn, current_user: User) -> VitalOut:
@@ -154,8 +154,8 @@ class VitalsApiController(Controller):
 
 class RecordApiController(Controller):
     path = "/api/v1/record"
-    tags = ["health record"]
-    guards = [requires_login]
+    tags = ("health record",)
+    guards = (requires_login,)
 
     @get("/export.csv", media_type="text/csv")
     async def export_csv(self, current_user: User) -> Response:
@@ -188,7 +188,7 @@ class RecordApiController(Controller):
 
 
 class VitalsPagesController(Controller):
-    guards = [requires_login]
+    guards = (requires_login,)
     include_in_schema = False
 
     async def _page(self, request: Request, user: User, status: int = 200,

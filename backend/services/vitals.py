@@ -247,7 +247,7 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
-def CHECK_READING() -> str:  # noqa: N802 (reads like the message it returns)
+def CHECK_READING() -> str:
     return _("Please check the reading; nothing was saved.")
 
 
