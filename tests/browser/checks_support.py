@@ -43,8 +43,8 @@ def camera_feed(image: Path, out_dir: Path, size: tuple[int, int] = (1280, 960),
     return path
 
 
-def launch_with_camera(playwright, feed: Path):
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=[
+def launch_with_camera(browser_type, feed: Path):
+    return browser_type.launch(executable_path=CHROMIUM, args=[
         *CHROMIUM_FLAGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
         f"--use-file-for-fake-video-capture={feed}",
     ])

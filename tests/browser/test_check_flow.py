@@ -8,7 +8,6 @@ import re
 import time
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from tests.browser.checks_support import (
     FIXTURE_IMAGES,
@@ -19,7 +18,7 @@ from tests.browser.checks_support import (
     save_screenshot,
     sign_up,
 )
-from tests.browser.conftest import CHROMIUM, CHROMIUM_FLAGS, PHONE
+from tests.browser.conftest import PHONE
 
 pytestmark = pytest.mark.browser
 
@@ -42,12 +41,6 @@ def wait_for_result(page, timeout_s: float = 90.0) -> None:
     pytest.fail(f"no result page after {timeout_s} s (at {page.url})")
 
 
-@pytest.fixture(scope="module")
-def playwright_instance():
-    with sync_playwright() as pw:
-        yield pw
-
-
 def open_camera(page, base_url: str, kind: str) -> None:
     page.goto(f"{base_url}/checks/{kind}")
     page.wait_for_selector("#camera:not([hidden])", timeout=15000)
@@ -60,10 +53,10 @@ def open_camera(page, base_url: str, kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["ecg", "skin", "ear"])
-def test_camera_capture_upload_progress_result(playwright_instance, live_server, tmp_path, kind):
+def test_camera_capture_upload_progress_result(browser, live_server, tmp_path, kind):
     feed = camera_feed(FIXTURE_IMAGES[kind], tmp_path)
-    browser = launch_with_camera(playwright_instance, feed)
-    context = phone_context(browser)
+    camera_browser = launch_with_camera(browser.browser_type, feed)
+    context = phone_context(camera_browser)
     page = context.new_page()
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -104,18 +97,18 @@ def test_camera_capture_upload_progress_result(playwright_instance, live_server,
         assert not [e for e in errors if "Content Security Policy" in e], errors
     finally:
         context.close()
-        browser.close()
+        camera_browser.close()
 
 
-def test_offline_check_is_queued_then_sent_when_back_online(playwright_instance, live_server,
+def test_offline_check_is_queued_then_sent_when_back_online(browser, live_server,
                                                             tmp_path):
-    feed = camera_feed(FIXTURE_IMAGES["skin"], tmp_path)
-    browser = launch_with_camera(playwright_instance, feed)
-    context = phone_context(browser)
+    feed = camera_feed(FIXTURE_IMAGES["ear"], tmp_path)
+    camera_browser = launch_with_camera(browser.browser_type, feed)
+    context = phone_context(camera_browser)
     page = context.new_page()
     try:
         sign_up(page, live_server.url)
-        open_camera(page, live_server.url, "skin")
+        open_camera(page, live_server.url, "ear")
         page.evaluate("navigator.serviceWorker.ready.then(() => true)")
         context.set_offline(True)
         page.click("#capture-button")
@@ -128,7 +121,7 @@ def test_offline_check_is_queued_then_sent_when_back_online(playwright_instance,
               all.onsuccess = () => resolve(all.result.map(r => ({kind: r.kind, n: r.files.length,
                                                                    size: r.files[0].blob.size}))); };
         })""")
-        assert queued and queued[0]["kind"] == "skin" and queued[0]["size"] > 1000
+        assert queued and queued[0]["kind"] == "ear" and queued[0]["size"] > 1000
         assert page.locator("#queued-list li[data-queued]").count() == 1
         save_screenshot(page, "offline-queued")
 
@@ -148,18 +141,11 @@ def test_offline_check_is_queued_then_sent_when_back_online(playwright_instance,
         assert page.locator("h1#result-label").inner_text().strip()
     finally:
         context.close()
-        browser.close()
+        camera_browser.close()
 
 
-def no_js_context(live_server):
-    pw = sync_playwright().start()
-    browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+def test_no_javascript_form_reports_unusable_photo(browser, live_server, tmp_path):
     context = browser.new_context(viewport=PHONE, java_script_enabled=False)
-    return pw, browser, context
-
-
-def test_no_javascript_form_reports_unusable_photo(live_server, tmp_path):
-    pw, browser, context = no_js_context(live_server)
     try:
         page = context.new_page()
         sign_up(page, live_server.url)
@@ -174,13 +160,11 @@ def test_no_javascript_form_reports_unusable_photo(live_server, tmp_path):
         assert page.url.endswith("/checks/ear")
     finally:
         context.close()
-        browser.close()
-        pw.stop()
 
 
 @pytest.mark.parametrize("kind", ["ecg", "skin", "ear"])
-def test_no_javascript_form_upload_shows_the_result(live_server, kind):
-    pw, browser, context = no_js_context(live_server)
+def test_no_javascript_form_upload_shows_the_result(browser, live_server, kind):
+    context = browser.new_context(viewport=PHONE, java_script_enabled=False)
     try:
         page = context.new_page()
         sign_up(page, live_server.url)
@@ -190,5 +174,3 @@ def test_no_javascript_form_upload_shows_the_result(live_server, kind):
         wait_for_result(page)
     finally:
         context.close()
-        browser.close()
-        pw.stop()

@@ -164,7 +164,7 @@
 
   function setStage(label, value) {
     $("upload").hidden = false;
-    $("progress-label").textContent = label;
+    $("progress-label").textContent = value === null ? label : label + " " + value + " %";
     var bar = $("upload-progress");
     if (value === null) { bar.removeAttribute("value"); } else { bar.value = value; bar.textContent = value + " %"; }
   }
