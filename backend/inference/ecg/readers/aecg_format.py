@@ -108,7 +108,12 @@ def read_aecg(data: bytes, name: str) -> EcgRecord:
         total += len(tokens)
         if total > MAX_VALUES:
             raise UnusableInputError(f"{where}: the recording is too long to analyse.")
-        raw = np.array([float(t) for t in tokens], dtype=np.float64)
+        try:
+            raw = np.array([float(t) for t in tokens], dtype=np.float64)
+        except ValueError:
+            raise UnusableInputError(
+                f"{where}: lead {code_text!r} holds text where sample numbers were expected."
+            ) from None
         offset = 0.0
         if origin is not None:
             origin_scale = unit_scale(origin.get("unit") or scale.get("unit"), where=where)

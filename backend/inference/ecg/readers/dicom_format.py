@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 import pydicom
@@ -32,6 +33,17 @@ def _channel_label(channel) -> str:
 
 def read_dicom(data: bytes, name: str) -> EcgRecord:
     where = name or "DICOM file"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about every damaged element it meets
+        try:
+            return _read(data, where)
+        except UnusableInputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - pydicom parses elements lazily, raising on access
+            raise UnusableInputError(f"{where}: the DICOM file is damaged ({exc}).") from None
+
+
+def _read(data: bytes, where: str) -> EcgRecord:
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
     except Exception as exc:  # noqa: BLE001 - pydicom raises varied errors on damage
