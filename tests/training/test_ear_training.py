@@ -1,0 +1,121 @@
+"""The eardrum training code: split rules, colour normalisation, and a CI-sized end-to-end run."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+import pytest
+import torch
+
+from backend.inference.ear import INPUT_SIZE, crop_field_of_view
+from training.ear import data, model, synth
+from training.ear.augment import augment
+from training.ear.evaluate import export_onnx, linear_probe
+from training.ear.train import train_classifier, train_gate
+
+
+def _labels(n_groups: int = 60) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for g in range(n_groups):
+        src = data.SOURCES[g % 3]
+        label = ["normal", "earwax", "chronic_otitis_media"][g % 2 + (g % 5 == 0)]
+        for k in range(int(rng.integers(1, 5))):
+            rows.append({"image_id": f"{src}_{g}_{k}", "group_id": f"{src}_g{g}", "src": src, "label": label})
+    return pd.DataFrame(rows)
+
+
+def test_group_split_keeps_each_group_on_one_side_and_is_seeded():
+    df = _labels()
+    split = data.group_split(df)
+    assert set(split) == {"train", "val", "test"}
+    assert df.assign(split=split).groupby("group_id").split.nunique().max() == 1
+    pd.testing.assert_series_equal(split, data.group_split(df))
+    assert not split.equals(data.group_split(df, seed=1))
+
+
+def test_grey_world_removes_a_colour_cast():
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.uniform(0.1, 0.6, size=(1, 3, INPUT_SIZE, INPUT_SIZE)).astype(np.float32))
+    cast = x * torch.tensor([1.3, 0.9, 0.6]).view(1, 3, 1, 1)
+    norm = model.ColourNorm(grey_world=True)
+    assert torch.allclose(norm(x), norm(cast), atol=0.06)
+
+
+def test_field_crop_centres_an_off_centre_otoscope_circle():
+    img = np.zeros((600, 800, 3), np.uint8)
+    yy, xx = np.mgrid[0:600, 0:800]
+    img[(yy - 250) ** 2 + (xx - 500) ** 2 < 200**2] = (200, 120, 110)
+    crop = crop_field_of_view(img)
+    assert crop.shape == (INPUT_SIZE, INPUT_SIZE, 3)
+    lit = crop.max(axis=2) > 50
+    cy, cx = np.argwhere(lit).mean(axis=0)
+    assert abs(cy - INPUT_SIZE / 2) < 4 and abs(cx - INPUT_SIZE / 2) < 4
+    assert lit.mean() > 0.7  # the circle fills the crop
+
+
+def _tiny_arrays() -> dict[str, np.ndarray]:
+    """Coloured discs as 'eardrums' of 8 classes and synthetic pictures as negatives."""
+    rng = np.random.default_rng(2)
+    x_ear, y_ear, split_ear = [], [], []
+    yy, xx = np.mgrid[0:300, 0:300]
+    disc = (yy - 150) ** 2 + (xx - 150) ** 2 < 140**2
+    for i in range(48):
+        img = np.zeros((300, 300, 3), np.uint8)
+        img[disc] = rng.integers(60, 250, size=3)
+        cv_noise = rng.integers(0, 40, size=(300, 300, 1)).astype(np.uint8)
+        x_ear.append(crop_field_of_view(np.clip(img + cv_noise * disc[..., None], 0, 255).astype(np.uint8)))
+        y_ear.append(i % len(data.CLASSES))
+        split_ear.append(0 if i < 32 else 1 if i < 40 else 2)
+    kinds = list(synth.GENERATORS)
+    x_neg = [crop_field_of_view(synth.GENERATORS[kinds[i % len(kinds)]](np.random.default_rng(i))) for i in range(28)]
+    return {
+        "x_ear": np.stack(x_ear), "y_ear": np.array(y_ear), "src_ear": np.arange(48) % 3,
+        "split_ear": np.array(split_ear), "x_neg": np.stack(x_neg),
+        "kind_neg": np.array([3 + i % len(kinds) for i in range(28)]),
+        "split_neg": np.array([0 if i < 20 else 1 if i < 24 else 2 for i in range(28)]),
+    }
+
+
+@pytest.mark.slow
+def test_training_smoke_runs_and_exports_an_onnx_that_matches_torch(tmp_path):
+    torch.set_num_threads(1)
+    arrays = _tiny_arrays()
+    log: list[dict] = []
+    cls = train_classifier(arrays, torch.device("cpu"), epochs=1, adv=0.3, seed=0, log=log)
+    gate = train_gate(arrays, torch.device("cpu"), epochs=1, seed=0, log=log)
+    assert {r["model"] for r in log} == {"classifier_adv0.3", "gate"}
+    assert all(np.isfinite(r["loss"]) for r in log)
+
+    net = model.classifier(len(data.CLASSES))
+    net.load_state_dict(cls["state"])
+    net.eval()
+    path = tmp_path / "cls.onnx"
+    export_onnx(net, path, ["logits", "features"])
+    x = arrays["x_ear"][:4].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+    with torch.no_grad():
+        expected = net(torch.from_numpy(x))[0].numpy()
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+    g = model.gate()
+    g.load_state_dict(gate["state"])
+    assert g(torch.from_numpy(x))[0].shape == (4, 1)
+
+
+def test_augment_keeps_shape_and_range():
+    x = torch.from_numpy(_tiny_arrays()["x_ear"][:6])
+    out = augment(x, torch.Generator().manual_seed(0))
+    assert out.shape == (6, 3, INPUT_SIZE, INPUT_SIZE)
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+
+
+def test_linear_probe_finds_a_planted_source_signal_and_not_a_missing_one():
+    rng = np.random.default_rng(3)
+    src = np.arange(300) % 3
+    feats = rng.normal(size=(300, 8))
+    planted = feats.copy()
+    planted[:, 0] += src * 6.0
+    assert linear_probe(planted[:200], src[:200], planted[200:], src[200:], 3)["balanced_accuracy"] > 0.9
+    assert linear_probe(feats[:200], src[:200], feats[200:], src[200:], 3)["balanced_accuracy"] < 0.55

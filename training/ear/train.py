@@ -1,0 +1,203 @@
+"""Train the eardrum classifier (optionally with a source adversary) and the eardrum gate.
+
+    python -m training.ear.train --out /work/scratch/ear/run            # CPU (slow)
+    python -m training.ear.train --device cuda --workers 16 --out $OUT  # the GPU run
+
+Writes <out>/ear_classifier[_advX].pt, <out>/ear_gate.pt and <out>/history.json. Model
+selection uses the validation split only; the test split is touched by evaluate.py alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from training.ear import data, model
+from training.ear.augment import augment, to_float
+from training.ear.metrics import summary
+
+# Classes seen in more than one source: there the source carries no label information, so
+# the source adversary may remove it from the features at no cost to the task.
+SHARED_CLASSES = ("normal", "earwax", "chronic_otitis_media", "myringosclerosis", "tympanostomy_tube")
+
+
+def _predict(net: torch.nn.Module, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    net.eval()
+    outs = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            outs.append(net(to_float(x[i : i + batch]))[0].float())
+    return torch.cat(outs)
+
+
+def train_classifier(
+    arrays: dict[str, np.ndarray], device: torch.device, epochs: int, adv: float, seed: int,
+    log: list[dict],
+) -> dict:
+    torch.manual_seed(seed)
+    g = torch.Generator(device=device).manual_seed(seed)
+    y, split, src = arrays["y_ear"], arrays["split_ear"], arrays["src_ear"]
+    tr = np.flatnonzero((y >= 0) & (split == 0))
+    va = np.flatnonzero((y >= 0) & (split == 1))
+    x_tr = torch.from_numpy(arrays["x_ear"][tr]).to(device)
+    y_tr = torch.from_numpy(y[tr]).to(device)
+    s_tr = torch.from_numpy(src[tr]).to(device)
+    shared_ids = torch.tensor([data.CLASSES.index(c) for c in SHARED_CLASSES], device=device)
+    x_va = torch.from_numpy(arrays["x_ear"][va]).to(device)
+    y_va = y[va]
+
+    n_cls = len(data.CLASSES)
+    counts = np.bincount(y[tr], minlength=n_cls).astype(float)
+    # Sampling weight count^-0.75: close to class-balanced without repeating the rarest
+    # class (otitis externa, ~23 images) a hundred times per epoch.
+    w = torch.from_numpy((counts[y[tr]] ** -0.75)).to(device)
+
+    net = model.classifier(n_cls).to(device).to(memory_format=torch.channels_last)
+    src_head = torch.nn.Linear(net.n_features, len(data.SOURCES)).to(device)
+    params = list(net.parameters()) + list(src_head.parameters())
+    opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=5e-4)
+    batch = 64
+    steps_per_epoch = max(1, len(tr) // batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=epochs * steps_per_epoch, pct_start=0.1)
+    best, best_state = -1.0, None
+    use_amp = device.type == "cuda"
+    for epoch in range(epochs):
+        net.train()
+        t0, total = time.time(), 0.0
+        for _ in range(steps_per_epoch):
+            idx = torch.multinomial(w, batch, replacement=True, generator=g)
+            xb = augment(x_tr[idx], g).contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits, feats = net(xb)
+                loss = F.cross_entropy(logits.float(), y_tr[idx], label_smoothing=0.05)
+                if adv > 0:
+                    keep = torch.isin(y_tr[idx], shared_ids)
+                    if keep.any():
+                        rev = model.GradReverse.apply(feats[keep].float(), adv)
+                        loss = loss + F.cross_entropy(src_head(rev), s_tr[idx][keep])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach())
+        pred = _predict(net, x_va).argmax(1).cpu().numpy()
+        m = summary(y_va, pred, n_cls)
+        score = 0.5 * (m["balanced_accuracy"] + m["macro_f1"])
+        log.append({"model": f"classifier_adv{adv}", "epoch": epoch, "loss": total / steps_per_epoch,
+                    "val_balanced_accuracy": m["balanced_accuracy"], "val_macro_f1": m["macro_f1"],
+                    "seconds": time.time() - t0})
+        if score > best:
+            best = score
+            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+        if epoch % 10 == 0 or epoch == epochs - 1:
+            print(f"cls adv={adv} ep {epoch} loss {total / steps_per_epoch:.3f} val bacc "
+                  f"{m['balanced_accuracy']:.3f} f1 {m['macro_f1']:.3f}", flush=True)
+    return {"state": best_state, "val_score": best, "adv": adv}
+
+
+def train_gate(arrays: dict[str, np.ndarray], device: torch.device, epochs: int, seed: int, log: list[dict]) -> dict:
+    torch.manual_seed(seed)
+    g = torch.Generator(device=device).manual_seed(seed + 1)
+    pos_tr = torch.from_numpy(arrays["x_ear"][arrays["split_ear"] == 0]).to(device)
+    neg_tr = torch.from_numpy(arrays["x_neg"][arrays["split_neg"] == 0]).to(device)
+    pos_va = torch.from_numpy(arrays["x_ear"][arrays["split_ear"] == 1]).to(device)
+    neg_va = torch.from_numpy(arrays["x_neg"][arrays["split_neg"] == 1]).to(device)
+    # Negative kinds are drawn evenly, so 2,000 skin images do not drown 40 room scenes.
+    kinds = torch.from_numpy(arrays["kind_neg"][arrays["split_neg"] == 0]).to(device)
+    kind_counts = torch.bincount(kinds).float()
+    w_neg = 1.0 / kind_counts[kinds]
+
+    net = model.gate().to(device).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=5e-4)
+    half = 48
+    steps_per_epoch = max(1, len(pos_tr) // half)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=epochs * steps_per_epoch, pct_start=0.1)
+    target = torch.cat([torch.ones(half), torch.zeros(half)]).to(device)
+    best, best_state = -1.0, None
+    use_amp = device.type == "cuda"
+    for epoch in range(epochs):
+        net.train()
+        t0, total = time.time(), 0.0
+        for _ in range(steps_per_epoch):
+            ip = torch.randint(0, len(pos_tr), (half,), generator=g, device=device)
+            ineg = torch.multinomial(w_neg, half, replacement=True, generator=g)
+            xb = augment(torch.cat([pos_tr[ip], neg_tr[ineg]]), g, colour_strength=0.6)
+            xb = xb.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                logit = net(xb)[0].float().squeeze(1)
+            loss = F.binary_cross_entropy_with_logits(logit, target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach())
+        sp = torch.sigmoid(_predict(net, pos_va).squeeze(1)).cpu().numpy()
+        sn = torch.sigmoid(_predict(net, neg_va).squeeze(1)).cpu().numpy()
+        # Rejection of val negatives at the threshold that keeps 98 % of val eardrums.
+        thr = float(np.quantile(sp, 0.02))
+        rejection = float(np.mean(sn < thr))
+        log.append({"model": "gate", "epoch": epoch, "loss": total / steps_per_epoch,
+                    "val_rejection_at_98tpr": rejection, "seconds": time.time() - t0})
+        if rejection >= best:
+            best = rejection
+            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+        if epoch % 5 == 0 or epoch == epochs - 1:
+            print(f"gate ep {epoch} loss {total / steps_per_epoch:.4f} val rejection@98%TPR {rejection:.4f}", flush=True)
+    return {"state": best_state, "val_score": best}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--cache", type=Path, default=Path("/work/scratch/ear/arrays.npz"))
+    ap.add_argument("--ear-dir", type=Path, default=data.default_paths().ear)
+    ap.add_argument("--skin-dir", type=Path, default=data.default_paths().skin)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--limit", type=int, default=None, help="images per split/kind (smoke runs)")
+    ap.add_argument("--epochs", type=int, default=150)
+    ap.add_argument("--gate-epochs", type=int, default=40)
+    ap.add_argument("--adv", type=float, nargs="+", default=[0.0, 0.3])
+    ap.add_argument("--seed", type=int, default=data.SEED)
+    args = ap.parse_args(argv)
+
+    if args.device == "cpu":
+        torch.set_num_threads(1)
+    device = torch.device(args.device)
+    t0 = time.time()
+    arrays = data.load_or_build(args.cache, data.DataPaths(args.ear_dir, args.skin_dir), args.workers, args.limit)
+    print(f"data: {len(arrays['x_ear'])} eardrums, {len(arrays['x_neg'])} negatives "
+          f"({time.time() - t0:.0f} s)", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    log: list[dict] = []
+
+    def write_history(selected_adv: float | None) -> None:
+        (args.out / "history.json").write_text(json.dumps(
+            {"log": log, "selected_adv": selected_adv, "epochs": args.epochs,
+             "gate_epochs": args.gate_epochs, "device": str(device),
+             "seconds": time.time() - t0, "seed": args.seed}, indent=1))
+
+    # The gate first, then classifier variants; each is saved as soon as it is trained so a
+    # run cut short still returns what it finished.
+    gate_run = train_gate(arrays, device, args.gate_epochs, args.seed, log)
+    torch.save({"state": gate_run["state"], "val_score": gate_run["val_score"]}, args.out / "ear_gate.pt")
+    runs = []
+    for adv in args.adv:
+        r = train_classifier(arrays, device, args.epochs, adv, args.seed, log)
+        runs.append(r)
+        torch.save({"state": r["state"], "adv": adv, "val_score": r["val_score"],
+                    "classes": list(data.CLASSES)}, args.out / f"ear_classifier_adv{adv}.pt")
+        write_history(None)
+    best = max(runs, key=lambda r: r["val_score"])
+    write_history(best["adv"])
+    print(f"selected adv={best['adv']} (val score {best['val_score']:.3f}); total {time.time() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
