@@ -86,10 +86,10 @@ def _simplify(times: np.ndarray, values: np.ndarray, fs: float) -> tuple[np.ndar
     rows = np.arange(len(v))
     out_t = np.stack([t[rows, first], t[rows, second]], axis=1).ravel()
     out_v = np.stack([v[rows, first], v[rows, second]], axis=1).ravel()
-    if n < len(values):
-        out_t = np.concatenate([out_t, times[n:]])
-        out_v = np.concatenate([out_v, values[n:]])
-    return out_t, out_v
+    # The tail that does not fill a bucket, and always the last sample, so a lead ends where
+    # it was printed to end.
+    tail = slice(n, None) if n < len(values) else slice(-1, None)
+    return np.concatenate([out_t, times[tail]]), np.concatenate([out_v, values[tail]])
 
 
 def _pack_rows(segments: list[Segment], names: list[str], duration: float) -> list[Row]:
@@ -162,6 +162,10 @@ def _x_mm(t: np.ndarray | float) -> np.ndarray | float:
     return MARGIN_MM + np.asarray(t) * MM_PER_S
 
 
+def row_count(trace: dict[str, Any]) -> int:
+    return len(layout_trace(trace).rows)
+
+
 def render_svg(trace: dict[str, Any], title: str = "ECG") -> str:
     """An SVG document in millimetres (viewBox = paper size)."""
     lay = layout_trace(trace)
@@ -227,9 +231,13 @@ def _font(size_px: int) -> ImageFont.ImageFont:
 
 
 def render_image(trace: dict[str, Any], px_per_mm: float = 6.0,
-                 max_duration_s: float | None = None) -> Image.Image:
-    """The same drawing as a Pillow RGB image; px_per_mm = dpi / 25.4 keeps true scale."""
+                 max_duration_s: float | None = None,
+                 rows: tuple[int, int] | None = None) -> Image.Image:
+    """The same drawing as a Pillow RGB image; px_per_mm = dpi / 25.4 keeps true scale.
+    `rows` = (first, end) draws only those rows (one printed page of a long record)."""
     lay = layout_trace(trace)
+    if rows is not None:
+        lay.rows = lay.rows[rows[0]:rows[1]]
     duration = min(lay.duration_s, max_duration_s) if max_duration_s else lay.duration_s
     w_mm = 2 * MARGIN_MM + duration * MM_PER_S
     h_mm = lay.height_mm

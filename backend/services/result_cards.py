@@ -297,6 +297,28 @@ DPI = 150
 A4_PX = (round(210 / 25.4 * DPI), round(297 / 25.4 * DPI))
 
 
+def _trace_pages(trace: dict[str, Any], fonts: _Fonts, pad: int) -> list[Image.Image]:
+    """Landscape A4 pages with as many trace rows as fit, never shrunk: at 100 % print the
+    grid is 25 mm/s and 10 mm/mV, so the doctor can measure on paper."""
+    px_per_mm = DPI / 25.4
+    page_w, page_h = A4_PX[1], A4_PX[0]
+    header = 50
+    usable_mm = (page_h - 2 * pad - header) / px_per_mm - 2 * ecg_plot.MARGIN_MM
+    per_page = max(1, int(usable_mm // ecg_plot.ROW_HEIGHT_MM))
+    total = max(1, ecg_plot.row_count(trace))
+    pages = []
+    for first in range(0, total, per_page):
+        image = ecg_plot.render_image(trace, px_per_mm=px_per_mm, rows=(first, first + per_page),
+                                      max_duration_s=(page_w - 2 * pad) / px_per_mm / 25 - 0.4)
+        page = Image.new("RGB", (page_w, page_h), "white")
+        ImageDraw.Draw(page).text(
+            (pad, pad // 2), _("ECG trace at 25 mm/s, 10 mm/mV (print at 100 %)"),
+            font=fonts.get(24, bold=True), fill=INK)
+        page.paste(image, (pad, pad // 2 + header))
+        pages.append(page)
+    return pages
+
+
 def render_report_pdf(result: dict[str, Any], *, created_at: datetime | None = None,
                       patient: str = "", input_image: bytes | None = None,
                       check_id: int | None = None) -> bytes:
@@ -381,15 +403,7 @@ def _report(result, created_at, patient, input_image, check_id) -> bytes:
                 w - 2 * pad, fill=MUTED)
     pages = [page]
     if kind == "ecg" and result.get("trace"):
-        trace_img = ecg_plot.render_image(result["trace"], px_per_mm=DPI / 25.4)
-        landscape = Image.new("RGB", (h, w), "white")
-        d2 = ImageDraw.Draw(landscape)
-        d2.text((pad, pad // 2), _("ECG trace at 25 mm/s, 10 mm/mV (print at 100 %)"),
-                font=fonts.get(24, bold=True), fill=INK)
-        if trace_img.width > h - 2 * pad or trace_img.height > w - 2 * pad:
-            trace_img.thumbnail((h - 2 * pad, w - 2 * pad))
-        landscape.paste(trace_img, (pad, pad))
-        pages.append(landscape)
+        pages.extend(_trace_pages(result["trace"], fonts, pad))
     buffer = io.BytesIO()
     pages[0].save(buffer, format="PDF", resolution=DPI, save_all=True, append_images=pages[1:],
                   title=f"CareLens {kind} check", author="CareLens")

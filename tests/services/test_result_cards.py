@@ -1,0 +1,111 @@
+"""The take-away files: a PNG card to share and an A4 PDF for the doctor (ECG at true scale),
+plus the words shown with a result (label names, normal ranges, explanation language)."""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import UTC, datetime
+
+import numpy as np
+from PIL import Image
+
+from backend.i18n import current_locale
+from backend.services import result_cards
+from tests.api.test_check_pages import ear_result, ecg_result, photo_and_mask, skin_result
+from tests.services.test_ecg_plot import sheet_3x4_trace
+
+WHEN = datetime(2026, 11, 23, 8, 30, tzinfo=UTC)
+
+
+def pdf_pages(data: bytes) -> list[tuple[float, float]]:
+    """MediaBox sizes (points) of every page."""
+    return [(float(w), float(h)) for w, h in
+            re.findall(rb"/MediaBox \[\s*0 0 ([\d.]+) ([\d.]+)\s*\]", data)]
+
+
+def test_card_is_a_1080x1350_png_for_every_kind():
+    photo, mask = photo_and_mask()
+    for result, image in ((ecg_result(), None), (skin_result(mask), photo), (ear_result(), photo)):
+        png = result_cards.render_card_png(result, WHEN, image)
+        card = Image.open(io.BytesIO(png))
+        assert card.format == "PNG" and card.size == (1080, 1350)
+        top = np.asarray(card.convert("RGB"))[20, 540]
+        assert tuple(top) == (11, 110, 110)  # the teal header band
+
+
+def test_skin_card_draws_the_outline_over_the_photo():
+    photo, mask = photo_and_mask()
+    card = np.asarray(Image.open(io.BytesIO(
+        result_cards.render_card_png(skin_result(mask), WHEN, photo))).convert("RGB"))
+    yellow = (card[:, :, 0] > 220) & (card[:, :, 1] > 190) & (card[:, :, 2] < 60)
+    assert yellow.sum() > 500
+
+
+def test_doctor_pdf_is_a4_with_a_landscape_true_scale_ecg_page():
+    result = ecg_result()
+    result["trace"] = sheet_3x4_trace()
+    pdf = result_cards.render_report_pdf(result, created_at=WHEN, patient="Min", check_id=7)
+    assert pdf.startswith(b"%PDF")
+    pages = pdf_pages(pdf)
+    assert len(pages) == 2
+    a4 = (210 / 25.4 * 72, 297 / 25.4 * 72)
+    assert abs(pages[0][0] - a4[0]) < 2 and abs(pages[0][1] - a4[1]) < 2
+    assert abs(pages[1][0] - a4[1]) < 2 and abs(pages[1][1] - a4[0]) < 2
+
+
+def test_photo_report_is_one_page():
+    photo, _mask = photo_and_mask()
+    pdf = result_cards.render_report_pdf(ear_result(), created_at=WHEN, input_image=photo)
+    assert len(pdf_pages(pdf)) == 1
+
+
+def test_outline_is_a_ring_around_the_mask():
+    _photo, mask = photo_and_mask()
+    ring = np.asarray(Image.open(io.BytesIO(result_cards.outline_png(mask))))
+    alpha = ring[:, :, 3]
+    assert alpha[120, 160] == 0 and alpha[5, 5] == 0  # inside and far outside are clear
+    assert alpha[120, 120] == 255 and alpha[80, 160] == 255  # on the edge
+    assert result_cards.outline_png(None) is None and result_cards.outline_png("not base64!") is None
+
+
+def test_interval_rows_flag_values_outside_the_adult_range():
+    rows = {r["key"]: r for r in result_cards.interval_rows(ecg_result())}
+    assert rows["hr_bpm"]["flag"] == "high" and rows["hr_bpm"]["value"] == 112
+    assert rows["pr_ms"]["value"] is None and rows["pr_ms"]["flag"] is None
+    assert rows["qtc_ms"]["flag"] is None and rows["qtc_ms"]["range"] == "350–460 ms"
+    assert rows["qt_ms"]["range"] == "—"
+
+
+def test_words_follow_the_ui_language():
+    result = ecg_result()
+    token = current_locale.set("ko")
+    try:
+        assert result_cards.explanation_for(result) == "불규칙한 리듬입니다."
+        assert result_cards.label_name("ecg", "atrial_fibrillation").startswith("심방세동")
+        assert result_cards.label_name("skin", "unknown_label") == "unknown label"
+    finally:
+        current_locale.reset(token)
+    assert result_cards.explanation_for(result) == "Irregular rhythm."
+    assert result_cards.label_name("ear", "otitis_externa") == "Outer ear infection"
+
+
+def test_cards_fall_back_to_english_without_a_hangul_font(monkeypatch):
+    monkeypatch.setattr(result_cards, "HANGUL_FONTS", ("/nonexistent/font.ttf",))
+    token = current_locale.set("ko")
+    try:
+        assert result_cards._card_locale() == "en"
+    finally:
+        current_locale.reset(token)
+
+
+def test_twelve_full_length_leads_are_paginated_not_shrunk():
+    fs, n = 250, 2500
+    t = np.arange(n) / fs
+    wave = (np.exp(-(((t % 1.0) - 0.5) ** 2) / (2 * 0.02**2))).round(3).tolist()
+    trace = {"fs": fs, "lead_names": [f"L{i}" for i in range(12)], "signals": [wave] * 12,
+             "r_peaks_s": []}
+    result = ecg_result()
+    result["trace"] = trace
+    pages = pdf_pages(result_cards.render_report_pdf(result))
+    assert len(pages) == 1 + 3  # 5 rows of 30 mm per landscape page
