@@ -230,6 +230,11 @@ def test_npz_with_fs_and_leads():
     assert record.fs == 300 and record.lead_names == ["I", "II"]
     assert record.source == "file:npz"
     np.testing.assert_array_equal(record.signal, signal)
+    buf = io.BytesIO()
+    np.savez(buf, ecg=signal.T * 1000, sampling_rate=300.0, leads="V1,V2", units="uV")
+    record = read_ecg_files({"strip.npz": buf.getvalue()})
+    assert record.lead_names == ["V1", "V2"]
+    np.testing.assert_allclose(record.signal, signal, atol=1e-12)
 
 
 def test_npy_object_array_is_refused_without_unpickling():

@@ -58,7 +58,9 @@ def _strings(value: object, where: str) -> list[str]:
         text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
         return [p.strip() for p in text.replace(";", ",").split(",") if p.strip()]
     arr = np.asarray(value)
-    if arr.dtype.kind not in "US" and not (isinstance(value, list | tuple)):
+    if arr.ndim == 0 and arr.dtype.kind in "US":
+        return _strings(arr.item(), where)  # np.savez(leads="I,II") stores a 0-d string array
+    if arr.dtype.kind not in "US" and not isinstance(value, list | tuple):
         raise UnusableInputError(f"{where}: lead names must be text, found {arr.dtype}.")
     return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in arr.ravel()]
 
@@ -68,13 +70,8 @@ def _scalar(value: object, what: str, where: str) -> object:
     if arr.size != 1:
         raise UnusableInputError(f"{where}: '{what}' must be a single value, found {arr.shape}.")
     item = arr.ravel()[0]
-    return (
-        item.decode("utf-8", "replace")
-        if isinstance(item, bytes)
-        else item.item()
-        if hasattr(item, "item")
-        else item
-    )
+    item = item.item() if isinstance(item, np.generic) else item
+    return item.decode("utf-8", "replace") if isinstance(item, bytes) else item
 
 
 def record_from_mapping(mapping: Mapping, *, fmt: str, where: str) -> EcgRecord:
