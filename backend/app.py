@@ -11,6 +11,7 @@ from litestar.middleware.base import DefineMiddleware
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.middleware.session.server_side import ServerSideSessionConfig
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 from litestar.static_files import create_static_files_router
 from litestar.stores.file import FileStore
 from litestar.stores.memory import MemoryStore
@@ -156,6 +157,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         openapi_config=OpenAPIConfig(
             title="CareLens API", version="1.0.0", path="/schema",
+            # Only the machine-readable schema: the HTML viewers load from a CDN.
+            render_plugins=[JsonRenderPlugin(), YamlRenderPlugin()],
             description="Home health checks: ECG, skin and ear analysis, vitals, community.",
         ),
         exception_handlers=EXCEPTION_HANDLERS,

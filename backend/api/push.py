@@ -211,10 +211,8 @@ class NotificationSettingsController(Controller):
 
     @post("/reminders/{reminder_id:int}/delete")
     async def remove_reminder(self, reminder_id: int, current_user: User) -> Redirect:
-        try:
-            await reminder_service.delete_reminder(current_user, reminder_id)
-        except ServiceError:
-            pass
+        # Another member's reminder id answers 404 like any other foreign id.
+        await reminder_service.delete_reminder(current_user, reminder_id)
         return Redirect("/settings/notifications?notice=reminder_deleted")
 
 
