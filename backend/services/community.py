@@ -70,6 +70,15 @@ def _inline(escaped: str) -> str:
     return re.sub(r"\x00(\d+)\x00", lambda m: links[int(m.group(1))], text)
 
 
+def plain_excerpt(text: str, limit: int = 140) -> str:
+    """One line of plain text for the list: markdown markers and link syntax dropped."""
+    text = _LINK.sub(r"\1", text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"\1", text)
+    text = re.sub(r"(?<![*\w])\*([^*\n]+?)\*(?![*\w])", r"\1", text)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 def render_text(text: str) -> Markup:
     """Paragraphs, line breaks, **bold**, *italic*, [label](https://...) and bare http(s)
     links (rel=nofollow noopener). Escapes everything first: the transform only ever adds
@@ -175,6 +184,7 @@ def _post_dict(row: dict, authors: dict, checks: dict, liked: set[int],
         "title": row["title"],
         "body": row["body"],
         "body_html": str(render_text(row["body"])),
+        "excerpt": plain_excerpt(row["body"]),
         "author": {"id": row["author"], "display_name": authors.get(row["author"], "")},
         "created_at": _iso(row["created_at"]),
         "updated_at": _iso(row["updated_at"]),
