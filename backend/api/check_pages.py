@@ -200,7 +200,9 @@ class CheckPagesController(Controller):
         trace = _result_of(check).get("trace")
         if check.kind != "ecg" or not trace:
             raise NotFoundError(N_("This check has no ECG trace."))
-        return Response(ecg_plot.render_svg(trace, title=_("ECG trace")),
+        label = _("Where the rhythm model looked (lead %(lead)s)",
+                  lead=trace.get("saliency_lead") or "II")
+        return Response(ecg_plot.render_svg(trace, title=_("ECG trace"), saliency_label=label),
                         media_type="image/svg+xml",
                         headers={"Cache-Control": "private, max-age=3600"})
 

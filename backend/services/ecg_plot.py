@@ -60,7 +60,7 @@ class EcgLayout:
 
     @property
     def height_mm(self) -> float:
-        extra = 6.0 if self.saliency is not None else 0.0
+        extra = 8.0 if self.saliency is not None else 0.0
         return 2 * MARGIN_MM + len(self.rows) * ROW_HEIGHT_MM + extra
 
 
@@ -143,6 +143,10 @@ def layout_trace(trace: dict[str, Any]) -> EcgLayout:
     saliency = None
     if isinstance(sal, list) and sal and all(isinstance(x, (int, float)) or x is None for x in sal):
         arr = np.array([0.0 if x is None else float(x) for x in sal])
+        # 0.1 s bins (max): enough to show where the model looked, 100 shapes for 10 s.
+        per_bin = max(1, round(len(arr) / max(duration, 1e-6) / 10))
+        n_bins = int(np.ceil(len(arr) / per_bin))
+        arr = np.pad(arr, (0, n_bins * per_bin - len(arr))).reshape(n_bins, per_bin).max(axis=1)
         if arr.max() > arr.min():
             saliency = (arr - arr.min()) / (arr.max() - arr.min())
     peaks = [float(p) for p in (trace.get("r_peaks_s") or []) if p is not None]
@@ -166,7 +170,8 @@ def row_count(trace: dict[str, Any]) -> int:
     return len(layout_trace(trace).rows)
 
 
-def render_svg(trace: dict[str, Any], title: str = "ECG") -> str:
+def render_svg(trace: dict[str, Any], title: str = "ECG",
+               saliency_label: str = "model attention") -> str:
     """An SVG document in millimetres (viewBox = paper size)."""
     lay = layout_trace(trace)
     w, h = lay.width_mm, lay.height_mm
@@ -205,7 +210,9 @@ def render_svg(trace: dict[str, Any], title: str = "ECG") -> str:
     if lay.saliency is not None:
         y = h - MARGIN_MM - 5
         n = len(lay.saliency)
-        step = lay.duration_s / n
+        step = 0.1 if n * 0.1 <= lay.duration_s + 0.1 else lay.duration_s / n
+        out.append(f'<text x="{MARGIN_MM + 0.5}" y="{y - 0.6:.1f}" font-size="2.6" '
+                   f'font-family="sans-serif" fill="#333">{escape(saliency_label)}</text>')
         for k, s in enumerate(lay.saliency):
             if s > 0.05:
                 out.append(f'<rect x="{_x_mm(k * step):.2f}" y="{y:.1f}" '
