@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("PICCOLO_CONF", "backend.piccolo_conf")
+# argon2's cheapest profile keeps hundreds of test sign-ups fast; servers started by tests
+# inherit it through the environment.
+os.environ.setdefault("CARELENS_ARGON2_PROFILE", "cheapest")
 
 from litestar.testing import AsyncTestClient  # noqa: E402
 

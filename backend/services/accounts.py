@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
 from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
+from argon2 import profiles as argon2_profiles
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from backend.i18n import N_
@@ -18,7 +20,12 @@ from backend.tables.checks import Check
 
 MIN_PASSWORD_LENGTH = 12
 _EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
-_hasher = PasswordHasher()
+# Tests set CARELENS_ARGON2_PROFILE=cheapest (argon2's own test profile); never in production.
+_hasher = (
+    PasswordHasher.from_parameters(argon2_profiles.CHEAPEST)
+    if os.environ.get("CARELENS_ARGON2_PROFILE") == "cheapest"
+    else PasswordHasher()
+)
 # Verifying against a fixed hash when the email is unknown keeps login timing uniform.
 _DUMMY_HASH = _hasher.hash("carelens-timing-equaliser")
 
