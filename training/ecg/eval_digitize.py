@@ -43,13 +43,13 @@ def snr_db(truth: np.ndarray, output: np.ndarray | None, fs: int = FS) -> float:
     idx = np.nonzero(win)[0]
     i0, i1 = idx[0], idx[-1] + 1
     t = truth[i0:i1]
-    max_shift = int(round(MAX_SHIFT_S * fs))
+    max_shift = round(MAX_SHIFT_S * fs)
     out = np.nan_to_num(np.asarray(output, dtype=np.float64), nan=0.0)
     out = np.pad(out, (max_shift, max_shift))
     power = float(np.sum(t**2))
     best = -np.inf
     for shift in range(-max_shift, max_shift + 1):
-        o = out[i0 + shift + max_shift: i1 + shift + max_shift]
+        o = out[i0 + shift + max_shift : i1 + shift + max_shift]
         d = o - t
         noise = float(np.sum((d - d.mean()) ** 2)) + 1e-12
         best = max(best, 10 * np.log10(power / noise))
@@ -71,7 +71,11 @@ def score_record(truth: dict[str, np.ndarray], record) -> dict[str, float]:
 def holdout_records(data_dir: Path = DATA_DIR) -> list[str]:
     """The fixed held-out list (written on first use), grouped by patient_id."""
     if HOLDOUT_FILE.exists():
-        return [ln.strip() for ln in HOLDOUT_FILE.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+        return [
+            ln.strip()
+            for ln in HOLDOUT_FILE.read_text().splitlines()
+            if ln.strip() and not ln.startswith("#")
+        ]
     lab = pd.read_csv(data_dir / "labels.csv")
     lab = lab[lab.n_leads == 12]
     patients = sorted(lab.patient_id.unique())
@@ -81,7 +85,8 @@ def holdout_records(data_dir: Path = DATA_DIR) -> list[str]:
     HOLDOUT_FILE.write_text(
         "# Held-out twelve-lead records for the photo digitiser (never used for tuning).\n"
         f"# {len(recs)} records of {len(chosen)} patients, seed {HOLDOUT_SEED}, grouped by patient_id.\n"
-        + "\n".join(recs) + "\n"
+        + "\n".join(recs)
+        + "\n"
     )
     return recs
 
@@ -99,8 +104,9 @@ def record_path(record_id: str, data_dir: Path = DATA_DIR) -> Path:
     return data_dir / lab.set_index("record_id").loc[record_id, "path"]
 
 
-def evaluate(records: list[str], n_per_mode: int, modes=("clean", "phone"), seed0: int = 0,
-             log=print) -> dict[str, pd.DataFrame]:
+def evaluate(
+    records: list[str], n_per_mode: int, modes=("clean", "phone"), seed0: int = 0, log=print
+) -> dict[str, pd.DataFrame]:
     lab = pd.read_csv(DATA_DIR / "labels.csv").set_index("record_id")
     results = {}
     for mode in modes:
@@ -121,32 +127,52 @@ def evaluate(records: list[str], n_per_mode: int, modes=("clean", "phone"), seed
             dt = time.time() - t0
             snrs = score_record(r.truth, rec)
             for lead, v in snrs.items():
-                rows.append(dict(record=rid, seed=seed, layout=layout, lead=lead, snr=v,
-                                 found=rec is not None and lead in rec.lead_names, error=err, secs=dt))
+                rows.append(
+                    {
+                        "record": rid,
+                        "seed": seed,
+                        "layout": layout,
+                        "lead": lead,
+                        "snr": v,
+                        "found": rec is not None and lead in rec.lead_names,
+                        "error": err,
+                        "secs": dt,
+                    }
+                )
             if (k + 1) % 10 == 0:
                 df = pd.DataFrame(rows)
-                log(f"  [{mode}] {k + 1}/{n_per_mode} sheets, median SNR so far "
-                    f"{df.snr.median():.2f} dB ({time.time() - t_start:.0f} s)")
+                log(
+                    f"  [{mode}] {k + 1}/{n_per_mode} sheets, median SNR so far "
+                    f"{df.snr.median():.2f} dB ({time.time() - t_start:.0f} s)"
+                )
         results[mode] = pd.DataFrame(rows)
     return results
 
 
 def summarise(results: dict[str, pd.DataFrame], n_records: int) -> str:
     lines = [f"held-out records: {n_records} (list: {HOLDOUT_FILE.name})", ""]
-    lines.append(f"{'mode':<7}{'sheets':>7}{'leads':>7}{'found':>8}{'p10':>8}{'p50':>8}{'p90':>8}"
-                 f"{'mean':>8}{'rejected':>10}{'s/sheet':>9}")
+    lines.append(
+        f"{'mode':<7}{'sheets':>7}{'leads':>7}{'found':>8}{'p10':>8}{'p50':>8}{'p90':>8}"
+        f"{'mean':>8}{'rejected':>10}{'s/sheet':>9}"
+    )
     for mode, df in results.items():
         sheets = df.groupby(["record", "seed"]).ngroups
         rejected = df[df.error != ""].groupby(["record", "seed"]).ngroups
         p10, p50, p90 = np.percentile(df.snr, [10, 50, 90])
-        lines.append(f"{mode:<7}{sheets:>7}{len(df):>7}{df.found.mean():>8.1%}{p10:>8.2f}{p50:>8.2f}"
-                     f"{p90:>8.2f}{df.snr.mean():>8.2f}{rejected:>10}{df.secs.mean() * 1:>9.2f}")
+        lines.append(
+            f"{mode:<7}{sheets:>7}{len(df):>7}{df.found.mean():>8.1%}{p10:>8.2f}{p50:>8.2f}"
+            f"{p90:>8.2f}{df.snr.mean():>8.2f}{rejected:>10}{df.secs.mean() * 1:>9.2f}"
+        )
     lines.append("")
     for mode, df in results.items():
-        lines.append(f"[{mode}] median SNR (dB) by layout: "
-                     + ", ".join(f"{k} {v:.2f}" for k, v in df.groupby("layout").snr.median().items()))
-        lines.append(f"[{mode}] median SNR (dB) by lead: "
-                     + ", ".join(f"{k} {v:.1f}" for k, v in df.groupby("lead").snr.median().items()))
+        lines.append(
+            f"[{mode}] median SNR (dB) by layout: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in df.groupby("layout").snr.median().items())
+        )
+        lines.append(
+            f"[{mode}] median SNR (dB) by lead: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in df.groupby("lead").snr.median().items())
+        )
         errs = df[df.error != ""].groupby(["record", "seed"]).error.first().value_counts()
         for msg, cnt in errs.items():
             lines.append(f"[{mode}] rejected {cnt}x: {msg}")
@@ -160,8 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tuning", action="store_true", help="score the tuning records instead")
     args = ap.parse_args(argv)
     recs = tuning_records() if args.tuning else holdout_records()
-    print(f"{'tuning' if args.tuning else 'held-out'} records: {len(recs)}; {args.n} sheets per mode",
-          flush=True)
+    print(
+        f"{'tuning' if args.tuning else 'held-out'} records: {len(recs)}; {args.n} sheets per mode",
+        flush=True,
+    )
     res = evaluate(recs, args.n, log=lambda m: print(m, flush=True))
     text = summarise(res, len(recs))
     print(text)

@@ -76,7 +76,7 @@ class Rendered:
 def synthetic_twelve_lead(seed: int = 0, duration_s: float = 10.0) -> dict[str, np.ndarray]:
     """A plausible 12-lead ECG made of Gaussian P/QRS/T waves (for tests without data)."""
     rng = np.random.default_rng(seed)
-    n = int(round(duration_s * FS))
+    n = round(duration_s * FS)
     t = np.arange(n) / FS
     hr = rng.uniform(55, 95)
     rr = 60.0 / hr
@@ -84,12 +84,18 @@ def synthetic_twelve_lead(seed: int = 0, duration_s: float = 10.0) -> dict[str, 
     beats = beats + rng.normal(0, 0.02, beats.size)
     # Per-lead amplitudes (mV) of P, Q, R, S, T loosely after a normal axis.
     amp = {
-        "I": (0.1, -0.05, 0.8, -0.15, 0.25), "II": (0.15, -0.08, 1.2, -0.2, 0.35),
-        "III": (0.06, -0.1, 0.5, -0.1, 0.12), "aVR": (-0.12, 0.05, -0.9, 0.1, -0.3),
-        "aVL": (0.04, -0.04, 0.3, -0.2, 0.08), "aVF": (0.1, -0.08, 0.85, -0.12, 0.25),
-        "V1": (0.08, 0.0, 0.35, -1.1, 0.1), "V2": (0.1, 0.0, 0.6, -1.4, 0.45),
-        "V3": (0.1, -0.05, 0.9, -0.9, 0.5), "V4": (0.1, -0.1, 1.5, -0.5, 0.45),
-        "V5": (0.1, -0.1, 1.3, -0.3, 0.35), "V6": (0.1, -0.08, 1.0, -0.2, 0.3),
+        "I": (0.1, -0.05, 0.8, -0.15, 0.25),
+        "II": (0.15, -0.08, 1.2, -0.2, 0.35),
+        "III": (0.06, -0.1, 0.5, -0.1, 0.12),
+        "aVR": (-0.12, 0.05, -0.9, 0.1, -0.3),
+        "aVL": (0.04, -0.04, 0.3, -0.2, 0.08),
+        "aVF": (0.1, -0.08, 0.85, -0.12, 0.25),
+        "V1": (0.08, 0.0, 0.35, -1.1, 0.1),
+        "V2": (0.1, 0.0, 0.6, -1.4, 0.45),
+        "V3": (0.1, -0.05, 0.9, -0.9, 0.5),
+        "V4": (0.1, -0.1, 1.5, -0.5, 0.45),
+        "V5": (0.1, -0.1, 1.3, -0.3, 0.35),
+        "V6": (0.1, -0.08, 1.0, -0.2, 0.3),
     }
     centres = (-0.16, -0.025, 0.0, 0.025, 0.28)
     widths = (0.025, 0.009, 0.011, 0.011, 0.05)
@@ -115,8 +121,15 @@ def _pts(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
 
 
 def _line(img, p0, p1, colour, width):
-    cv2.line(img, (int(round(p0[0] * 16)), int(round(p0[1] * 16))),
-             (int(round(p1[0] * 16)), int(round(p1[1] * 16))), colour, width, cv2.LINE_AA, 4)
+    cv2.line(
+        img,
+        (round(p0[0] * 16), round(p0[1] * 16)),
+        (round(p1[0] * 16), round(p1[1] * 16)),
+        colour,
+        width,
+        cv2.LINE_AA,
+        4,
+    )
 
 
 def _text(img, text, x, y, height_px, colour, font, thickness):
@@ -140,7 +153,7 @@ def render_sheet(
         paper_w, paper_h = STRIP_PAPER_MM
     else:
         paper_w, paper_h = PAPERS_MM[style.get("paper", rng.choice(list(PAPERS_MM)))]
-    W, H = int(round(paper_w * ppm)), int(round(paper_h * ppm))
+    W, H = round(paper_w * ppm), round(paper_h * ppm)
     paper_rgb = np.array(style.get("paper_rgb", rng.uniform([242, 240, 232], [255, 255, 252])))
     img = np.empty((H, W, 3), np.uint8)
     img[:] = paper_rgb.astype(np.uint8)
@@ -163,8 +176,8 @@ def render_sheet(
     gx1 = gx0 + grid_w
 
     minor_c, major_c = GRID_COLOURS[style.get("grid", rng.integers(len(GRID_COLOURS)))]
-    minor_w = max(1, int(round(ppm * rng.uniform(0.08, 0.14))))
-    major_w = max(1, int(round(ppm * rng.uniform(0.15, 0.3))))
+    minor_w = max(1, round(ppm * rng.uniform(0.08, 0.14)))
+    major_w = max(1, round(ppm * rng.uniform(0.15, 0.3)))
     show_minor = style.get("minor", rng.random() < 0.9)
     if show_minor:
         for k in range(int(grid_w) + 1):
@@ -183,24 +196,28 @@ def render_sheet(
         _line(img, (gx0 * ppm, y), (gx1 * ppm, y), major_c, major_w)
 
     ink = TRACE_COLOURS[style.get("ink", rng.integers(len(TRACE_COLOURS)))]
-    trace_w = max(1, int(round(ppm * style.get("trace_mm", rng.uniform(0.15, 0.35)))))
+    trace_w = max(1, round(ppm * style.get("trace_mm", rng.uniform(0.15, 0.35))))
     font = FONTS[rng.integers(len(FONTS))]
     text_c = (30, 30, 30)
 
     # Header and footer text outside the grid, as electrocardiographs print them.
     if layout != "1x1":
         lines = [
-            f"ID: {rng.integers(10**6, 10**7)}   {rng.integers(1, 28):02d}.0{rng.integers(1, 9)}.2023"
-            f"   {rng.integers(8, 18)}:{rng.integers(10, 59)}",
-            f"Vent. rate {rng.integers(50, 110)} bpm   PR {rng.integers(120, 200)} ms   "
-            f"QRS {rng.integers(80, 110)} ms   QT/QTc {rng.integers(340, 420)}/{rng.integers(390, 450)} ms",
+            (
+                f"ID: {rng.integers(10**6, 10**7)}   {rng.integers(1, 28):02d}.0{rng.integers(1, 9)}.2023"
+                f"   {rng.integers(8, 18)}:{rng.integers(10, 59)}"
+            ),
+            (
+                f"Vent. rate {rng.integers(50, 110)} bpm   PR {rng.integers(120, 200)} ms   "
+                f"QRS {rng.integers(80, 110)} ms   QT/QTc {rng.integers(340, 420)}/{rng.integers(390, 450)} ms"
+            ),
         ]
         for i, line in enumerate(lines):
             _text(img, line, gx0 * ppm, (gy0 - 16 + 7 * i) * ppm, 3.2 * ppm, text_c, font, 1)
     footer = f"{speed:.0f} mm/s   {gain:.0f} mm/mV   0.05-150 Hz   50 Hz"
     _text(img, footer, gx0 * ppm, min(paper_h - 1.5, gy1 + 5) * ppm, 2.8 * ppm, text_c, font, 1)
 
-    n_total = int(round(duration_s * FS))
+    n_total = round(duration_s * FS)
     truth = {}
     lead_boxes: dict[str, tuple[float, float, float, float]] = {}
     row_pitch = grid_h / (n_rows + (0.4 if n_rows > 1 else 1.0))
@@ -219,12 +236,20 @@ def render_sheet(
         by = base_mm * ppm
         if pulse:
             px = (gx0 + 1.5) * ppm
-            xs = np.array([px, px + 1.5 * ppm, px + 1.5 * ppm, px + 6.5 * ppm, px + 6.5 * ppm,
-                           (x_start) * ppm])
+            xs = np.array(
+                [
+                    px,
+                    px + 1.5 * ppm,
+                    px + 1.5 * ppm,
+                    px + 6.5 * ppm,
+                    px + 6.5 * ppm,
+                    (x_start) * ppm,
+                ]
+            )
             ys = np.array([by, by, by - gain * ppm, by - gain * ppm, by, by])
             cv2.polylines(img, [_pts(xs, ys)], False, ink, trace_w, cv2.LINE_AA, 4)
-        cols = row if len(row) > 1 else row
-        seg_n = int(round(n_total / len(cols)))
+        cols = row
+        seg_n = round(n_total / len(cols))
         for c, lead in enumerate(cols):
             i0 = c * seg_n
             i1 = n_total if c == len(cols) - 1 else (c + 1) * seg_n
@@ -241,15 +266,27 @@ def render_sheet(
                 truth[lead] = np.where(np.isnan(truth[lead]), tr, truth[lead])
             else:
                 truth[lead] = tr
-            lead_boxes[lead] = (xs[0], by - 0.5 * row_pitch * ppm, xs[-1], by + 0.5 * row_pitch * ppm)
+            lead_boxes[lead] = (
+                xs[0],
+                by - 0.5 * row_pitch * ppm,
+                xs[-1],
+                by + 0.5 * row_pitch * ppm,
+            )
             lx = (x_start + c * seg_mm + rng.uniform(0.5, 2.0)) * ppm
             ly = by - rng.uniform(4.0, 7.0) * ppm
             _text(img, lead, lx, ly, label_h * ppm, text_c, font, max(1, trace_w - 1))
             if ticks and c > 0:
                 tx = (x_start + c * seg_mm) * ppm
                 _line(img, (tx, by - 2.5 * ppm), (tx, by + 2.5 * ppm), ink, trace_w)
-    return Sheet(img, ppm, layout, truth, duration_s, (gx0 * ppm, gy0 * ppm, gx1 * ppm, gy1 * ppm),
-                 lead_boxes)
+    return Sheet(
+        img,
+        ppm,
+        layout,
+        truth,
+        duration_s,
+        (gx0 * ppm, gy0 * ppm, gx1 * ppm, gy1 * ppm),
+        lead_boxes,
+    )
 
 
 # ----------------------------------------------------------------------------- photo simulation
@@ -283,23 +320,32 @@ def photograph(
         out_w = int(out_w)
         margin = rng.uniform(0.0, 0.03)
         scale = out_w / (sw * (1 + 2 * margin))
-        out_h = int(round(sh * scale * (1 + 2 * margin)))
+        out_h = round(sh * scale * (1 + 2 * margin))
         ang = np.deg2rad(rng.uniform(-0.8, 0.8))
         c, s = np.cos(ang) * scale, np.sin(ang) * scale
         cx, cy = sw / 2, sh / 2
-        A = np.array([[c, -s, out_w / 2 - (c * cx - s * cy)], [s, c, out_h / 2 - (s * cx + c * cy)]])
-        img = cv2.warpAffine(src, A, (out_w, out_h), flags=cv2.INTER_AREA if scale < 1 else
-                             cv2.INTER_LINEAR, borderValue=(250, 250, 250))
+        A = np.array(
+            [[c, -s, out_w / 2 - (c * cx - s * cy)], [s, c, out_h / 2 - (s * cx + c * cy)]]
+        )
+        img = cv2.warpAffine(
+            src,
+            A,
+            (out_w, out_h),
+            flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+            borderValue=(250, 250, 250),
+        )
         img = img.astype(np.float32)
         img += rng.normal(0, rng.uniform(0.5, 2.0), img.shape).astype(np.float32)
         img = np.clip(img, 0, 255).astype(np.uint8)
         params.update(angle_deg=float(np.rad2deg(ang)), scale=scale)
-        ok, buf = cv2.imencode(".jpg", img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(88, 97))])
+        _ok, buf = cv2.imencode(
+            ".jpg", img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(88, 97))]
+        )
         return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy(), params
 
     s = strength
     out_w = int(out_long_side)
-    out_h = int(round(out_w * rng.uniform(0.72, 0.78)))
+    out_h = round(out_w * rng.uniform(0.72, 0.78))
     # Page corners in the photo: centred, 70-92 % of the frame, rotated, perspective jitter.
     fill = rng.uniform(0.72, 0.9)
     page_aspect = sh / sw
@@ -310,10 +356,12 @@ def photograph(
     rot = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]])
     corners = corners @ rot.T
     corners += rng.uniform(-0.05, 0.05, corners.shape) * np.array([pw, ph]) * s
-    centre = np.array([out_w / 2, out_h / 2]) + rng.uniform(-0.04, 0.04, 2) * np.array([out_w, out_h])
+    centre = np.array([out_w / 2, out_h / 2]) + rng.uniform(-0.04, 0.04, 2) * np.array(
+        [out_w, out_h]
+    )
     corners += centre
     if crop is not None:
-        shift = {"left": (1, 0), "right": (-1, 0), "top": (0, 1), "bottom": (0, -1)}[crop]
+        shift = {"left": (-1, 0), "right": (1, 0), "top": (0, -1), "bottom": (0, 1)}[crop]
         corners += np.array(shift) * np.array([pw, ph]) * 0.3
     src_c = np.array([[0, 0], [sw, 0], [sw, sh], [0, sh]], np.float64)
     Hm = cv2.getPerspectiveTransform(src_c.astype(np.float32), corners.astype(np.float32))
@@ -321,8 +369,10 @@ def photograph(
 
     # Inverse map on a coarse lattice (smooth warps), refined by resizing.
     step = 8
-    gx, gy = np.meshgrid(np.arange(0, out_w + step, step, dtype=np.float64),
-                         np.arange(0, out_h + step, step, dtype=np.float64))
+    gx, gy = np.meshgrid(
+        np.arange(0, out_w + step, step, dtype=np.float64),
+        np.arange(0, out_h + step, step, dtype=np.float64),
+    )
     pts = np.stack([gx, gy, np.ones_like(gx)], -1) @ Hinv.T
     mx, my = pts[..., 0] / pts[..., 2], pts[..., 1] / pts[..., 2]
     # Curl: the paper lifts along one axis (vertical displacement varying with x), in mm.
@@ -333,10 +383,12 @@ def photograph(
     if crease:
         cx_ = rng.uniform(0.3, 0.7) * sw
         my = my + 0.4 * sheet.ppm * np.tanh((mx - cx_) / (3 * sheet.ppm))
-    mapx = cv2.resize(mx.astype(np.float32), (out_w + step, out_h + step),
-                      interpolation=cv2.INTER_LINEAR)[: out_h, : out_w]
-    mapy = cv2.resize(my.astype(np.float32), (out_w + step, out_h + step),
-                      interpolation=cv2.INTER_LINEAR)[: out_h, : out_w]
+    mapx = cv2.resize(
+        mx.astype(np.float32), (out_w + step, out_h + step), interpolation=cv2.INTER_LINEAR
+    )[:out_h, :out_w]
+    mapy = cv2.resize(
+        my.astype(np.float32), (out_w + step, out_h + step), interpolation=cv2.INTER_LINEAR
+    )[:out_h, :out_w]
     # Pre-blur the sheet when the photo shrinks it (the lens averages; avoids aliasing).
     shrink = pw / sw
     srcb = src if shrink > 0.7 else cv2.GaussianBlur(src, (0, 0), 0.45 / shrink)
@@ -383,10 +435,16 @@ def photograph(
     img += rng.normal(0, rng.uniform(1.0, 5.0) * s, img.shape).astype(np.float32)
     img = np.clip(img, 0, 255).astype(np.uint8)
     q = int(rng.integers(60, 93))
-    ok, buf = cv2.imencode(".jpg", img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
+    _ok, buf = cv2.imencode(".jpg", img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
     img = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()
-    params.update(angle_deg=float(np.rad2deg(ang)), curl_mm=curl_mm, crease=crease, blur=sigma,
-                  jpeg=q, corners=corners.tolist())
+    params.update(
+        angle_deg=float(np.rad2deg(ang)),
+        curl_mm=curl_mm,
+        crease=crease,
+        blur=sigma,
+        jpeg=q,
+        corners=corners.tolist(),
+    )
     return img, params
 
 
@@ -406,14 +464,18 @@ def render_sample(
     rng = np.random.default_rng(seed)
     layout = layout or LAYOUTS[rng.integers(2)]
     if out_long_side is None:
-        out_long_side = int(rng.integers(1800, 3200)) if mode == "phone" else int(rng.integers(1800, 3000))
+        out_long_side = (
+            int(rng.integers(1800, 3200)) if mode == "phone" else int(rng.integers(1800, 3000))
+        )
     paper_w = STRIP_PAPER_MM[0] if layout == "1x1" else 297.0
     # Draw the sheet near the photo's scale so the photo neither aliases nor wastes time.
     ppm = float(np.clip(out_long_side * 0.95 / paper_w, 5.0, 14.0))
-    sheet = render_sheet(signals, layout=layout, rng=rng, ppm=ppm, single_lead=single_lead,
-                         style=style)
-    img, params = photograph(sheet, rng=rng, mode=mode, out_long_side=out_long_side, crop=crop,
-                             strength=strength)
+    sheet = render_sheet(
+        signals, layout=layout, rng=rng, ppm=ppm, single_lead=single_lead, style=style
+    )
+    img, params = photograph(
+        sheet, rng=rng, mode=mode, out_long_side=out_long_side, crop=crop, strength=strength
+    )
     params.update(sheet_ppm=ppm, lead_boxes=sheet.lead_boxes)
     return Rendered(img, sheet.truth, FS, layout, mode, sheet.duration_s, params)
 
@@ -429,16 +491,20 @@ def load_twelve_lead(record_path: str | Path) -> dict[str, np.ndarray]:
 
     rec = wfdb.rdrecord(str(record_path))
     sig = np.nan_to_num(rec.p_signal.astype(np.float64))
-    names = [n if n.lower() not in ("avr", "avl", "avf") else "aV" + n[2:].upper() for n in rec.sig_name]
+    names = [
+        n if n.lower() not in ("avr", "avl", "avf") else "aV" + n[2:].upper() for n in rec.sig_name
+    ]
     return {n: sig[:, i] for i, n in enumerate(names)}
 
 
-def load_cinc2017_strip(record_id: str, data_dir: Path = DATA_DIR, duration_s: float = 10.0) -> np.ndarray:
+def load_cinc2017_strip(
+    record_id: str, data_dir: Path = DATA_DIR, duration_s: float = 10.0
+) -> np.ndarray:
     """The first `duration_s` of a CinC 2017 single-lead strip, resampled 300 -> 500 Hz, in mV."""
     from scipy.signal import resample_poly
 
     z = np.load(data_dir / "records/cinc2017/signals.npz")
     i = list(z["ids"]).index(record_id)
-    x_uv = np.cumsum(z["delta"][z["start"][i]: z["start"][i] + z["length"][i]].astype(np.int64))
+    x_uv = np.cumsum(z["delta"][z["start"][i] : z["start"][i] + z["length"][i]].astype(np.int64))
     x = resample_poly(x_uv / 1000.0, 5, 3)[: int(duration_s * FS)]
     return x - np.median(x)

@@ -13,6 +13,7 @@ returns a trace it did not see (a lead it cannot follow is left out, gaps stay N
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,18 +27,29 @@ FS_OUT = 500
 SPEED_MM_PER_S = 25.0  # standard paper speed
 GAIN_MM_PER_MV = 10.0  # standard gain; a printed 1 mV pulse overrides it
 STANDARD_DURATION_S = 10.0
-RECT_MAX_WIDTH = 2400  # rectified grid width in px (~9 px/mm on a 265 mm grid)
+RECT_MAX_WIDTH = 2200  # rectified grid width in px (~8 px/mm on a 265 mm grid)
 
 LAYOUT_ROWS = {
-    "3x4": (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6"), ("II",)),
-    "3x4-no-rhythm": (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6")),
+    "3x4": (
+        ("I", "aVR", "V1", "V4"),
+        ("II", "aVL", "V2", "V5"),
+        ("III", "aVF", "V3", "V6"),
+        ("II",),
+    ),
+    "3x4-no-rhythm": (
+        ("I", "aVR", "V1", "V4"),
+        ("II", "aVL", "V2", "V5"),
+        ("III", "aVF", "V3", "V6"),
+    ),
     "6x2": (("I", "V1"), ("II", "V2"), ("III", "V3"), ("aVR", "V4"), ("aVL", "V5"), ("aVF", "V6")),
     "1x1": (("II",),),
 }
 LAYOUT_BY_ROWS = {4: "3x4", 3: "3x4-no-rhythm", 6: "6x2", 1: "1x1"}
 
 MSG_DARK = "The photo is too dark. Turn on a light or move to a brighter spot and take it again."
-MSG_BLANK = "This looks like a blank page: no ECG grid or trace was found. Photograph the printed ECG."
+MSG_BLANK = (
+    "This looks like a blank page: no ECG grid or trace was found. Photograph the printed ECG."
+)
 MSG_NO_GRID = (
     "No ECG grid was found in this photo. Photograph the whole printed ECG sheet, flat, "
     "filling most of the frame."
@@ -65,21 +77,33 @@ def digitize_photo(image: np.ndarray) -> EcgRecord:
     """HxWx3 uint8 RGB photo of a printed ECG -> EcgRecord (mV, 500 Hz, leads found)."""
     img = np.ascontiguousarray(image[..., :3])
     if img.ndim != 3 or min(img.shape[:2]) < 200:
-        raise UnusableInputError("The photo is too small to read an ECG from. Use the full camera resolution.")
+        raise UnusableInputError(
+            "The photo is too small to read an ECG from. Use the full camera resolution."
+        )
     small, s = _resize_long(img, 1000)
     _check_exposure(small)
-    flat_small = _flatten(small, max(5, int(round(max(small.shape) / 130))))
+    flat_small = _flatten(small, max(5, round(max(small.shape) / 130)))
     _check_blank(flat_small)
     region = _grid_region(small)
     quad_small = _quad_from_mask(region)
     _check_cut_off(region, quad_small)
 
-    rect, H_rect = _rectify(img, quad_small / s)
-    flat = _flatten(rect, 15)
+    rect, _H_rect = _rectify(img, quad_small / s)
+    flat = _lohi(_flatten(rect, 15))
     gridness = _grid_signal(flat)
     ppm_x, str_x = _grid_period(gridness.mean(axis=0), rect.shape[1] / 265.0)
-    flat, gridness, warp = _dewarp(flat, gridness, ppm_x)
-    flat, gridness = _even_scale(flat, gridness, ppm_x)
+    maps, gridness, warp = _dewarp(gridness, ppm_x)
+    mx, my = _even_scale(gridness, ppm_x)
+    if maps is not None:  # compose: even-scale coordinates index the dewarped image
+        mx, my = (
+            cv2.remap(m, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) for m in maps
+        )
+    # One resampling of the 8-bit darkest/brightest channels (fast, and no double blur).
+    flat8 = cv2.remap(
+        (flat * 255).astype(np.uint8), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    flat = flat8.astype(np.float32) * (1.0 / 255)
+    gridness = _grid_signal(flat)
     ppm_x, str_x = _grid_period(gridness.mean(axis=0), rect.shape[1] / 265.0)
     ppm_y, str_y = _grid_period(gridness.mean(axis=1), ppm_x, prior_is_ppm=True)
     if min(str_x, str_y) < 0.08 or not (0.75 < ppm_y / ppm_x < 1.33):
@@ -93,7 +117,7 @@ def digitize_photo(image: np.ndarray) -> EcgRecord:
         raise UnusableInputError(MSG_NO_ROWS, extra={"reason": "no_trace"})
 
     duration = meta["duration_s"]
-    n = int(round(duration * FS_OUT))
+    n = round(duration * FS_OUT)
     leads = [name for name in STANDARD_LEADS if name in signals]
     sig = np.full((n, len(leads)), np.nan)
     for j, name in enumerate(leads):
@@ -142,8 +166,9 @@ def _resize_long(img: np.ndarray, long_side: int) -> tuple[np.ndarray, float]:
     s = long_side / max(img.shape[:2])
     if s >= 1:
         return img, 1.0
-    out = cv2.resize(img, (int(round(img.shape[1] * s)), int(round(img.shape[0] * s))),
-                     interpolation=cv2.INTER_AREA)
+    out = cv2.resize(
+        img, (round(img.shape[1] * s), round(img.shape[0] * s)), interpolation=cv2.INTER_AREA
+    )
     return out, s
 
 
@@ -164,24 +189,48 @@ def _flatten(img: np.ndarray, k: int) -> np.ndarray:
     return np.clip(img.astype(np.float32) / np.maximum(bg, 8.0), 0.0, 1.0)
 
 
+def _lohi(flat: np.ndarray) -> np.ndarray:
+    """(H, W, 2) float32: darkest and brightest channel of the flattened image per pixel."""
+    r, g, b = flat[..., 0], flat[..., 1], flat[..., 2]
+    return np.dstack([np.minimum(np.minimum(r, g), b), np.maximum(np.maximum(r, g), b)])
+
+
 def _grid_signal(flat: np.ndarray) -> np.ndarray:
-    """How much a pixel looks like grid: darker than paper in some channel, but not ink-dark."""
-    lo = flat.min(axis=2)
-    hi = flat.max(axis=2)
+    """How much a pixel looks like grid: darker than paper in some channel, but not ink-dark.
+
+    flat: the (H, W, 2) darkest/brightest-channel image from _lohi.
+    """
+    lo = flat[..., 0]
+    hi = flat[..., 1]
     g = 1.0 - lo
     g[hi < 0.55] = 0.0  # ink, text, background far darker than the paper: not grid
     return g
 
 
 def _ink_mask(flat: np.ndarray) -> np.ndarray:
-    """Trace pixels: dark in every channel (grid inks are light in at least one channel)."""
-    dark = 1.0 - flat.max(axis=2)
+    """Trace pixels: dark in every channel (grid inks are light in at least one channel).
+
+    Hysteresis: clearly dark pixels (Otsu) seed the trace; fainter pixels (thin strokes after
+    blur) join when connected to a seed, as long as they are darker than the grid lines.
+    """
+    dark = 1.0 - flat[..., 1]
     cand = dark[dark > 0.2]
-    thr = 0.45
+    high = 0.45
     if cand.size > 100:
         hist, edges = np.histogram(cand, bins=64, range=(0.2, 1.0))
-        thr = float(np.clip(_otsu(hist, edges), 0.33, 0.55))
-    return dark > thr
+        high = float(np.clip(_otsu(hist, edges), 0.33, 0.55))
+    gridlike = (1.0 - flat[..., 0]) > 0.15
+    grid_dark = float(np.percentile(dark[gridlike], 90)) if gridlike.any() else 0.1
+    low = float(np.clip(grid_dark + 0.08, 0.18, high))
+    strong = dark > high
+    if low >= high:
+        return strong
+    weak = (dark > low).astype(np.uint8)
+    n, lab = cv2.connectedComponents(weak, connectivity=8)
+    keep = np.zeros(n, bool)
+    keep[np.unique(lab[strong])] = True
+    keep[0] = False
+    return keep[lab]
 
 
 def _otsu(hist: np.ndarray, edges: np.ndarray) -> float:
@@ -221,8 +270,11 @@ def _grid_region(small: np.ndarray) -> np.ndarray:
     closed = cv2.morphologyEx(mn, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)).astype(np.float32)
     # Contrast relative to the local paper brightness, so lamp fall-off and shadows keep it.
     rel = (closed - mn) / np.maximum(closed, 16.0)
-    dens = cv2.boxFilter((rel > 0.05).astype(np.float32), -1, (k, k))
-    mask = (dens > 0.2).astype(np.uint8)
+    paper = closed > 0.3 * float(np.percentile(closed, 99))  # grid is printed on light paper
+    lines = (rel > 0.05) & (closed - mn > 6) & paper
+    dens = cv2.boxFilter(lines.astype(np.float32), -1, (k, k))
+    # Faint grids (light grey, blurred) are sparser: the cut follows the densest grid seen.
+    mask = (dens > max(0.08, 0.4 * float(np.percentile(dens, 97)))).astype(np.uint8)
     # Opening wider than a printed text line drops header/footer text next to the grid.
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((k + 6, k + 6), np.uint8))
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((k, k), np.uint8))
@@ -279,7 +331,9 @@ def _refine_quad(quad: np.ndarray, pts: np.ndarray) -> np.ndarray:
         sel = (t > 0.15 * length) & (t < 0.85 * length) & (dist < 0.03 * length + 3)
         if sel.sum() < 5:
             return quad
-        vx, vy, x0, y0 = cv2.fitLine(pts[sel].astype(np.float32), cv2.DIST_HUBER, 0, 0.01, 0.01).ravel()
+        vx, vy, x0, y0 = cv2.fitLine(
+            pts[sel].astype(np.float32), cv2.DIST_HUBER, 0, 0.01, 0.01
+        ).ravel()
         lines.append((np.array([x0, y0]), np.array([vx, vy])))
     out = []
     for i in range(4):
@@ -296,7 +350,7 @@ def _refine_quad(quad: np.ndarray, pts: np.ndarray) -> np.ndarray:
 
 
 def _check_cut_off(region: np.ndarray, quad: np.ndarray) -> None:
-    h, w = region.shape
+    _h, _w = region.shape
     b = 3
     sides = {
         "left": region[:, :b].any(axis=1).mean(),
@@ -314,7 +368,7 @@ def _check_cut_off(region: np.ndarray, quad: np.ndarray) -> None:
 
 def _check_blur(flat: np.ndarray, ink: np.ndarray, ppm: float) -> None:
     """Too blurry when the trace has no sharp edges: edge spread (in mm) from gradient/contrast."""
-    dark = 1.0 - flat.max(axis=2)
+    dark = 1.0 - flat[..., 1]
     if ink.mean() < 2e-4:
         raise UnusableInputError(MSG_BLURRY, extra={"reason": "blurry"})
     gy = np.abs(cv2.Sobel(dark, cv2.CV_32F, 0, 1, ksize=3)) / 4.0
@@ -323,7 +377,9 @@ def _check_blur(flat: np.ndarray, ink: np.ndarray, ppm: float) -> None:
     slope = float(np.percentile(gy[near], 95))
     spread_mm = contrast / max(slope, 1e-6) / ppm
     if spread_mm > 0.9:
-        raise UnusableInputError(MSG_BLURRY, extra={"reason": "blurry", "edge_mm": round(spread_mm, 2)})
+        raise UnusableInputError(
+            MSG_BLURRY, extra={"reason": "blurry", "edge_mm": round(spread_mm, 2)}
+        )
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -334,10 +390,12 @@ def _rectify(img: np.ndarray, quad: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     wpx = max(np.linalg.norm(tr - tl), np.linalg.norm(br - bl))
     hpx = max(np.linalg.norm(bl - tl), np.linalg.norm(br - tr))
     scale = min(1.0, RECT_MAX_WIDTH / wpx) if wpx > 0 else 1.0
-    W, H = int(round(wpx * scale)), int(round(hpx * scale))
+    W, H = round(wpx * scale), round(hpx * scale)
     dst = np.array([[0, 0], [W - 1, 0], [W - 1, H - 1], [0, H - 1]], np.float32)
     M = cv2.getPerspectiveTransform(quad.astype(np.float32), dst)
-    rect = cv2.warpPerspective(img, M, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    rect = cv2.warpPerspective(
+        img, M, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
     return rect, M
 
 
@@ -360,7 +418,7 @@ def _block_lags(prof: np.ndarray, max_lag: int, n_bands: int) -> np.ndarray:
         rel = np.zeros(nb)
         for j in range(nb - 1):
             a = p[j, lo:hi]
-            scores = np.array([float(a @ p[j + 1, lo + lag: hi + lag]) for lag in lag_range])
+            scores = np.array([float(a @ p[j + 1, lo + lag : hi + lag]) for lag in lag_range])
             k = int(np.argmax(scores))
             off = 0.0
             if 0 < k < len(scores) - 1:
@@ -377,8 +435,9 @@ def _block_lags(prof: np.ndarray, max_lag: int, n_bands: int) -> np.ndarray:
     return lags, conf
 
 
-def _fit_field(lags: np.ndarray, conf: np.ndarray, along: np.ndarray, across: np.ndarray,
-               deg_along: int) -> np.ndarray:
+def _fit_field(
+    lags: np.ndarray, conf: np.ndarray, along: np.ndarray, across: np.ndarray, deg_along: int
+) -> np.ndarray:
     """Weighted least-squares surface through block lags: polynomial deg_along x linear across."""
     A, B = np.meshgrid(along, across)
     terms = [A**i * B**j for i in range(1, deg_along + 1) for j in range(2)]
@@ -388,24 +447,27 @@ def _fit_field(lags: np.ndarray, conf: np.ndarray, along: np.ndarray, across: np
     return coef
 
 
-def _eval_field(coef: np.ndarray, along: np.ndarray, across: np.ndarray, deg_along: int) -> np.ndarray:
+def _eval_field(
+    coef: np.ndarray, along: np.ndarray, across: np.ndarray, deg_along: int
+) -> np.ndarray:
     A, B = np.meshgrid(along, across)
     terms = [A**i * B**j for i in range(1, deg_along + 1) for j in range(2)]
     return sum(c * t for c, t in zip(coef, terms, strict=True))
 
 
-def _dewarp(flat: np.ndarray, grid: np.ndarray, ppm: float) -> tuple[np.ndarray, np.ndarray, float]:
+def _dewarp(grid: np.ndarray, ppm: float) -> tuple[tuple | None, np.ndarray, float]:
     """Straighten the grid: residual rotation, perspective and paper curl after the page warp.
 
     The grid lines' profiles in column blocks (for horizontal lines) and row blocks (vertical
     lines) are aligned block to block; a smooth polynomial field through the displacements is
-    the correction, applied with one remap.
+    the correction. Returns the remap maps (None when nothing to correct), the corrected grid
+    signal and the largest correction in px.
     """
     H, W = grid.shape
     nbx, nby = 24, 16
     bw, bh = W // nbx, H // nby
     if bw < 8 or bh < 8:
-        return flat, grid, 0.0
+        return None, grid, 0.0
     max_lag = max(1, int(0.45 * ppm))
     # Horizontal lines: profile along y per column block -> vertical displacement dy(x, y).
     prof_h = grid[:, : bw * nbx].reshape(H, nbx, bw).mean(axis=2).T
@@ -425,22 +487,25 @@ def _dewarp(flat: np.ndarray, grid: np.ndarray, ppm: float) -> tuple[np.ndarray,
     dx = _eval_field(cx, gy, gx, 3).T
     big = float(max(np.abs(dy).max(), np.abs(dx).max()))
     if big < 0.3:
-        return flat, grid, big
-    mx, my = np.meshgrid(np.arange(0, W + step, step, dtype=np.float32),
-                         np.arange(0, H + step, step, dtype=np.float32))
+        return None, grid, big
+    mx, my = np.meshgrid(
+        np.arange(0, W + step, step, dtype=np.float32),
+        np.arange(0, H + step, step, dtype=np.float32),
+    )
     mapx = cv2.resize((mx + dx).astype(np.float32), (W + step, H + step))[:H, :W]
     mapy = cv2.resize((my + dy).astype(np.float32), (W + step, H + step))[:H, :W]
-    flat = cv2.remap(flat, mapx, mapy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     grid = cv2.remap(grid, mapx, mapy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return flat, grid, big
+    return (mapx, mapy), grid, big
 
 
-def _local_ppm(grid: np.ndarray, axis: int, ppm: float, n_win: int) -> tuple[np.ndarray, np.ndarray]:
+def _local_ppm(
+    grid: np.ndarray, axis: int, ppm: float, n_win: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Grid period in windows along one axis (perspective and curl make it vary)."""
     L = grid.shape[1 - axis] if axis == 0 else grid.shape[0]
     edges = np.linspace(0, L, n_win + 1).astype(int)
     centres, values = [], []
-    for a, b in zip(edges[:-1], edges[1:], strict=True):
+    for a, b in itertools.pairwise(edges):
         prof = grid[:, a:b].mean(axis=0) if axis == 0 else grid[a:b].mean(axis=1)
         ac = _autocorr(prof)
         lag5, h = _peak_near(ac, 5 * ppm, 0.6 * ppm)
@@ -471,7 +536,7 @@ def _axis_map(grid: np.ndarray, axis: int, ppm: float, n_win: int, n_bands: int)
     band_edges = np.linspace(0, M, n_bands + 1).astype(int)
     pos = np.arange(L, dtype=np.float64)
     band_maps, band_centres = [], []
-    for a, b in zip(band_edges[:-1], band_edges[1:], strict=True):
+    for a, b in itertools.pairwise(band_edges):
         sub = grid[a:b] if axis == 0 else grid[:, a:b]
         c, v = _local_ppm(sub, axis, ppm, n_win)
         if c.size < 4:
@@ -498,13 +563,11 @@ def _axis_map(grid: np.ndarray, axis: int, ppm: float, n_win: int, n_bands: int)
     return out if axis == 0 else out.T
 
 
-def _even_scale(flat: np.ndarray, grid: np.ndarray, ppm: float) -> tuple[np.ndarray, np.ndarray]:
-    """Resample so the grid period is the same everywhere (foreshortening, curl)."""
+def _even_scale(grid: np.ndarray, ppm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Remap maps that make the grid period the same everywhere (foreshortening, curl)."""
     mx = _axis_map(grid, 0, ppm, 8, 3)
     my = _axis_map(grid, 1, ppm, 6, 4)
-    flat = cv2.remap(flat, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    grid = cv2.remap(grid, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return flat, grid
+    return np.ascontiguousarray(mx), np.ascontiguousarray(my)
 
 
 def _autocorr(profile: np.ndarray) -> np.ndarray:
@@ -523,14 +586,16 @@ def _peak_near(ac: np.ndarray, lag: float, tol: float) -> tuple[float, float]:
     lo, hi = max(1, int(lag - tol)), min(len(ac) - 2, int(np.ceil(lag + tol)))
     if hi <= lo:
         return lag, 0.0
-    i = lo + int(np.argmax(ac[lo: hi + 1]))
+    i = lo + int(np.argmax(ac[lo : hi + 1]))
     a, b, c = ac[i - 1], ac[i], ac[i + 1]
     den = a - 2 * b + c
     off = 0.5 * (a - c) / den if den < 0 else 0.0
     return i + float(np.clip(off, -0.5, 0.5)), float(b)
 
 
-def _grid_period(profile: np.ndarray, prior: float, prior_is_ppm: bool = False) -> tuple[float, float]:
+def _grid_period(
+    profile: np.ndarray, prior: float, prior_is_ppm: bool = False
+) -> tuple[float, float]:
     """Pixels per mm along one axis from the grid's autocorrelation, and the 5 mm peak height.
 
     The prior (~25 % accurate) picks the 5 mm major period among the 1 mm multiples; successive
@@ -562,16 +627,16 @@ def _find_rows(ink: np.ndarray, ppm_y: float) -> _Rows:
     sig = max(1.0, 0.8 * ppm_y)
     x = np.arange(-int(4 * sig), int(4 * sig) + 1)
     prof = np.convolve(prof, np.exp(-0.5 * (x / sig) ** 2), mode="same")
-    peaks, props = find_peaks(prof, distance=max(2, int(12 * ppm_y)), prominence=prof.max() * 0.12)
+    peaks, _props = find_peaks(prof, distance=max(2, int(12 * ppm_y)), prominence=prof.max() * 0.12)
     if peaks.size == 0:
         raise UnusableInputError(MSG_NO_ROWS, extra={"reason": "no_rows"})
     heights = prof[peaks]
-    keep = heights >= 0.3 * np.median(np.sort(heights)[-min(4, heights.size):])
+    keep = heights >= 0.3 * np.median(np.sort(heights)[-min(4, heights.size) :])
     # A trace row has ink across most of the width; a line of printed text does not.
     half = int(2.5 * ppm_y)
-    cover = np.array([ink[max(0, p - half): p + half].any(axis=0).mean() for p in peaks])
+    cover = np.array([ink[max(0, p - half) : p + half].any(axis=0).mean() for p in peaks])
     span = cover / max(cover.max(), 1e-6)
-    peaks = peaks[keep & (span > 0.6)]
+    peaks = peaks[keep & (span > 0.45)]
     layout = LAYOUT_BY_ROWS.get(int(peaks.size))
     if layout is None:
         raise UnusableInputError(
@@ -587,11 +652,11 @@ def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     t[:, 1:-1] = mask.T
     d = np.diff(t, axis=1)
     cs, ys = np.nonzero(d == 1)
-    ce, ye = np.nonzero(d == -1)
+    _ce, ye = np.nonzero(d == -1)
     return cs, ys, ye - 1
 
 
-def _track(mask: np.ndarray, base: float) -> tuple[np.ndarray, np.ndarray, float]:
+def _track(mask: np.ndarray, base: float, ppm_y: float) -> tuple[np.ndarray, np.ndarray, float]:
     """Follow one trace through a band and turn it into a centre line.
 
     Per column, the ink run continuous with the previous column's run is chosen (labels and
@@ -621,18 +686,31 @@ def _track(mask: np.ndarray, base: float) -> tuple[np.ndarray, np.ndarray, float
     top = np.full(n_cols, np.nan)
     bot = np.full(n_cols, np.nan)
     p_top = p_bot = base
+    missing = 0
+    tl, bl, il = tops.tolist(), bots.tolist(), idx.tolist()
     for c in range(n_cols):
-        a, b = idx[c], idx[c + 1]
+        a, b = il[c], il[c + 1]
         if a == b:
+            missing += 1
             continue
-        t, bt = tops[a:b], bots[a:b]
-        gap = np.maximum(0, np.maximum(t - p_bot, p_top - bt))
-        centre = (t + bt) / 2
         # Continuity first; among touching runs the one nearest the last centre, then the baseline.
-        cost = gap + 0.05 * np.abs(centre - (p_top + p_bot) / 2) + 0.01 * np.abs(centre - base)
-        j = int(np.argmin(cost))
-        top[c], bot[c] = t[j], bt[j]
-        p_top, p_bot = t[j], bt[j]
+        best, best_cost, best_gap = a, 1e18, 0.0
+        pc = (p_top + p_bot) / 2
+        for j in range(a, b):
+            t, bt = tl[j], bl[j]
+            gap = max(0.0, t - p_bot, p_top - bt)
+            centre = (t + bt) / 2
+            cost = gap + 0.05 * abs(centre - pc) + 0.01 * abs(centre - base)
+            if cost < best_cost:
+                best, best_cost, best_gap = j, cost, gap
+        # A trace moves continuously: a far run is a label or another row, unless the trace
+        # has been lost for a while (a broken steep stroke).
+        if best_gap > ppm_y * (2.0 + 1.0 * missing):
+            missing += 1
+            continue
+        missing = 0
+        p_top, p_bot = tl[best], bl[best]
+        top[c], bot[c] = p_top, p_bot
     ok = np.isfinite(top)
     frac = float(ok.mean())
     if ok.sum() < 3:
@@ -652,20 +730,32 @@ def _track(mask: np.ndarray, base: float) -> tuple[np.ndarray, np.ndarray, float
     down = trough > hi_b + 0.5
     both = up & down
     # Both ends stick out: the trace visited both extremes; take the shorter path's order.
-    peak_first = np.abs(left - peak) + np.abs(trough - right) <= np.abs(left - trough) + np.abs(peak - right)
-    first = np.where(both, np.where(peak_first, peak, trough), np.where(up, peak, np.where(down, trough, centre)))
+    peak_first = np.abs(left - peak) + np.abs(trough - right) <= np.abs(left - trough) + np.abs(
+        peak - right
+    )
+    first = np.where(
+        both, np.where(peak_first, peak, trough), np.where(up, peak, np.where(down, trough, centre))
+    )
     second = np.where(both, np.where(peak_first, trough, peak), first)
     cf = cidx.astype(np.float64)
-    xs = np.concatenate([cf - 0.5, np.where(both, cf - 0.17, cf), np.where(both, cf + 0.17, cf + 0.01)])
+    xs = np.concatenate(
+        [cf - 0.5, np.where(both, cf - 0.17, cf), np.where(both, cf + 0.17, cf + 0.01)]
+    )
     ys = np.concatenate([left, first, second])
     order = np.argsort(xs, kind="stable")
     return xs[order], ys[order], frac
 
 
-def _pulse(ink: np.ndarray, base: float, x_first: int, ppm_x: float, ppm_y: float) -> tuple[float | None, int]:
-    """Height (mm) of a calibration pulse at the row's start, and the column after it."""
+def _pulse(
+    ink: np.ndarray, base: float, x_first: int, ppm_x: float, ppm_y: float, reach_px: float
+) -> tuple[float | None, int]:
+    """Height (mm) of a calibration pulse at the row's start, and the column after it.
+
+    reach_px: how far above the baseline to look (short of the row above, whose trace would
+    otherwise pass for a tall pulse).
+    """
     x1 = min(ink.shape[1], x_first + int(12 * ppm_x))
-    y0 = max(0, int(base - 25 * ppm_y))
+    y0 = max(0, int(base - min(25 * ppm_y, reach_px)))
     y1 = min(ink.shape[0], int(base + 2 * ppm_y))
     band = ink[y0:y1, x_first:x1]
     if band.size == 0:
@@ -680,21 +770,58 @@ def _pulse(ink: np.ndarray, base: float, x_first: int, ppm_x: float, ppm_y: floa
     # The pulse's flat top: the contiguous high stretch starting at the first high column.
     brk = np.nonzero(np.diff(cols) > 2)[0]
     last = cols[brk[0]] if brk.size else cols[-1]
-    run = up[cols[0]: last + 1]
+    run = up[cols[0] : last + 1]
     if (last - cols[0]) < 2.5 * ppm_x or (last - cols[0]) > 8 * ppm_x:
         return None, x_first
     return float(np.median(run)), x_first + int(last) + 1
 
 
+def _drop_labels(
+    ink: np.ndarray,
+    bases: np.ndarray,
+    n_segs: list[int],
+    x0: float,
+    x_end: float,
+    ppm_x: float,
+    ppm_y: float,
+) -> np.ndarray:
+    """Remove printed lead labels: small ink blobs just after a segment start, above its baseline.
+
+    Electrocardiographs print "I", "aVR", "V1"... there; the tracker would otherwise take a
+    label for the trace where the trace itself is faint.
+    """
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return ink
+    x, y, w, h = (stats[1:, i].astype(np.float64) for i in range(4))
+    drop = np.zeros(n - 1, bool)
+    for b, n_seg in zip(bases, n_segs, strict=False):
+        for c in range(n_seg):
+            xs = x0 + c * (x_end - x0) / n_seg
+            inside = (
+                (x >= xs - 1.0 * ppm_x)
+                & (x + w <= xs + 12 * ppm_x)
+                & (y >= b - 12 * ppm_y)
+                & (y + h <= b - 1.5 * ppm_y)
+                & (h <= 7 * ppm_y)
+                & (w <= 10 * ppm_x)
+            )
+            drop |= inside
+    if not drop.any():
+        return ink
+    keep = np.concatenate([[False], ~drop])
+    return keep[lab] & ink
+
+
 def _vectorise(ink: np.ndarray, rows: _Rows, ppm_x: float, ppm_y: float) -> tuple[dict, dict]:
-    H, W = ink.shape
+    H, _W = ink.shape
     bases = rows.baselines
     layout_rows = LAYOUT_ROWS[rows.layout]
     px_per_s = SPEED_MM_PER_S * ppm_x
     # Horizontal extent of the printing: where each row's ink starts and ends.
-    firsts, lasts, pulses = [], [], []
+    firsts, lasts, _pulses = [], [], []
     for b in bases:
-        band = ink[max(0, int(b - 2 * ppm_y)): int(b + 2 * ppm_y)]
+        band = ink[max(0, int(b - 2 * ppm_y)) : int(b + 2 * ppm_y)]
         colhas = np.nonzero(band.any(axis=0))[0]
         if colhas.size == 0:
             continue
@@ -705,23 +832,29 @@ def _vectorise(ink: np.ndarray, rows: _Rows, ppm_x: float, ppm_y: float) -> tupl
     x_end = float(np.median(lasts))
     x_first = int(np.median(firsts))
     gains, starts = [], []
+    pitch = float(np.median(np.diff(bases))) if len(bases) > 1 else 40 * ppm_y
     for b in bases:
-        h_mm, after = _pulse(ink, b, x_first, ppm_x, ppm_y)
+        h_mm, after = _pulse(ink, b, x_first, ppm_x, ppm_y, 0.75 * pitch)
         if h_mm is not None:
             gains.append(h_mm)
             starts.append(after)
     gain = GAIN_MM_PER_MV
     if gains:
         h = float(np.median(gains))
-        gain = min((5.0, 10.0, 20.0), key=lambda g: abs(np.log(h / g)))
+        best = min((5.0, 10.0, 20.0), key=lambda g: abs(np.log(h / g)))
+        if abs(np.log(h / best)) < 0.15:  # only a clear 5/10/20 mm pulse overrides 10 mm/mV
+            gain = best
     x_begin = float(np.median(starts)) if starts else float(x_first)
     measured = (x_end - x_begin) / px_per_s
-    duration = STANDARD_DURATION_S if abs(measured - STANDARD_DURATION_S) < 1.2 else round(measured, 1)
+    duration = (
+        STANDARD_DURATION_S if abs(measured - STANDARD_DURATION_S) < 1.2 else round(measured, 1)
+    )
     if duration < 2.0:
         return {}, {}
     x0 = x_end - duration * px_per_s  # time zero: the end of the printing is the sharpest anchor
-    n = int(round(duration * FS_OUT))
+    n = round(duration * FS_OUT)
     t_out = np.arange(n) / FS_OUT
+    ink = _drop_labels(ink, bases, [len(r) for r in layout_rows], x0, x_end, ppm_x, ppm_y)
     signals: dict[str, np.ndarray] = {}
     boxes: dict[str, list[float]] = {}
     found_frac: dict[str, float] = {}
@@ -741,9 +874,9 @@ def _vectorise(ink: np.ndarray, rows: _Rows, ppm_x: float, ppm_y: float) -> tupl
             if cb - ca < 10:
                 continue
             band = ink[y_lo:y_hi, ca:cb]
-            xs, ys, frac = _track(band, b - y_lo)
+            xs, ys, frac = _track(band, b - y_lo, ppm_y)
             found_frac[name] = round(frac, 3)
-            if frac < 0.5 or xs.size < 10:
+            if frac < 0.3 or xs.size < 10:
                 continue
             t_pts = (xs + ca - x0) / px_per_s
             v_pts = (b - (ys + y_lo)) / ppm_y / gain

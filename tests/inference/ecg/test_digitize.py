@@ -1,0 +1,148 @@
+"""The photo digitiser: rendered sheets round-trip, the quality gate rejects non-ECGs, WFDB output.
+
+Sheets are drawn by training/ecg/render.py from a synthetic twelve-lead signal, so the tests need
+no data from outside the repository.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import wfdb
+
+from backend.inference.ecg.digitize import digitize_photo, write_wfdb
+from backend.inference.ecg.record import STANDARD_LEADS
+from backend.inference.errors import UnusableInputError
+from training.ecg.eval_digitize import score_record
+from training.ecg.render import render_sample, synthetic_twelve_lead
+
+# Floors the classical pipeline meets with margin on these synthetic sheets (measured: see the
+# issue report); the held-out figures on real records come from training/ecg/eval_digitize.py.
+CLEAN_FLOOR_DB = 8.0
+PHONE_FLOOR_DB = 4.0
+STRIP_FLOOR_DB = 5.0
+
+
+@pytest.fixture(scope="module")
+def signals() -> dict[str, np.ndarray]:
+    return synthetic_twelve_lead(seed=3)
+
+
+def _median_snr(rendered, record) -> tuple[float, dict[str, float]]:
+    snrs = score_record(rendered.truth, record)
+    return float(np.median(list(snrs.values()))), snrs
+
+
+@pytest.mark.parametrize(
+    ("layout", "mode", "floor"),
+    [
+        ("3x4", "clean", CLEAN_FLOOR_DB),
+        ("6x2", "clean", CLEAN_FLOOR_DB),
+        ("3x4", "phone", PHONE_FLOOR_DB),
+    ],
+)
+def test_rendered_sheet_round_trips(signals, layout, mode, floor):
+    r = render_sample(signals, seed=11, mode=mode, layout=layout, out_long_side=2000)
+    rec = digitize_photo(r.image)
+    assert rec.meta["layout"] == layout
+    assert rec.fs == 500
+    assert rec.signal.shape[0] == 5000
+    assert set(rec.lead_names) == set(STANDARD_LEADS)
+    med, snrs = _median_snr(r, rec)
+    assert med >= floor, snrs
+
+
+def test_single_strip_round_trips(signals):
+    r = render_sample(signals, seed=5, mode="clean", layout="1x1", out_long_side=2000)
+    rec = digitize_photo(r.image)
+    assert rec.meta["layout"] == "1x1"
+    assert rec.lead_names == ["II"]
+    med, snrs = _median_snr(r, rec)
+    assert med >= STRIP_FLOOR_DB, snrs
+
+
+def test_partial_leads_hold_nan_outside_their_printed_window(signals):
+    r = render_sample(signals, seed=11, mode="clean", layout="3x4", out_long_side=2000)
+    rec = digitize_photo(r.image)
+    avr = rec.lead("aVR")  # printed 2.5-5.0 s in the 3x4 layout
+    assert np.isnan(avr[:1250]).all() and np.isnan(avr[2500:]).all()
+    assert np.isfinite(avr[1250:2500]).mean() > 0.95
+    assert np.isfinite(rec.lead("II")).mean() > 0.95  # the rhythm strip spans all 10 s
+
+
+def test_wfdb_output_has_contract_names_units_and_nan(signals, tmp_path):
+    r = render_sample(signals, seed=11, mode="clean", layout="3x4", out_long_side=2000)
+    rec = digitize_photo(r.image)
+    hea = write_wfdb(rec, tmp_path, "sheet")
+    assert hea == tmp_path / "sheet.hea" and (tmp_path / "sheet.dat").exists()
+    back = wfdb.rdrecord(str(tmp_path / "sheet"))
+    assert back.fs == 500
+    assert back.sig_name == list(STANDARD_LEADS)
+    assert set(back.units) == {"mV"}
+    lead_i = back.p_signal[:, back.sig_name.index("I")]
+    assert np.isnan(lead_i[1250:]).all()  # printed only 0-2.5 s
+    ok = np.isfinite(lead_i[:1250])
+    assert np.allclose(lead_i[:1250][ok], rec.lead("I")[:1250][ok], atol=1e-3)
+
+
+def _expect_rejected(image: np.ndarray) -> str:
+    with pytest.raises(UnusableInputError) as exc:
+        digitize_photo(image)
+    return exc.value.message
+
+
+def test_blank_page_is_rejected():
+    rng = np.random.default_rng(0)
+    page = np.full((1500, 2000, 3), 238, np.float32) + rng.normal(0, 2, (1500, 2000, 3))
+    msg = _expect_rejected(np.clip(page, 0, 255).astype(np.uint8))
+    assert "blank" in msg or "grid" in msg
+
+
+def test_skin_like_photo_is_rejected():
+    rng = np.random.default_rng(1)
+    h, w = 1200, 1600
+    base = np.array([205, 150, 125], np.float32)
+    tex = cv2.resize(
+        rng.normal(0, 1, (30, 40)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC
+    )
+    img = base + tex[..., None] * 12 + rng.normal(0, 3, (h, w, 3))
+    cv2.circle(img, (800, 600), 120, (90, 55, 45), -1)  # a mole
+    msg = _expect_rejected(np.clip(img, 0, 255).astype(np.uint8))
+    assert "grid" in msg
+
+
+def test_text_page_is_rejected():
+    img = np.full((1600, 1200, 3), 245, np.uint8)
+    words = "The quick brown fox jumps over the lazy dog while the patient waits for results"
+    for i, y in enumerate(range(90, 1550, 38)):
+        cv2.putText(
+            img,
+            words[(i * 7) % 20 :][:55],
+            (60, y),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.9,
+            (25, 25, 25),
+            2,
+            cv2.LINE_AA,
+        )
+    msg = _expect_rejected(img)
+    assert "grid" in msg or "trace" in msg
+
+
+def test_cut_off_sheet_names_the_side(signals):
+    r = render_sample(signals, seed=4, mode="phone", layout="3x4", out_long_side=1800, crop="right")
+    msg = _expect_rejected(r.image)
+    assert "right edge" in msg
+
+
+def test_dark_photo_is_rejected(signals):
+    r = render_sample(signals, seed=4, mode="phone", layout="6x2", out_long_side=1800)
+    msg = _expect_rejected((r.image * 0.12).astype(np.uint8))
+    assert "too dark" in msg
+
+
+def test_blurry_photo_is_rejected(signals):
+    r = render_sample(signals, seed=4, mode="phone", layout="6x2", out_long_side=1800)
+    msg = _expect_rejected(cv2.GaussianBlur(r.image, (0, 0), 9))
+    assert "blurry" in msg or "grid" in msg
