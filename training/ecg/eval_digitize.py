@@ -184,13 +184,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=200, help="sheets per mode (default 200)")
     ap.add_argument("--out", type=Path, default=None, help="also write the summary here")
     ap.add_argument("--tuning", action="store_true", help="score the tuning records instead")
+    ap.add_argument("--modes", default="clean,phone", help="comma-separated: clean, phone")
     args = ap.parse_args(argv)
     recs = tuning_records() if args.tuning else holdout_records()
     print(
         f"{'tuning' if args.tuning else 'held-out'} records: {len(recs)}; {args.n} sheets per mode",
         flush=True,
     )
-    res = evaluate(recs, args.n, log=lambda m: print(m, flush=True))
+    modes = tuple(m for m in args.modes.split(",") if m)
+    res = evaluate(recs, args.n, modes=modes, log=lambda m: print(m, flush=True))
     text = summarise(res, len(recs))
     print(text)
     if args.out:
