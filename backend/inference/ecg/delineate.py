@@ -1,0 +1,146 @@
+"""Wave delineation (R peaks, P/QRS/T onsets and offsets per beat) and the global intervals.
+
+The ONNX model `ecg_delineate` (a 1-D U-Net trained on LUDB, training/ecg/delineate_train.py)
+labels every sample at 500 Hz as background / P / QRS / T of the *global* wave extent over all
+leads given to it. Global intervals are then taken the standard way (IEC 60601-2-51): per beat
+from the earliest onset to the latest offset, and the median over beats.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from backend.inference.ecg.preprocess import DELINEATION_FS, delineation_input
+from backend.inference.ecg.thresholds import P_PRESENT_FRACTION
+from backend.inference.registry import LoadedModel
+
+MODEL_NAME = "ecg_delineate"
+BG, P, QRS, T = 0, 1, 2, 3
+_MIN_SAMPLES = {P: 10, QRS: 15, T: 20}  # 20 / 30 / 40 ms at 500 Hz: shorter runs are noise
+_JOIN_GAP = 15  # 30 ms
+_MAX_PR_S = 0.45  # P onset to QRS onset beyond this is not this beat's P
+_MAX_QT_S = 0.70
+
+
+@dataclass
+class Beat:
+    """Sample indices at 500 Hz; None where the wave was not found."""
+
+    r: int
+    qrs_on: int
+    qrs_off: int
+    complete: bool = True  # QRS not cut by the record's edge
+    p_on: int | None = None
+    p_off: int | None = None
+    t_on: int | None = None
+    t_off: int | None = None
+
+
+@dataclass
+class Delineation:
+    fs: int
+    n_samples: int
+    beats: list[Beat] = field(default_factory=list)
+
+    @property
+    def r_peaks(self) -> np.ndarray:
+        return np.array([b.r for b in self.beats], dtype=int)
+
+
+def _runs(labels: np.ndarray, cls: int) -> list[tuple[int, int]]:
+    """(start, end) inclusive of every run of `cls`, fragments closer than 30 ms joined, at least
+    the minimum length."""
+    is_cls = np.concatenate([[False], labels == cls, [False]])
+    edges = np.flatnonzero(np.diff(is_cls.astype(np.int8)))
+    runs: list[list[int]] = []
+    for a, b in zip(edges[::2], edges[1::2] - 1):
+        if runs and a - runs[-1][1] <= _JOIN_GAP:
+            runs[-1][1] = int(b)
+        else:
+            runs.append([int(a), int(b)])
+    return [(a, b) for a, b in runs if b - a + 1 >= _MIN_SAMPLES[cls]]
+
+
+def segment(model: LoadedModel, filtered_500: np.ndarray) -> np.ndarray:
+    """(n, 12) band-passed mV at 500 Hz (absent leads NaN) -> per-sample wave label (n,)."""
+    x = delineation_input(filtered_500)
+    n = x.shape[1]
+    padded_n = int(np.ceil(n / 16) * 16)
+    x = np.pad(x, ((0, 0), (0, padded_n - n)))
+    logits = model.run(x[None])["logits"][0]
+    return logits[:, :n].argmax(axis=0).astype(np.int8)
+
+
+def beats_from_labels(
+    labels: np.ndarray, filtered_500: np.ndarray, fs: int = DELINEATION_FS
+) -> Delineation:
+    n = len(labels)
+    energy = np.nansum(np.abs(np.nan_to_num(filtered_500)), axis=1)
+    qrs_runs = _runs(labels, QRS)
+    p_runs = _runs(labels, P)
+    t_runs = _runs(labels, T)
+    out = Delineation(fs=fs, n_samples=n)
+    for i, (on, off) in enumerate(qrs_runs):
+        r = on + int(np.argmax(energy[on : off + 1]))
+        beat = Beat(r=r, qrs_on=on, qrs_off=off, complete=on > 0 and off < n - 1)
+        prev_off = qrs_runs[i - 1][1] if i > 0 else -1
+        next_on = qrs_runs[i + 1][0] if i + 1 < len(qrs_runs) else n
+        ps = [
+            (a, b) for a, b in p_runs if a > prev_off and b <= on + 2 and on - a <= _MAX_PR_S * fs
+        ]
+        if ps:
+            beat.p_on, beat.p_off = ps[-1]
+        ts = [
+            (a, b) for a, b in t_runs if a >= off - 2 and b < next_on and b - on <= _MAX_QT_S * fs
+        ]
+        if ts and ts[0][1] < n - 1:
+            beat.t_on, beat.t_off = ts[0]
+        out.beats.append(beat)
+    return out
+
+
+def delineate(model: LoadedModel, filtered_500: np.ndarray) -> Delineation:
+    return beats_from_labels(segment(model, filtered_500), filtered_500)
+
+
+def p_wave_fraction(d: Delineation) -> float | None:
+    """Share of beats with a P wave, over beats late enough for their P to fit in the record."""
+    eligible = [b for b in d.beats if b.qrs_on > 0.3 * d.fs]
+    if not eligible:
+        return None
+    return sum(b.p_on is not None for b in eligible) / len(eligible)
+
+
+def rr_intervals_s(d: Delineation) -> np.ndarray:
+    return np.diff(d.r_peaks) / d.fs
+
+
+def global_intervals(d: Delineation) -> dict[str, float | None]:
+    """HR (bpm, from the mean RR), PR, QRS, QT (ms, medians over beats); None when not measurable.
+
+    PR is reported only when P waves precede at least half of the beats (none in AF).
+    """
+    ms = 1000.0 / d.fs
+    rr = rr_intervals_s(d)
+    complete = [b for b in d.beats if b.complete]
+    qrs = [(b.qrs_off - b.qrs_on) * ms for b in complete]
+    pr = [(b.qrs_on - b.p_on) * ms for b in complete if b.p_on is not None]
+    qt = [(b.t_off - b.qrs_on) * ms for b in complete if b.t_off is not None]
+    p_frac = p_wave_fraction(d)
+    return {
+        "hr_bpm": float(60.0 / rr.mean()) if len(rr) else None,
+        "pr_ms": float(np.median(pr))
+        if pr and p_frac is not None and p_frac >= P_PRESENT_FRACTION
+        else None,
+        "qrs_ms": float(np.median(qrs)) if qrs else None,
+        "qt_ms": float(np.median(qt)) if len(qt) >= max(1, len(complete) // 3) else None,
+    }
+
+
+def corrected_qt(qt_ms: float | None, rr_s: float | None) -> tuple[float | None, float | None]:
+    """(Bazett, Fridericia) QTc in ms: QT / RR^(1/2) and QT / RR^(1/3), RR in seconds."""
+    if qt_ms is None or rr_s is None or rr_s <= 0:
+        return None, None
+    return qt_ms / rr_s**0.5, qt_ms / rr_s ** (1.0 / 3.0)

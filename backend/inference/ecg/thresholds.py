@@ -1,0 +1,58 @@
+"""Every clinical threshold of the ECG analysis, in one place, each with its source.
+
+Adult resting 12-lead / single-lead values. They decide flags, labels and urgency; they are
+not a diagnosis and the result says so.
+"""
+
+from __future__ import annotations
+
+# Heart rate. Sinus bradycardia < 60 bpm, sinus tachycardia > 100 bpm:
+# Surawicz B et al., AHA/ACCF/HRS Recommendations for the Standardization and Interpretation of
+# the ECG, Part III (intraventricular conduction) and the rhythm definitions of Part I
+# (Kligfield P et al., Circulation 2007;115:1306-1324); same cut-offs in the data README.
+HR_BRADY_BPM = 60.0
+HR_TACHY_BPM = 100.0
+# Rates that need prompt care whatever the rhythm (symptomatic brady-/tachyarrhythmia ranges of
+# the 2020 AHA ACLS algorithms: bradycardia typically < 50 with symptoms, tachycardia >= 150):
+# Panchal AR et al., Circulation 2020;142:S366-S468. We use < 40 and > 150 bpm at rest.
+HR_URGENT_LOW_BPM = 40.0
+HR_URGENT_HIGH_BPM = 150.0
+
+# Supraventricular tachycardia: narrow (QRS < 120 ms), regular, rate > 150 bpm, no visible
+# sinus P waves. 2015 ACC/AHA/HRS Guideline for the Management of Adult Patients With SVT,
+# Page RL et al., Circulation 2016;133:e506-e574.
+SVT_MIN_HR_BPM = 150.0
+SVT_MAX_QRS_MS = 120.0
+SVT_MAX_RR_IRREGULARITY = 0.08
+
+# Normal adult ranges (Kligfield 2007 and Surawicz 2009, AHA/ACCF/HRS Parts I and III).
+PR_NORMAL_MS = (120.0, 200.0)  # PR > 200 ms: first-degree AV block
+QRS_NORMAL_MAX_MS = 110.0  # 110-119 incomplete / nonspecific delay; >= 120 complete BBB pattern
+QRS_WIDE_MS = 120.0
+# QTc: prolonged >= 450 ms (men), >= 460 ms (women); short <= 390 ms. Rautaharju PM et al.,
+# AHA/ACCF/HRS Recommendations Part IV (ST segment, T and U waves, QT interval),
+# Circulation 2009;119:e241-e250. Without a sex we use the women's (higher) limit and call the
+# range between the two borderline.
+QTC_UPPER_MS = {"M": 450.0, "F": 460.0}
+QTC_UPPER_UNKNOWN_SEX_MS = 460.0
+QTC_SHORT_MS = 390.0
+# QTc > 500 ms: markedly raised risk of torsade de pointes. Drew BJ et al., AHA/ACCF scientific
+# statement "Prevention of torsade de pointes in hospital settings", Circulation
+# 2010;121:1047-1060.
+QTC_URGENT_MS = 500.0
+
+# Rhythm evidence from the signal (explanation and agreement with the classifier).
+# Normalised RMSSD (RMSSD of successive RR differences / mean RR) > 0.1 marks irregular RR in
+# AF detectors: Dash S et al., "Automatic real time detection of atrial fibrillation",
+# Ann Biomed Eng 2009;37:1701-1709. Below 0.06 we call the rhythm regular (sinus arrhythmia
+# changes RR slowly, so successive differences stay small).
+RR_IRREGULAR = 0.10
+RR_REGULAR = 0.06
+# P waves counted "present" when found before at least half of the beats; AF shows none
+# (fibrillatory waves instead): January CT et al., 2014 AHA/ACC/HRS AF guideline,
+# Circulation 2014;130:e199-e267.
+P_PRESENT_FRACTION = 0.5
+P_ABSENT_FRACTION = 0.3
+
+# The classifier's own confidence below which the result is called uncertain.
+MIN_CONFIDENCE = 0.5

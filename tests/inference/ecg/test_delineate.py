@@ -1,0 +1,71 @@
+"""Delineation and global intervals on synthetic ECGs whose intervals are known by construction.
+
+The accuracy claim against cardiologists' marks is training/ecg/eval_intervals.py on held-out
+LUDB records; these tests pin the behaviour (beats found, intervals in range, PR null without P).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from backend.inference.ecg import delineate as dl
+from backend.inference.ecg.preprocess import DELINEATION_FS, bandpass, standard_lead_matrix
+from backend.inference.registry import ModelRegistry
+from backend.settings import PROJECT_ROOT
+from tests.inference.ecg.ecg_synth import synthetic_ecg
+
+
+@pytest.fixture(scope="module")
+def model():
+    return ModelRegistry(PROJECT_ROOT / "weights", threads=1).get(dl.MODEL_NAME)
+
+
+def _delineate(model, record):
+    mat, _ = standard_lead_matrix(record.signal, record.lead_names)
+    return dl.delineate(model, bandpass(mat, DELINEATION_FS))
+
+
+@pytest.mark.parametrize(("hr", "pr", "qt"), [(70, 160, 380), (50, 180, 420), (110, 140, 330)])
+def test_synthetic_twelve_lead_intervals_match_construction(model, hr, pr, qt):
+    record = synthetic_ecg(hr=hr, pr_ms=pr, qt_ms=qt)
+    d = _delineate(model, record)
+    assert len(d.beats) == len(record.meta["qrs_onsets_s"])
+    r_s = d.r_peaks / DELINEATION_FS
+    assert np.all(np.abs(r_s - (np.array(record.meta["qrs_onsets_s"]) + 0.04)) < 0.05)
+    got = dl.global_intervals(d)
+    assert got["hr_bpm"] == pytest.approx(hr, abs=1.0)
+    assert got["pr_ms"] == pytest.approx(pr, abs=25)
+    # synthetic raised-cosine QRS and T edges are softer than real ones: wider tolerances here
+    assert got["qrs_ms"] == pytest.approx(90, abs=35)
+    assert got["qt_ms"] == pytest.approx(qt, abs=30)
+
+
+def test_single_lead_is_delineated_too(model):
+    record = synthetic_ecg(hr=75, leads=("II",))
+    got = dl.global_intervals(_delineate(model, record))
+    assert got["hr_bpm"] == pytest.approx(75, abs=1.0)
+    assert got["pr_ms"] is not None and got["qt_ms"] is not None
+
+
+def test_no_p_waves_gives_null_pr(model):
+    record = synthetic_ecg(hr=90, p_waves=False, f_waves=True, rr_jitter=0.25, seed=3)
+    d = _delineate(model, record)
+    assert dl.p_wave_fraction(d) < 0.3
+    assert dl.global_intervals(d)["pr_ms"] is None
+
+
+def test_flat_line_has_no_beats(model):
+    d = dl.beats_from_labels(np.zeros(5000, dtype=np.int8), np.zeros((5000, 12)))
+    assert d.beats == []
+    assert dl.global_intervals(d) == {"hr_bpm": None, "pr_ms": None, "qrs_ms": None, "qt_ms": None}
+
+
+def test_corrected_qt_bazett_and_fridericia():
+    bazett, fridericia = dl.corrected_qt(400.0, 0.64)
+    assert bazett == pytest.approx(400 / math.sqrt(0.64))
+    assert fridericia == pytest.approx(400 / 0.64 ** (1 / 3))
+    assert dl.corrected_qt(None, 0.8) == (None, None)
+    assert dl.corrected_qt(400.0, None) == (None, None)

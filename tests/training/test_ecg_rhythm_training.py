@@ -1,0 +1,137 @@
+"""The ECG training code on tiny synthetic data: split rules, the score, a 1-epoch run, ONNX
+export parity, and the global-boundary reference the interval evaluation relies on."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+import pytest
+import torch
+
+from backend.settings import PROJECT_ROOT
+from training.ecg.delineate_dataset import QRS, T, global_beats, label_mask, reference_intervals
+from training.ecg.rhythm_dataset import split_records
+from training.ecg.rhythm_export import export
+from training.ecg.rhythm_model import RhythmNet
+from training.ecg.rhythm_train import challenge_f1
+
+
+def test_split_is_seeded_stratified_and_disjoint():
+    y = np.repeat(np.arange(4), [400, 60, 200, 20])
+    a, b = split_records(y), split_records(y)
+    assert np.array_equal(a, b)
+    for c in range(4):
+        share = np.mean(a[y == c] == 2)
+        assert share == pytest.approx(0.15, abs=0.03)
+    assert set(np.unique(a)) == {0, 1, 2}
+
+
+def test_challenge_score_is_mean_f1_of_normal_af_other():
+    y = np.array([0, 0, 1, 1, 2, 2, 3])
+    pred = np.array([0, 1, 1, 1, 2, 0, 3])
+    score, f1 = challenge_f1(y, pred)
+    assert (
+        f1[0] == pytest.approx(0.5)
+        and f1[1] == pytest.approx(0.8)
+        and f1[2] == pytest.approx(2 / 3)
+    )
+    assert score == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+
+
+def _tiny_dataset(path, n=24, fs=250):
+    rng = np.random.default_rng(0)
+    deltas, starts, lengths, ys = [], [], [], []
+    pos = 0
+    for i in range(n):
+        length = int(fs * rng.uniform(10, 14))
+        x = np.round(300 * np.sin(np.arange(length) * 2 * np.pi * (1 + i % 4) / fs)).astype(
+            np.int32
+        )
+        deltas.append(np.diff(x, prepend=0).astype(np.int16))
+        starts.append(pos)
+        lengths.append(length)
+        ys.append(i % 4)
+        pos += length
+    y = np.array(ys, dtype=np.int8)
+    split = np.where(np.arange(n) % 6 == 5, 1, 0).astype(np.int8)
+    np.savez_compressed(
+        path,
+        ids=np.array([f"r{i}" for i in range(n)]),
+        delta=np.concatenate(deltas),
+        start=np.array(starts),
+        length=np.array(lengths),
+        y=y,
+        split=split,
+        fs=fs,
+        classes=np.array(["normal", "atrial_fibrillation", "other", "noisy"]),
+    )
+
+
+@pytest.mark.slow
+def test_one_epoch_trains_and_saves_a_member(tmp_path):
+    _tiny_dataset(tmp_path / "tiny.npz")
+    cmd = [
+        sys.executable,
+        "-m",
+        "training.ecg.rhythm_train",
+        "--data",
+        str(tmp_path / "tiny.npz"),
+        "--out",
+        str(tmp_path / "out"),
+        "--epochs",
+        "2",
+        "--batch",
+        "8",
+        "--width",
+        "8",
+    ]
+    run = subprocess.run(
+        cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    state = torch.load(tmp_path / "out" / "rhythm_member0.pt")
+    net = RhythmNet(width=8)
+    net.load_state_dict(state)
+    assert (tmp_path / "out" / "rhythm_history0.json").exists()
+
+
+def test_onnx_export_matches_torch(tmp_path):
+    torch.manual_seed(0)
+    net = RhythmNet(width=8).eval()
+    export(net, tmp_path / "m.onnx")
+    x = np.random.default_rng(1).standard_normal((2, 1, 3000)).astype(np.float32)
+    logits, cam = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"signal": x})
+    with torch.no_grad():
+        t_logits, t_cam = net(torch.from_numpy(x))
+    assert np.allclose(logits, t_logits.numpy(), atol=1e-4)
+    assert np.allclose(cam, t_cam.numpy(), atol=1e-4)
+    assert np.allclose(cam.mean(axis=2), logits, atol=1e-4)  # CAM is what the logits average
+
+
+def test_global_boundaries_are_earliest_onset_latest_offset():
+    rows = [
+        ("I", "P", 100, 120, 150),
+        ("II", "P", 95, 118, 148),
+        ("I", "QRS", 180, 200, 225),
+        ("II", "QRS", 176, 205, 230),
+        ("V1", "QRS", 178, 190, 240),
+        ("I", "T", 300, 350, 400),
+        ("II", "T", 310, 360, 410),
+        ("I", "QRS", 580, 600, 625),
+        ("II", "QRS", 577, 602, 628),
+    ]
+    fid = pd.DataFrame(rows, columns=["lead", "wave", "onset", "peak", "offset"])
+    beats = global_beats(fid)
+    assert len(beats) == 2
+    b = beats[0]
+    assert (b.p_on, b.qrs_on, b.qrs_off, b.t_off) == (95, 176, 240, 410)
+    ref = reference_intervals(beats)
+    assert ref["qrs_ms"] == pytest.approx(np.median([(240 - 176) * 2, (628 - 577) * 2]))
+    assert ref["qt_ms"] == pytest.approx((410 - 176) * 2)
+    assert ref["hr_bpm"] == pytest.approx(60 / ((beats[1].qrs_peak - b.qrs_peak) / 500))
+    mask = label_mask(beats, (95, 628), 700)
+    assert mask[0] == -1 and mask[200] == QRS and mask[350] == T and mask[650] == -1

@@ -1,0 +1,133 @@
+"""Train the delineation U-Net on the LUDB training records (global P/QRS/T masks).
+
+Augmentation makes one model serve 12 leads, a few leads, one lead, and the 3x4 paper layout
+(each lead visible for 2.5 s, lead II for 10 s): leads are dropped at random the same ways.
+
+    python -m training.ecg.delineate_train --data .gpu/ecg/ludb_train.npz --out /work/scratch/ecg/delin
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from training.ecg.delineate_model import DelineationUNet
+from training.ecg.rhythm_train import schedule
+
+FS = 500
+LEAD_II = 1
+
+
+def lead_visibility(batch: int, crop: int, start: torch.Tensor, device: str) -> torch.Tensor:
+    """(batch, 12, crop) 0/1: which leads are seen where (all / subset / one / 3x4 paper)."""
+    vis = torch.ones(batch, 12, crop, device=device)
+    mode = torch.rand(batch)
+    t = start[:, None].cpu() + torch.arange(crop)[None, :]
+    column = (t // (FS * 5 // 2)).clamp(max=3)  # 2.5 s columns of a 3x4 sheet
+    for i in range(batch):
+        if mode[i] < 0.45:
+            continue
+        if mode[i] < 0.65:  # a single lead (rhythm strip / handheld device)
+            keep = torch.zeros(12, device=device)
+            keep[int(torch.randint(0, 12, (1,)))] = 1
+            vis[i] *= keep[:, None]
+        elif mode[i] < 0.8:  # a random subset of leads
+            keep = (
+                torch.rand(12, device=device) < torch.rand(1, device=device).clamp(0.2, 0.9)
+            ).float()
+            keep[int(torch.randint(0, 12, (1,)))] = 1
+            vis[i] *= keep[:, None]
+        else:  # 3x4 layout: lead k is printed in column k // 3, lead II also as a 10 s strip
+            col_of_lead = torch.arange(12) // 3
+            seen = (column[i][None, :] == col_of_lead[:, None]).float().to(device)
+            seen[LEAD_II] = 1
+            vis[i] = seen
+    return vis
+
+
+def normalise(x: torch.Tensor) -> torch.Tensor:
+    """Same as preprocess.delineation_input: one robust scale per record over the present leads."""
+    amp = torch.quantile(x.abs(), 0.99, dim=2)  # (batch, 12)
+    present = (x.abs().amax(dim=2) > 0).float()
+    amp = torch.where(present > 0, amp, torch.full_like(amp, float("nan")))
+    scale = torch.nanmedian(amp, dim=1).values.nan_to_num(1.0).clamp(min=0.05)
+    return (x / scale[:, None, None]).clamp(-10, 10)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--crop", type=int, default=2048)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--budget-s", type=float, default=1e9)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    args.out.mkdir(parents=True, exist_ok=True)
+    z = np.load(args.data)
+    x_all = torch.from_numpy(z["x"].astype(np.float32) / 1000.0).to(device)  # (N, 12, 5000) mV
+    m_all = torch.from_numpy(z["mask"].astype(np.int64)).to(device)
+    n, _, length = x_all.shape
+    model = DelineationUNet().to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-2)
+    history, t0, running = [], time.time(), 0.0
+    for step in range(1, args.steps + 1):
+        model.train()
+        idx = torch.randint(0, n, (args.batch,), device=device)
+        start = torch.randint(0, length - args.crop + 1, (args.batch,), device=device)
+        pos = start[:, None] + torch.arange(args.crop, device=device)[None, :]
+        x = x_all[
+            idx[:, None, None], torch.arange(12, device=device)[None, :, None], pos[:, None, :]
+        ]
+        target = m_all[idx[:, None], pos]
+        gain = 0.6 + 0.8 * torch.rand(args.batch, 12, 1, device=device)
+        x = x * gain * lead_visibility(args.batch, args.crop, start, device)
+        t = pos[:, None, :].float() / FS
+        x = x + 0.1 * torch.rand(args.batch, 12, 1, device=device) * torch.sin(
+            2 * math.pi * 0.3 * torch.rand(args.batch, 12, 1, device=device) * t
+            + 6.3 * torch.rand(args.batch, 12, 1, device=device)
+        ) * (x != 0)
+        x = x + torch.randn_like(x) * 0.02 * torch.rand(args.batch, 1, 1, device=device) * (x != 0)
+        x = normalise(x)
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), target, ignore_index=-1)
+        frac = max(step / args.steps, (time.time() - t0) / args.budget_s)
+        for group in opt.param_groups:
+            group["lr"] = schedule(frac, args.lr)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        running += loss.item()
+        if step % 100 == 0:
+            history.append(
+                {"step": step, "loss": running / 100, "elapsed_s": round(time.time() - t0, 1)}
+            )
+            print(json.dumps(history[-1]), flush=True)
+            running = 0.0
+        last = step == args.steps or time.time() - t0 > args.budget_s
+        if step % 500 == 0 or last:
+            torch.save(model.state_dict(), args.out / "delineate.pt")
+            (args.out / "delineate_history.json").write_text(
+                json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "history": history})
+            )
+        if last:
+            break
+    print("done", flush=True)
+
+
+if __name__ == "__main__":
+    main()

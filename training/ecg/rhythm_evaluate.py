@@ -1,0 +1,186 @@
+"""Measure the exported rhythm model (ONNX Runtime, as the app runs it) on a CinC 2017 split and
+write its card: the challenge score (mean F1 of normal, AF, other), per-class F1, the confusion
+matrix, and the training curves (weights/ecg_rhythm.training.png).
+
+    python -m training.ecg.rhythm_evaluate --onnx weights/ecg_rhythm.onnx --split test --write-card \
+        --history /work/scratch/ecg/gpu/rhythm_history0.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from backend.inference.ecg.preprocess import RHYTHM_FS, rhythm_input
+from backend.inference.registry import sha256_of
+from training.ecg.rhythm_dataset import (
+    CLASSES,
+    SPLIT_NAMES,
+    load_cinc2017,
+    prepared_strip,
+    split_records,
+)
+from training.ecg.rhythm_train import challenge_f1
+
+
+def session(path: Path, threads: int = 1) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def predict(sess: ort.InferenceSession, strips: list[np.ndarray]) -> np.ndarray:
+    logits = [
+        sess.run(["logits"], {"signal": rhythm_input(x)[None, None, :]})[0][0] for x in strips
+    ]
+    return np.array(logits)
+
+
+def confusion(y: np.ndarray, pred: np.ndarray) -> list[list[int]]:
+    m = np.zeros((4, 4), dtype=int)
+    for a, b in zip(y, pred):
+        m[a, b] += 1
+    return m.tolist()
+
+
+def evaluate(onnx_path: Path, split_name: str) -> dict:
+    _, signals, y, fs = load_cinc2017()
+    split = split_records(y)
+    idx = np.flatnonzero(split == SPLIT_NAMES.index(split_name))
+    strips = [prepared_strip(signals[i], fs) for i in idx]
+    logits = predict(session(onnx_path), strips)
+    pred = logits.argmax(1)
+    score, f1s = challenge_f1(y[idx], pred)
+    return {
+        "split": split_name,
+        "n": len(idx),
+        "class_counts": {c: int(n) for c, n in zip(CLASSES, np.bincount(y[idx], minlength=4))},
+        "challenge_score_mean_f1_normal_af_other": round(score, 4),
+        "f1": {c: round(f, 4) for c, f in zip(CLASSES, f1s)},
+        "accuracy": round(float(np.mean(pred == y[idx])), 4),
+        "confusion_matrix": {
+            "rows_true_cols_pred": list(CLASSES),
+            "counts": confusion(y[idx], pred),
+        },
+    }
+
+
+def plot_history(history_files: list[Path], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    for hf in history_files:
+        for member in json.loads(hf.read_text())["members"]:
+            h = member["history"]
+            a1.plot(
+                [r["epoch"] for r in h],
+                [r["train_loss"] for r in h],
+                label=f"seed {member['seed']}",
+            )
+            v = [r for r in h if "val_score" in r]
+            a2.plot(
+                [r["epoch"] for r in v], [r["val_score"] for r in v], label=f"seed {member['seed']}"
+            )
+    a1.set(xlabel="epoch", ylabel="train loss (weighted CE)", title="training loss")
+    a2.set(xlabel="epoch", ylabel="mean F1 (N, AF, O)", title="validation challenge score")
+    a1.legend()
+    a2.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+
+
+def write_card(
+    onnx_path: Path, metrics: dict, history_files: list[Path], members: int, quantised: bool
+) -> None:
+    _, _, y, _ = load_cinc2017()
+    split = split_records(y)
+    card_path = onnx_path.with_suffix(".json")
+    card = {
+        "name": onnx_path.stem,
+        "version": "1.0.0",
+        "task": "ECG rhythm family from one lead: normal / atrial_fibrillation / other / noisy",
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "sha256": sha256_of(onnx_path),
+        "size_bytes": onnx_path.stat().st_size,
+        "input": {
+            "name": "signal",
+            "shape": ["batch", 1, "samples (>= 9 s advised, any length)"],
+            "layout": "NCL",
+            "sampling_rate_hz": RHYTHM_FS,
+            "units": "standardised",
+            "preprocessing": "resample to 250 Hz, 0.5-40 Hz zero-phase Butterworth band-pass, subtract mean, "
+            "divide by (std + 0.001 mV), clip +-20 (backend.inference.ecg.preprocess.rhythm_input)",
+            "mean": "per strip",
+            "std": "per strip",
+        },
+        "outputs": {
+            "logits": ["batch", 4],
+            "cam": ["batch", 4, "samples / 32 (class activation map, saliency)"],
+        },
+        "classes": list(CLASSES),
+        "ensemble_members": members,
+        "quantised": quantised,
+        "training_data": {
+            "dataset": "PhysioNet/Computing in Cardiology Challenge 2017 (AliveCor single lead, revised v3 labels)",
+            "source": "Clifford GD et al., CinC 44 (2017), doi:10.22489/CinC.2017.065-469",
+            "licence": "open-access PhysioNet challenge data, treated as ODC-By 1.0 (to be confirmed before release)",
+            "n_train": int(np.sum(split == 0)),
+            "n_val": int(np.sum(split == 1)),
+            "n_test": int(np.sum(split == 2)),
+            "split_rule": "each record is its own group (no patient ids in CinC 2017; a person may own several "
+            "strips: known leak risk), stratified 75/10/15 % by class, numpy seed 2017 "
+            "(training/ecg/rhythm_dataset.py)",
+        },
+        # metrics.twelve_lead is added by eval_rhythm_12lead.py, run after this script
+        "metrics": {"held_out_cinc2017_test": metrics},
+        "intended_use": "Rhythm family of a resting ECG lead (handheld strip, 6-lead device or a 12-lead record/"
+        "digitised sheet) as a patient-facing second opinion; sinus is split into brady/normal/tachy "
+        "by the measured heart rate outside the model.",
+        "limitations": "Trained on one handheld device's lead I-like strips; other leads, 12-lead machines and "
+        "digitised paper differ in filtering and morphology (see metrics.twelve_lead). 'other' is a "
+        "mixed bag (ectopy, blocks, flutter, ...). Not for paced rhythms or children.",
+        "produced_by": "training/ecg/rhythm_dataset.py, training/ecg/rhythm_train.py, training/ecg/rhythm_export.py, "
+        "training/ecg/rhythm_evaluate.py, training/ecg/eval_rhythm_12lead.py",
+    }
+    if history_files:
+        runs = [json.loads(h.read_text()) for h in history_files]
+        best = max((m for r in runs for m in r["members"]), key=lambda m: m["best_val_score"])
+        card["selection"] = (
+            f"{members} member(s); trained seeds {[m['seed'] for r in runs for m in r['members']]}, "
+            f"best validation challenge score: seed {best['seed']} ({best['best_val_score']:.4f}). "
+            "An int8 (QDQ, per-channel) 3-seed ensemble scored lower on validation, so the fp32 "
+            "single model ships (quantised: false)."
+        )
+        card["training"] = {
+            "args": runs[0]["args"],
+            "best_val_score_per_member": [m["best_val_score"] for r in runs for m in r["members"]],
+        }
+        plot_history(history_files, onnx_path.with_suffix(".training.png"))
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--onnx", type=Path, default=Path("weights/ecg_rhythm.onnx"))
+    ap.add_argument("--split", choices=SPLIT_NAMES, default="test")
+    ap.add_argument("--write-card", action="store_true")
+    ap.add_argument("--history", type=Path, nargs="*", default=[])
+    ap.add_argument("--members", type=int, default=1)
+    ap.add_argument("--quantised", action="store_true")
+    args = ap.parse_args()
+    metrics = evaluate(args.onnx, args.split)
+    print(json.dumps(metrics, indent=1))
+    if args.write_card:
+        write_card(args.onnx, metrics, args.history, args.members, args.quantised)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Export the trained rhythm CNN (one member or an averaging ensemble) to a single-file ONNX.
+
+    python -m training.ecg.rhythm_export --members /work/scratch/ecg/gpu/rhythm_member0.pt \
+        --out weights/ecg_rhythm.onnx
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+
+import torch
+
+from training.ecg.rhythm_model import RhythmEnsemble, RhythmNet
+
+
+def load_model(members: list[Path], width: int = 32) -> torch.nn.Module:
+    nets = []
+    for path in members:
+        net = RhythmNet(width=width)
+        net.load_state_dict(torch.load(path, map_location="cpu"))
+        nets.append(net.eval())
+    return (nets[0] if len(nets) == 1 else RhythmEnsemble(nets)).eval()
+
+
+def export(model: torch.nn.Module, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (torch.zeros(1, 1, 2500),),
+            str(out),
+            dynamo=False,
+            opset_version=17,
+            input_names=["signal"],
+            output_names=["logits", "cam"],
+            dynamic_axes={
+                "signal": {0: "batch", 2: "samples"},
+                "logits": {0: "batch"},
+                "cam": {0: "batch", 2: "frames"},
+            },
+        )
+
+
+def quantise(fp32: Path, out: Path, calibration: Path, n: int = 200) -> None:
+    """Static int8 (QDQ) quantisation, calibrated on 10 s crops of CinC training strips."""
+    import numpy as np
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from backend.inference.ecg.preprocess import rhythm_input
+
+    z = np.load(calibration)
+    rng = np.random.default_rng(0)
+    train = rng.permutation(np.flatnonzero(z["split"] == 0))[:n]
+    d = z["delta"]
+    crops = []
+    for i in train:
+        s, length = int(z["start"][i]), int(z["length"][i])
+        x = np.cumsum(d[s : s + length].astype(np.int32)).astype(np.float32) / 1000.0
+        crops.append(rhythm_input(x[:2500])[None, None, :])
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter(crops)
+
+        def get_next(self) -> dict | None:
+            x = next(self.it, None)
+            return None if x is None else {"signal": x}
+
+    pre = out.with_suffix(".pre.onnx")
+    quant_pre_process(str(fp32), str(pre))
+    quantize_static(
+        str(pre),
+        str(out),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+    )
+    pre.unlink()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--members", type=Path, nargs="+", required=True)
+    ap.add_argument("--out", type=Path, default=Path("weights/ecg_rhythm.onnx"))
+    ap.add_argument(
+        "--quantise-with",
+        type=Path,
+        default=None,
+        help="rhythm_dataset.py arrays: write an int8 model calibrated on training strips",
+    )
+    args = ap.parse_args()
+    if args.quantise_with:
+        fp32 = args.out.with_suffix(".fp32.onnx")
+        export(load_model(args.members), fp32)
+        quantise(fp32, args.out, args.quantise_with)
+        fp32.unlink()
+    else:
+        export(load_model(args.members), args.out)
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()
