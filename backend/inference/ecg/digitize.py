@@ -14,6 +14,7 @@ returns a trace it did not see (a lead it cannot follow is left out, gaps stay N
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,8 +134,13 @@ def digitize_photo(image: np.ndarray) -> EcgRecord:
 
 
 def write_wfdb(record: EcgRecord, out_dir: Path, name: str) -> Path:
-    """Write `record` as WFDB `<out_dir>/<name>.hea/.dat` (format 16, 1 unit = 1 uV, NaN kept)."""
+    """Write `record` as WFDB `<out_dir>/<name>.hea/.dat` (format 16, 1 unit = 1 uV, NaN kept).
+
+    WFDB record names allow letters, digits, "_" and "-": other characters become "_".
+    """
     import wfdb
+
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", name) or "ecg"
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

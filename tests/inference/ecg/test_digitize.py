@@ -84,6 +84,7 @@ def test_wfdb_output_has_contract_names_units_and_nan(signals, tmp_path):
     assert np.isnan(lead_i[1250:]).all()  # printed only 0-2.5 s
     ok = np.isfinite(lead_i[:1250])
     assert np.allclose(lead_i[:1250][ok], rec.lead("I")[:1250][ok], atol=1e-3)
+    assert write_wfdb(rec, tmp_path, "my ecg (1)") == tmp_path / "my_ecg__1_.hea"
 
 
 def _expect_rejected(image: np.ndarray) -> str:
