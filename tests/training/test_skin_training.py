@@ -1,0 +1,115 @@
+"""Skin training: same preprocessing as the service, lesion-grouped split, CI-sized smoke run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from backend.inference.images import load_image_rgb
+from backend.inference.skin import CLASSES, INPUT_H, INPUT_W, preprocess_skin
+from training.skin.data import SkinDataset, build_pack, lesion_split
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "skin"
+
+
+def test_training_preprocessing_is_the_service_preprocessing() -> None:
+    image = load_image_rgb((FIXTURES / "mel_ISIC_0024516.jpg").read_bytes())
+    mask = np.zeros(image.shape[:2], np.uint8)
+    pack = SimpleNamespace(images=[image], masks=[mask], label=np.array([4]))
+    x, m, y = SkinDataset(pack, np.array([0]), train=False)[0]
+    served = preprocess_skin(image)[0]
+    np.testing.assert_array_equal(x.numpy(), served)
+    assert m.shape == (1, INPUT_H, INPUT_W) and y == 4
+    # A fixed image gives fixed numbers (guards against silent changes to preprocessing).
+    assert served.shape == (3, INPUT_H, INPUT_W)
+    assert float(served.mean()) == pytest.approx(float(preprocess_skin(image.copy())[0].mean()))
+
+
+def test_split_keeps_every_lesion_on_one_side() -> None:
+    rng = np.random.default_rng(1)
+    rows = []
+    for lesion in range(300):
+        label = CLASSES[lesion % len(CLASSES)]
+        for k in range(int(rng.integers(1, 4))):
+            rows.append({"image_id": f"img{lesion}_{k}", "lesion_id": f"L{lesion}", "label": label})
+    table = lesion_split(pd.DataFrame(rows))
+    assert (table.groupby("lesion_id")["split"].nunique() == 1).all()
+    assert set(table["split"]) == {"train", "val", "test"}
+    assert table.equals(lesion_split(pd.DataFrame(rows)))  # deterministic
+    for split in ("val", "test"):
+        assert set(table.loc[table["split"] == split, "label"]) == set(CLASSES)
+
+
+def synthetic_skin_dir(root: Path, per_class: int = 4) -> Path:
+    """Tiny HAM10000-shaped folder: blobs of a class-specific colour on skin-coloured noise."""
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rows = []
+    for c, label in enumerate(CLASSES):
+        for k in range(per_class):
+            image_id = f"ISIC_{c}{k:03d}"
+            img = np.clip(rng.normal((200, 160, 150), 8, (150, 200, 3)), 0, 255).astype(np.uint8)
+            mask = np.zeros((150, 200), np.uint8)
+            centre = (int(rng.integers(70, 130)), int(rng.integers(50, 100)))
+            cv2.ellipse(mask, centre, (35, 25), float(rng.uniform(0, 180)), 0, 360, 255, -1)
+            img[mask > 0] = (40 + 30 * c, 60, 200 - 25 * c)
+            cv2.imwrite(str(root / "images" / f"{image_id}.jpg"), img[:, :, ::-1])
+            cv2.imwrite(str(root / "masks" / f"{image_id}_segmentation.png"), mask)
+            rows.append(
+                {"image_id": image_id, "lesion_id": f"L{c}{k}", "label": label, "dx_type": "histo"}
+            )
+    pd.DataFrame(rows).to_csv(root / "labels.csv", index=False)
+    return root
+
+
+@pytest.mark.slow
+def test_training_smoke_one_step_export_and_ort_load(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from training.skin.export import export_onnx, load_model
+    from training.skin.train import main as train_main
+
+    data = synthetic_skin_dir(tmp_path / "data")
+    pack = tmp_path / "pack.npz"
+    build_pack(data, pack, tmp_path / "split.csv")
+    out = tmp_path / "run"
+    train_main(
+        [
+            "--pack",
+            str(pack),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--batch",
+            "4",
+            "--max-steps",
+            "1",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert (out / "last.pt").exists() and (out / "history.json").exists()
+    # Resuming after the last epoch trains nothing more but must load cleanly.
+    train_main(
+        ["--pack", str(pack), "--out", str(out), "--epochs", "1", "--device", "cpu", "--resume"]
+    )
+    onnx_path = tmp_path / "skin.onnx"
+    model = load_model(out / "best.pt")
+    export_onnx(model, onnx_path)
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    x = preprocess_skin(load_image_rgb((FIXTURES / "nv_ISIC_0024356.jpg").read_bytes()))
+    logits, mask_logits, cam = sess.run(None, {"image": x})
+    assert logits.shape == (1, len(CLASSES))
+    assert mask_logits.shape == (1, 1, INPUT_H, INPUT_W)
+    assert cam.shape == (1, len(CLASSES), INPUT_H // 16, INPUT_W // 16)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x))[0].numpy()
+    assert np.abs(ref - logits).max() < 1e-3

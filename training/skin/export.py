@@ -1,0 +1,141 @@
+"""Export a SkinNet checkpoint to one ONNX file, check ORT against torch, try int8.
+
+    python -m training.skin.export --ckpt /work/scratch/skin/gpu1/best.pt --out weights/skin_lesion.onnx
+
+Prints the max abs difference between ONNX Runtime and torch for every output. With
+--try-int8, a statically quantised (QDQ, per-channel) copy is calibrated on training images and
+compared with fp32 on the validation split; it replaces the fp32 file only if it keeps
+balanced accuracy (-0.01), melanoma AUC (-0.005) and Dice (-0.005).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from backend.inference.skin import CLASSES, INPUT_H, INPUT_W, preprocess_skin
+from training.skin.data import SCRATCH, Pack
+from training.skin.model import OUTPUT_NAMES, SkinNet
+
+OPSET = 17
+
+
+def load_model(ckpt: Path) -> SkinNet:
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["model"]
+    state = {k.removeprefix("module."): v for k, v in state.items() if k != "n_averaged"}
+    model = SkinNet(len(CLASSES))
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def export_onnx(model: SkinNet, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    dummy = torch.zeros(1, 3, INPUT_H, INPUT_W)
+    torch.onnx.export(
+        model,
+        (dummy,),
+        str(out),
+        dynamo=False,
+        opset_version=OPSET,
+        input_names=["image"],
+        output_names=list(OUTPUT_NAMES),
+        dynamic_axes={"image": {0: "batch"}, **{n: {0: "batch"} for n in OUTPUT_NAMES}},
+    )
+
+
+def session(path: Path, threads: int = 2) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def max_abs_diff(model: SkinNet, onnx_path: Path, batch: np.ndarray) -> dict[str, float]:
+    with torch.no_grad():
+        ref = [t.numpy() for t in model(torch.from_numpy(batch))]
+    got = session(onnx_path).run(None, {"image": batch})
+    return {n: float(np.abs(a - b).max()) for n, a, b in zip(OUTPUT_NAMES, ref, got)}
+
+
+def split_inputs(pack: Pack, split: str, limit: int | None = None) -> np.ndarray:
+    idx = pack.indices(split)[:limit]
+    return np.concatenate([preprocess_skin(pack.images[i]) for i in idx])
+
+
+def quantize_int8(fp32: Path, out: Path, calib: np.ndarray) -> None:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter([{"image": calib[i : i + 1]} for i in range(len(calib))])
+
+        def get_next(self) -> dict | None:
+            return next(self.items, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(fp32), str(pre))
+        quantize_static(
+            str(pre),
+            str(out),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--ckpt", type=Path, required=True)
+    ap.add_argument("--out", type=Path, default=Path("weights/skin_lesion.onnx"))
+    ap.add_argument("--pack", type=Path, default=SCRATCH / "pack.npz")
+    ap.add_argument("--try-int8", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    model = load_model(args.ckpt)
+    export_onnx(model, args.out)
+    pack = Pack(args.pack)
+    check = split_inputs(pack, "val", 8)
+    diffs = max_abs_diff(model, args.out, check)
+    print("ORT vs torch max abs diff:", {k: f"{v:.2e}" for k, v in diffs.items()})
+    if max(diffs.values()) > 1e-3:
+        raise SystemExit("ONNX export does not match torch")
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
+    if args.try_int8:
+        from training.skin.evaluate import run_split, split_metrics
+
+        int8 = SCRATCH / "skin_lesion.int8.onnx"
+        quantize_int8(args.out, int8, split_inputs(pack, "train", 128))
+        fp = split_metrics(*run_split(args.out, pack, "val"))
+        q = split_metrics(*run_split(int8, pack, "val"))
+        keys = ("balanced_accuracy", "melanoma_auc", "dice")
+        print("val fp32:", {k: fp[k] for k in keys}, f"{args.out.stat().st_size / 1e6:.2f} MB")
+        print("val int8:", {k: q[k] for k in keys}, f"{int8.stat().st_size / 1e6:.2f} MB")
+        holds = (
+            q["balanced_accuracy"] >= fp["balanced_accuracy"] - 0.01
+            and q["melanoma_auc"] >= fp["melanoma_auc"] - 0.005
+            and q["dice"] >= fp["dice"] - 0.005
+        )
+        if holds:
+            shutil.copyfile(int8, args.out)
+            print("int8 keeps accuracy: kept the int8 model")
+        else:
+            print("int8 loses accuracy: kept fp32")
+
+
+if __name__ == "__main__":
+    main()
