@@ -30,6 +30,9 @@ LABEL_NAMES = {
         "sinus_tachycardia": N_("Sinus tachycardia (fast regular rhythm)"),
         "atrial_fibrillation": N_("Atrial fibrillation (irregular rhythm)"),
         "other": N_("Other rhythm"),
+        # The rhythm model's own families, listed among the probabilities.
+        "normal": N_("Regular sinus rhythm (any rate)"),
+        "noisy": N_("Too noisy to read"),
     },
     "skin": {
         "akiec": N_("Actinic keratosis / Bowen's disease"),

@@ -266,6 +266,12 @@
     }).then(function (s) {
       stream = s;
       video.srcObject = s;
+      video.addEventListener("loadedmetadata", function () {
+        // The viewfinder takes the camera's own shape, so the guide sits on the real frame.
+        if (video.videoWidth && video.videoHeight) {
+          video.parentNode.style.aspectRatio = video.videoWidth + " / " + video.videoHeight;
+        }
+      });
       section.hidden = false;
       cameraReady = true;
       var track = s.getVideoTracks()[0];
