@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.browser.checks_support import axe_violations, save_screenshot, seed_results, sign_up
+from tests.browser.conftest import screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -52,7 +53,7 @@ def test_check_pages_have_no_serious_axe_violations(browser, live_server, seeded
     if lang == "en":
         for kind, check_id in ids.items():
             page.goto(f"{live_server.url}/checks/{check_id}")
-            save_screenshot(page, f"result-{kind}-seeded-full", full_page=True)
+            screenshot(page, f"result-{kind}-seeded")
         page.goto(live_server.url + "/history")
         save_screenshot(page, "history", full_page=True)
     context.close()
