@@ -231,3 +231,14 @@ async def test_history_timeline_filters_and_delete(client, app_settings):
     assert response.status_code == 303 and response.headers["location"] == "/history?deleted=1"
     assert (await client.get(f"/checks/{skin.id}")).status_code == 404
     assert not (app_settings.uploads_dir / skin.input_file).exists()
+
+
+async def test_capture_and_history_pages_in_korean(client):
+    await logged_in(client)
+    client.cookies.set("lang", "ko")
+    capture = (await client.get("/checks/skin")).text
+    history = (await client.get("/history")).text
+    client.cookies.delete("lang")
+    assert "피부 검사" in capture and "사진 찍기" in capture and "분석하기" in capture
+    assert "data-too-dark=\"너무 어둡습니다" in capture
+    assert "아직 기록이 없습니다." in history and "종류별 보기" in history
