@@ -9,7 +9,7 @@ import pytest
 from tests.browser.checks_support import axe_violations, save_screenshot, seed_results, sign_up
 from tests.browser.conftest import screenshot
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 # Interactive elements a thumb must hit (WCAG 2.5.5 target size, 44x44 CSS px).
 TARGETS_JS = """() => Array.from(document.querySelectorAll(

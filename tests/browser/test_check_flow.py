@@ -20,7 +20,7 @@ from tests.browser.checks_support import (
 )
 from tests.browser.conftest import PHONE
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 RESULT_URL = re.compile(r".*/checks/\d+$")
 # Slow enough that a ~150 KB photo takes about a second: the progress bar has to move.
