@@ -54,5 +54,14 @@ RR_REGULAR = 0.06
 P_PRESENT_FRACTION = 0.5
 P_ABSENT_FRACTION = 0.3
 
+# Sinus rhythm is defined by the rhythm, not the QRS shape: a P wave before every QRS and a
+# regular rate (Kligfield 2007, Part I). The single-lead CNN calls sinus beats with bundle
+# branch block or other odd QRS shapes "other"; with P waves before >= 80 % of beats and regular
+# RR the rhythm is reported as sinus and the QRS finding separately.
+SINUS_P_FRACTION = 0.8
+# An "other" call with AF as runner-up (>= 0.25) is reported as AF when the signal shows
+# irregular RR without P waves, the guideline criteria for AF (January 2014).
+AF_RUNNER_UP_PROBABILITY = 0.25
+
 # The classifier's own confidence below which the result is called uncertain.
 MIN_CONFIDENCE = 0.5

@@ -1,0 +1,236 @@
+"""One ECG record -> the contract's ECG result: rhythm, intervals, explanation, urgency, trace.
+
+Steps: signal quality (refuse what cannot be read) -> band-pass -> delineation at 500 Hz
+(R peaks, P/QRS/T per beat, global intervals) -> rhythm CNN at 250 Hz on the rhythm leads ->
+label from the CNN's family and the measured evidence -> reasons in words, checked against the
+label -> urgency from thresholds.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from backend.inference.ecg import delineate as dl
+from backend.inference.ecg import rhythm as rh
+from backend.inference.ecg import thresholds as th
+from backend.inference.ecg.explain import agreement, explain
+from backend.inference.ecg.preprocess import (
+    DELINEATION_FS,
+    RHYTHM_FS,
+    bandpass,
+    resample,
+    standard_lead_matrix,
+)
+from backend.inference.ecg.record import STANDARD_LEADS, EcgRecord
+from backend.inference.errors import UnusableInputError
+from backend.inference.registry import ModelRegistry, default_registry
+from backend.inference.result import make_result
+
+MIN_DURATION_S = 5.0
+
+
+def _quality(record: EcgRecord) -> tuple[list[str], list[str]]:
+    """(issues, usable lead names); raises UnusableInputError for a record too poor to read."""
+    from backend.inference.ecg.quality import assess_signal_quality
+
+    q = assess_signal_quality(record)
+    q.raise_if_unusable()
+    return list(q.issues), list(q.usable_leads)
+
+
+def _round_trace(x: np.ndarray) -> list[float | None]:
+    """3-decimal floats for the result page plot, None where the lead was not recorded."""
+    rounded = np.round(np.asarray(x, dtype=np.float64), 3)
+    finite = np.isfinite(rounded)
+    if finite.all():
+        return rounded.tolist()
+    out = rounded.astype(object)
+    out[~finite] = None
+    return out.tolist()
+
+
+def _interval_flags(
+    intervals: dict[str, Any], sex: str | None
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """Per-interval flag and the normal ranges used (sex-specific QTc upper limit)."""
+    flags: dict[str, str] = {}
+    hr, pr, qrs, qtc = (intervals.get(k) for k in ("hr_bpm", "pr_ms", "qrs_ms", "qtc_ms"))
+    sex_key = (sex or "").strip().upper()[:1]
+    qtc_upper = th.QTC_UPPER_MS.get(sex_key, th.QTC_UPPER_UNKNOWN_SEX_MS)
+    if hr is not None:
+        flags["hr"] = (
+            "low" if hr < th.HR_BRADY_BPM else "high" if hr > th.HR_TACHY_BPM else "normal"
+        )
+    if pr is not None:
+        flags["pr"] = (
+            "short" if pr < th.PR_NORMAL_MS[0] else "long" if pr > th.PR_NORMAL_MS[1] else "normal"
+        )
+    if qrs is not None:
+        flags["qrs"] = (
+            "wide"
+            if qrs >= th.QRS_WIDE_MS
+            else "borderline"
+            if qrs > th.QRS_NORMAL_MAX_MS
+            else "normal"
+        )
+    if qtc is not None:
+        if qtc > th.QTC_URGENT_MS:
+            flags["qtc"] = "markedly_prolonged"
+        elif qtc >= qtc_upper:
+            flags["qtc"] = "prolonged"
+        elif sex_key not in th.QTC_UPPER_MS and qtc >= min(th.QTC_UPPER_MS.values()):
+            flags["qtc"] = "borderline"
+        elif qtc <= th.QTC_SHORT_MS:
+            flags["qtc"] = "short"
+        else:
+            flags["qtc"] = "normal"
+    ranges = {
+        "hr_bpm": [th.HR_BRADY_BPM, th.HR_TACHY_BPM],
+        "pr_ms": list(th.PR_NORMAL_MS),
+        "qrs_ms": [None, th.QRS_NORMAL_MAX_MS],
+        "qtc_ms": [th.QTC_SHORT_MS, qtc_upper],
+    }
+    return flags, ranges
+
+
+def _urgency(label: str, hr: float | None, flags: dict[str, str]) -> str:
+    if flags.get("qtc") == "markedly_prolonged":
+        return "urgent"
+    if hr is not None and (hr < th.HR_URGENT_LOW_BPM or hr > th.HR_URGENT_HIGH_BPM):
+        return "urgent"
+    if label in ("atrial_fibrillation", "atrial_flutter", "supraventricular_tachycardia", "other"):
+        return "soon"
+    if flags.get("qrs") == "wide" or flags.get("qtc") == "prolonged":
+        return "soon"
+    return "routine"
+
+
+def analyze_ecg_record(
+    record: EcgRecord,
+    registry: ModelRegistry | None = None,
+    *,
+    age: int | None = None,
+    sex: str | None = None,
+) -> dict[str, Any]:
+    """The contract's ECG result for one record (see CONTRACT.md); UnusableInputError when the
+    record is too poor or too short to read."""
+    registry = registry or default_registry()
+    if record.duration_s < MIN_DURATION_S:
+        raise UnusableInputError(
+            f"The ECG is {record.duration_s:.1f} s long; at least {MIN_DURATION_S:.0f} s are needed "
+            "to judge the rhythm.",
+            extra={"quality": {"ok": False, "issues": ["recording too short"]}},
+        )
+    issues, usable = _quality(record)
+    signal = np.asarray(record.signal, dtype=np.float64).copy()
+    for j, name in enumerate(record.lead_names):
+        if name not in usable:
+            signal[:, j] = np.nan
+    mat, present = standard_lead_matrix(signal, record.lead_names)
+    if not present.any():  # non-standard lead names only (a single-lead device): use them as lead I
+        finite = [j for j in range(signal.shape[1]) if np.isfinite(signal[:, j]).any()]
+        if not finite:
+            raise UnusableInputError(
+                "No readable ECG lead was found.",
+                extra={"quality": {"ok": False, "issues": issues}},
+            )
+        mat[:, 0] = signal[:, finite[0]]
+        present[0] = True
+    lead_names = [STANDARD_LEADS[k] for k in np.flatnonzero(present)]
+
+    filt_500 = bandpass(resample(mat, record.fs, DELINEATION_FS), DELINEATION_FS)
+    d = dl.delineate(registry.get(dl.MODEL_NAME), filt_500)
+    measured = dl.global_intervals(d)
+    rr = dl.rr_intervals_s(d)
+    mean_rr = float(rr.mean()) if len(rr) else None
+    qtc_b, qtc_f = dl.corrected_qt(measured["qt_ms"], mean_rr)
+    intervals = {
+        "hr_bpm": measured["hr_bpm"],
+        "pr_ms": measured["pr_ms"],
+        "qrs_ms": measured["qrs_ms"],
+        "qt_ms": measured["qt_ms"],
+        "qtc_ms": qtc_b,
+    }
+    intervals = {k: (round(v, 1) if v is not None else None) for k, v in intervals.items()}
+
+    filt_250 = bandpass(resample(mat, record.fs, RHYTHM_FS), RHYTHM_FS)
+    leads_250 = {STANDARD_LEADS[k]: filt_250[:, k] for k in np.flatnonzero(present)}
+    rhythm_model = registry.get(rh.MODEL_NAME)
+    cnn = rh.classify(rhythm_model, leads_250)
+    family = max(cnn.probabilities, key=cnn.probabilities.get)
+    evidence = rh.RhythmEvidence(
+        hr_bpm=measured["hr_bpm"],
+        rr_irregularity=rh.rr_irregularity(rr),
+        p_wave_fraction=dl.p_wave_fraction(d),
+        qrs_ms=measured["qrs_ms"],
+        n_beats=len(d.beats),
+    )
+    label = rh.final_rhythm(family, evidence, cnn.probabilities)
+    if label in ("atrial_fibrillation", "supraventricular_tachycardia"):
+        intervals["pr_ms"] = None  # no sinus P waves: a PR interval would be a guess
+    flags, ranges = _interval_flags(intervals, sex)
+    p = cnn.probabilities
+    # The family the label stands for; its probability is reported under the label's own name
+    # (normal -> sinus_bradycardia at 50 bpm), so probabilities[label] is the confidence.
+    if label.startswith("sinus_") and family == "other":
+        # sinus by the evidence (P waves, regular RR) though the CNN found the beats unusual:
+        # it is sure it is neither AF nor noise, the evidence decides sinus
+        source, confidence, sinus_override = "normal", p["normal"] + p["other"], True
+    else:
+        source = "atrial_fibrillation" if label == "atrial_fibrillation" else family
+        confidence, sinus_override = p[source], False
+    probabilities = {(label if fam == source else fam): v for fam, v in p.items()}
+    agree = agreement(label, evidence)
+    urgency = _urgency(label, intervals["hr_bpm"], flags)
+    explanation_en, explanation_ko = explain(
+        label, evidence, intervals, flags, agree, confidence, urgency, sinus_override=sinus_override
+    )
+    uncertain = (not agree.agrees) or confidence < th.MIN_CONFIDENCE
+    if label == "noisy":
+        issues = [*issues, "the rhythm classifier found the recording too noisy"]
+
+    r_peaks_s = [round(float(r) / DELINEATION_FS, 3) for r in d.r_peaks]
+    trace = {
+        "fs": RHYTHM_FS,
+        "lead_names": lead_names,
+        "signals": [_round_trace(leads_250[n]) for n in lead_names],
+        "r_peaks_s": r_peaks_s,
+        "saliency_lead": cnn.saliency_lead,
+        "saliency": _round_trace(cnn.saliency),
+    }
+    model_ref = registry.get(rh.MODEL_NAME).model_ref()
+    return make_result(
+        kind="ecg",
+        label=label,
+        probabilities=probabilities,
+        confidence=confidence,
+        urgency=urgency,
+        model=model_ref,
+        quality_issues=issues,
+        quality_ok=label != "noisy",
+        explanation=explanation_en,
+        explanation_ko=explanation_ko,
+        rhythm=label,
+        uncertain=uncertain,
+        intervals=intervals,
+        intervals_detail={
+            "qtc_bazett_ms": intervals["qtc_ms"],
+            "qtc_fridericia_ms": round(qtc_f, 1) if qtc_f is not None else None,
+            "rr_irregularity": evidence.rr_irregularity,
+            "p_wave_fraction": evidence.p_wave_fraction,
+            "n_beats": evidence.n_beats,
+            "normal_ranges": ranges,
+            "flags": flags,
+            "sex_used_for_qtc": (sex or "").strip().upper()[:1] or None,
+            "age": age,
+        },
+        leads=lead_names,
+        rhythm_leads=cnn.leads_used,
+        models={
+            "rhythm": model_ref,
+            "delineation": registry.get(dl.MODEL_NAME).model_ref(),
+        },
+        trace=trace,
+    )

@@ -1,0 +1,167 @@
+"""Plain-language reasons for an ECG result, in English and Korean, computed from the signal.
+
+The reasons (RR irregularity, P waves, heart rate, QRS width, QTc) are measured independently of
+the rhythm CNN. `agreement` checks that they support the CNN's label; when they do not, the
+result says it is uncertain instead of presenting a confident label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from backend.inference.ecg import thresholds as th
+from backend.inference.ecg.rhythm import RhythmEvidence
+
+RHYTHM_NAMES = {
+    "sinus_rhythm": ("normal sinus rhythm", "정상 동리듬"),
+    "sinus_bradycardia": (
+        "sinus bradycardia (a slow regular heartbeat)",
+        "동서맥(느리지만 규칙적인 심박)",
+    ),
+    "sinus_tachycardia": (
+        "sinus tachycardia (a fast regular heartbeat)",
+        "동빈맥(빠르지만 규칙적인 심박)",
+    ),
+    "atrial_fibrillation": ("atrial fibrillation", "심방세동"),
+    "atrial_flutter": ("atrial flutter", "심방조동"),
+    "supraventricular_tachycardia": ("supraventricular tachycardia", "상심실성 빈맥"),
+    "other": (
+        "a rhythm other than normal sinus rhythm or atrial fibrillation",
+        "정상 동리듬이나 심방세동이 아닌 다른 리듬",
+    ),
+    "noisy": (
+        "a recording too noisy to judge the rhythm",
+        "리듬을 판단하기 어려울 만큼 잡음이 많은 기록",
+    ),
+}
+
+
+@dataclass
+class Agreement:
+    agrees: bool
+    conflicts_en: list[str] = field(default_factory=list)
+    conflicts_ko: list[str] = field(default_factory=list)
+
+
+def agreement(label: str, ev: RhythmEvidence) -> Agreement:
+    """Do the signal measurements support the classifier's label?"""
+    irr, pf = ev.rr_irregularity, ev.p_wave_fraction
+    a = Agreement(True)
+    if label == "atrial_fibrillation":
+        if (
+            irr is not None
+            and irr < th.RR_REGULAR
+            and pf is not None
+            and pf >= th.P_PRESENT_FRACTION
+        ):
+            a.agrees = False
+            a.conflicts_en.append(
+                "the beats are regular and P waves are present, which is not typical of atrial fibrillation"
+            )
+            a.conflicts_ko.append(
+                "심박이 규칙적이고 P파가 보여 심방세동의 전형적인 모습이 아닙니다"
+            )
+    elif label.startswith("sinus_"):
+        if pf is not None and pf < th.P_ABSENT_FRACTION:
+            a.agrees = False
+            a.conflicts_en.append(
+                "P waves were not found before most beats, which a sinus rhythm should show"
+            )
+            a.conflicts_ko.append(
+                "대부분의 심박 앞에서 P파가 보이지 않는데, 동리듬이라면 보여야 합니다"
+            )
+        if irr is not None and irr > th.RR_IRREGULAR * 1.5:
+            a.agrees = False
+            a.conflicts_en.append(f"the beat-to-beat intervals vary a lot ({irr:.0%})")
+            a.conflicts_ko.append(f"심박 간격의 변동이 큽니다({irr:.0%})")
+    return a
+
+
+def _fmt(v: float | None, unit: str) -> str:
+    return f"{v:.0f} {unit}" if v is not None else "not measurable"
+
+
+def reasons(
+    label: str, ev: RhythmEvidence, intervals: dict, flags: dict
+) -> tuple[list[str], list[str]]:
+    """Signal-derived reasons (en, ko)."""
+    en, ko = [], []
+    if ev.hr_bpm is not None:
+        en.append(f"heart rate {ev.hr_bpm:.0f} beats per minute")
+        ko.append(f"심박수 분당 {ev.hr_bpm:.0f}회")
+    if ev.rr_irregularity is not None:
+        pct = ev.rr_irregularity * 100
+        if ev.rr_irregularity > th.RR_IRREGULAR:
+            en.append(f"irregularly irregular RR intervals (variation {pct:.0f}%)")
+            ko.append(f"불규칙하게 불규칙한 RR 간격(변동 {pct:.0f}%)")
+        elif ev.rr_irregularity < th.RR_REGULAR:
+            en.append(f"regular RR intervals (variation {pct:.0f}%)")
+            ko.append(f"규칙적인 RR 간격(변동 {pct:.0f}%)")
+        else:
+            en.append(f"mildly irregular RR intervals (variation {pct:.0f}%)")
+            ko.append(f"약간 불규칙한 RR 간격(변동 {pct:.0f}%)")
+    if ev.p_wave_fraction is not None:
+        if ev.p_wave_fraction >= th.P_PRESENT_FRACTION:
+            en.append(f"P waves before {ev.p_wave_fraction:.0%} of QRS complexes")
+            ko.append(f"QRS 파형의 {ev.p_wave_fraction:.0%} 앞에 P파가 있음")
+        else:
+            en.append("no consistent P waves before QRS complexes")
+            ko.append("QRS 파형 앞에 일정한 P파가 없음")
+    if flags.get("qrs") == "wide":
+        en.append(f"wide QRS complexes ({intervals['qrs_ms']:.0f} ms)")
+        ko.append(f"넓은 QRS 파형({intervals['qrs_ms']:.0f} ms)")
+    if flags.get("qtc") in ("prolonged", "markedly_prolonged"):
+        en.append(f"long corrected QT interval (QTc {intervals['qtc_ms']:.0f} ms)")
+        ko.append(f"긴 교정 QT 간격(QTc {intervals['qtc_ms']:.0f} ms)")
+    if flags.get("pr") == "long":
+        en.append(f"long PR interval ({intervals['pr_ms']:.0f} ms)")
+        ko.append(f"긴 PR 간격({intervals['pr_ms']:.0f} ms)")
+    return en, ko
+
+
+def explain(
+    label: str,
+    ev: RhythmEvidence,
+    intervals: dict,
+    flags: dict,
+    agree: Agreement,
+    confidence: float,
+    urgency: str,
+    *,
+    sinus_override: bool = False,
+) -> tuple[str, str]:
+    name_en, name_ko = RHYTHM_NAMES.get(label, (label, label))
+    r_en, r_ko = reasons(label, ev, intervals, flags)
+    if label == "noisy":
+        en = "The recording is too noisy to judge the rhythm reliably. Please record again while sitting still."
+        ko = "기록에 잡음이 많아 리듬을 믿을 만하게 판단할 수 없습니다. 가만히 앉은 상태에서 다시 기록해 주세요."
+    else:
+        joined = "; ".join(r_en)
+        en = (
+            f"{joined[:1].upper()}{joined[1:]} → consistent with {name_en}."
+            if r_en
+            else f"Consistent with {name_en}."
+        )
+        ko = (
+            f"{', '.join(r_ko)} → {name_ko}에 해당하는 소견입니다."
+            if r_ko
+            else f"{name_ko}에 해당하는 소견입니다."
+        )
+    if sinus_override:
+        en += (
+            " The shape of the beats is unusual, but P waves come before the beats at a regular"
+            " rate, so the rhythm itself is sinus."
+        )
+        ko += " 심박의 모양은 특이하지만 P파가 규칙적인 간격으로 심박 앞에 있어 리듬 자체는 동리듬입니다."
+    if not agree.agrees or confidence < th.MIN_CONFIDENCE:
+        why_en = "; ".join(agree.conflicts_en) or f"the model is only {confidence:.0%} sure"
+        why_ko = ", ".join(agree.conflicts_ko) or f"모델의 확신도가 {confidence:.0%}에 불과합니다"
+        en += f" This result is uncertain: {why_en}. Please have a doctor read the ECG."
+        ko += f" 이 결과는 불확실합니다: {why_ko}. 의사에게 심전도 판독을 받아 보세요."
+    if urgency == "urgent":
+        en += " Seek medical care today."
+        ko += " 오늘 중으로 진료를 받으세요."
+    elif urgency == "soon":
+        en += " Please see a doctor within the next few days."
+        ko += " 며칠 안에 의사의 진료를 받아 보세요."
+    return en, ko

@@ -1,0 +1,156 @@
+"""Rhythm: the CNN's rhythm family (normal / AF / other / noisy) plus measured evidence.
+
+The ONNX model `ecg_rhythm` (training/ecg/rhythm_train.py, CinC 2017 single-lead strips) runs on
+one lead at 250 Hz. For several leads it runs on each of the rhythm leads below that holds at
+least 8 s of signal and averages the logits (leads agree on rhythm; averaging evens out one
+noisy lead). Sinus rhythm is then split by the measured heart rate, and a narrow, regular
+tachycardia over 150 bpm without P waves is called supraventricular tachycardia.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from backend.inference.ecg import thresholds as th
+from backend.inference.ecg.preprocess import RHYTHM_FS, rhythm_input
+from backend.inference.registry import LoadedModel
+
+MODEL_NAME = "ecg_rhythm"
+FAMILIES = ("normal", "atrial_fibrillation", "other", "noisy")
+# Lead I is what the CinC 2017 handheld device records; II and V1 show atrial activity best.
+RHYTHM_LEADS = ("I", "II", "V1")
+MIN_LEAD_S = 8.0
+
+
+@dataclass
+class RhythmModelOutput:
+    probabilities: dict[str, float]  # rhythm family -> probability
+    leads_used: list[str]
+    saliency_lead: str
+    saliency: np.ndarray  # (n,) 0..1 at 250 Hz over the saliency lead
+
+
+@dataclass
+class RhythmEvidence:
+    hr_bpm: float | None
+    rr_irregularity: float | None  # RMSSD / mean RR
+    p_wave_fraction: float | None
+    qrs_ms: float | None
+    n_beats: int
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def usable_bounds(x: np.ndarray) -> tuple[int, int]:
+    """[start, end) of the longest NaN-free stretch of a lead (a 3x4 sheet prints each lead
+    for 2.5 s and the digitiser leaves NaN elsewhere)."""
+    padded = np.concatenate([[False], np.isfinite(x), [False]])
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    starts, ends = edges[::2], edges[1::2]
+    if not len(starts):
+        return 0, 0
+    k = int(np.argmax(ends - starts))
+    return int(starts[k]), int(ends[k])
+
+
+def _usable_span(x: np.ndarray) -> np.ndarray:
+    start, end = usable_bounds(x)
+    return x[start:end]
+
+
+def choose_leads(leads_250: dict[str, np.ndarray]) -> list[str]:
+    long_enough = {n: len(_usable_span(x)) for n, x in leads_250.items()}
+    chosen = [n for n in RHYTHM_LEADS if long_enough.get(n, 0) >= MIN_LEAD_S * RHYTHM_FS]
+    if not chosen:
+        chosen = [max(long_enough, key=long_enough.get)]
+    return chosen
+
+
+def classify(model: LoadedModel, leads_250: dict[str, np.ndarray]) -> RhythmModelOutput:
+    """leads_250: band-passed mV at 250 Hz by lead name (NaN where not recorded)."""
+    chosen = choose_leads(leads_250)
+    inputs = {name: rhythm_input(_usable_span(leads_250[name])) for name in chosen}
+    logits, cams = [], {}
+    by_length: dict[int, list[str]] = {}
+    for name, x in inputs.items():
+        by_length.setdefault(len(x), []).append(name)
+    for names in by_length.values():  # one batched run per span length (12-lead: one run)
+        out = model.run(np.stack([inputs[n] for n in names])[:, None, :])
+        for k, name in enumerate(names):
+            logits.append(out["logits"][k])
+            cams[name] = out["cam"][k]
+    probs = _softmax(np.mean(logits, axis=0))
+    top = int(np.argmax(probs))
+    saliency_lead = "II" if "II" in cams else chosen[0]
+    full = leads_250[saliency_lead]
+    start, end = usable_bounds(full)
+    cam = cams[saliency_lead][top]
+    span_n = end - start
+    cam_up = np.interp(np.arange(span_n), (np.arange(len(cam)) + 0.5) * span_n / len(cam), cam)
+    cam_up = np.maximum(cam_up, 0)
+    cam_up = cam_up / cam_up.max() if cam_up.max() > 0 else cam_up
+    saliency = np.full(len(full), np.nan)
+    saliency[start:end] = cam_up
+    return RhythmModelOutput(
+        probabilities={f: float(p) for f, p in zip(FAMILIES, probs)},
+        leads_used=chosen,
+        saliency_lead=saliency_lead,
+        saliency=saliency,
+    )
+
+
+def rr_irregularity(rr_s: np.ndarray) -> float | None:
+    """Normalised RMSSD: RMS of successive RR differences over the mean RR."""
+    if len(rr_s) < 3:
+        return None
+    return float(np.sqrt(np.mean(np.diff(rr_s) ** 2)) / np.mean(rr_s))
+
+
+def _svt(ev: RhythmEvidence) -> bool:
+    return (
+        ev.hr_bpm is not None
+        and ev.hr_bpm > th.SVT_MIN_HR_BPM
+        and (ev.qrs_ms is None or ev.qrs_ms < th.SVT_MAX_QRS_MS)
+        and ev.rr_irregularity is not None
+        and ev.rr_irregularity < th.SVT_MAX_RR_IRREGULARITY
+        and ev.p_wave_fraction is not None
+        and ev.p_wave_fraction < th.P_ABSENT_FRACTION
+    )
+
+
+def _sinus_by_rate(hr: float | None) -> str:
+    if hr is None:
+        return "sinus_rhythm"
+    if hr < th.HR_BRADY_BPM:
+        return "sinus_bradycardia"
+    if hr > th.HR_TACHY_BPM:
+        return "sinus_tachycardia"
+    return "sinus_rhythm"
+
+
+def final_rhythm(
+    family: str, ev: RhythmEvidence, probabilities: dict[str, float] | None = None
+) -> str:
+    """The contract's rhythm label from the CNN's family and the measured evidence."""
+    if family in ("normal", "other") and _svt(ev):
+        return "supraventricular_tachycardia"
+    if family == "normal":
+        return _sinus_by_rate(ev.hr_bpm)
+    if family == "other":
+        irr, pf = ev.rr_irregularity, ev.p_wave_fraction
+        if irr is not None and pf is not None:
+            if pf >= th.SINUS_P_FRACTION and irr < th.RR_REGULAR:
+                return _sinus_by_rate(ev.hr_bpm)
+            af_p = (probabilities or {}).get("atrial_fibrillation", 0.0)
+            if (
+                af_p >= th.AF_RUNNER_UP_PROBABILITY
+                and irr > th.RR_IRREGULAR
+                and pf < th.P_ABSENT_FRACTION
+            ):
+                return "atrial_fibrillation"
+    return family
