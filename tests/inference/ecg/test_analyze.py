@@ -126,3 +126,28 @@ def test_tampered_rhythm_weights_are_refused(tmp_path):
         ModelRegistry(tmp_path, threads=1).get("ecg_rhythm")
     with pytest.raises(ModelIntegrityError):
         analyze_ecg_record(synthetic_ecg(), ModelRegistry(tmp_path, threads=1))
+
+
+def test_digitised_sheet_layout_with_partial_leads(registry):
+    # a 3x4 paper sheet: each lead printed for 2.5 s (NaN elsewhere), lead II as a 10 s strip
+    record = synthetic_ecg(hr=72, qrs_ms=70)
+    for j, name in enumerate(record.lead_names):
+        if name != "II":
+            column = j // 3
+            keep = np.zeros(record.signal.shape[0], dtype=bool)
+            keep[column * 1250 : (column + 1) * 1250] = True
+            record.signal[~keep, j] = np.nan
+    result = analyze_ecg_record(record, registry)
+    assert result["rhythm_leads"] == ["II"]
+    assert result["intervals"]["hr_bpm"] == pytest.approx(72, abs=1)
+    assert result["trace"]["saliency_lead"] == "II"
+    lead_i = result["trace"]["signals"][result["trace"]["lead_names"].index("I")]
+    assert lead_i[0] is not None and lead_i[-1] is None
+    json.dumps(result, allow_nan=False)
+
+
+def test_single_lead_strip(registry):
+    result = analyze_ecg_record(synthetic_ecg(hr=80, qrs_ms=70, leads=("I",), duration_s=30), registry)
+    assert result["leads"] == ["I"] and result["rhythm_leads"] == ["I"]
+    assert result["intervals"]["hr_bpm"] == pytest.approx(80, abs=1)
+    assert len(result["trace"]["saliency"]) == 30 * 250
