@@ -47,6 +47,8 @@ def snr_db(truth: np.ndarray, output: np.ndarray | None, fs: int = FS) -> float:
     out = np.nan_to_num(np.asarray(output, dtype=np.float64), nan=0.0)
     out = np.pad(out, (max_shift, max_shift))
     power = float(np.sum(t**2))
+    if power <= 0:
+        return float("nan")
     best = -np.inf
     for shift in range(-max_shift, max_shift + 1):
         o = out[i0 + shift + max_shift : i1 + shift + max_shift]
@@ -124,6 +126,8 @@ def evaluate(
                 err = ""
             except UnusableInputError as exc:
                 rec, err = None, exc.message
+            except Exception as exc:  # noqa: BLE001 -- a crash scores as a rejection and is listed
+                rec, err = None, f"CRASH {type(exc).__name__}: {exc}"[:200]
             dt = time.time() - t0
             snrs = score_record(r.truth, rec)
             for lead, v in snrs.items():
@@ -158,7 +162,7 @@ def summarise(results: dict[str, pd.DataFrame], n_records: int) -> str:
     for mode, df in results.items():
         sheets = df.groupby(["record", "seed"]).ngroups
         rejected = df[df.error != ""].groupby(["record", "seed"]).ngroups
-        p10, p50, p90 = np.percentile(df.snr, [10, 50, 90])
+        p10, p50, p90 = np.nanpercentile(df.snr, [10, 50, 90])
         lines.append(
             f"{mode:<7}{sheets:>7}{len(df):>7}{df.found.mean():>8.1%}{p10:>8.2f}{p50:>8.2f}"
             f"{p90:>8.2f}{df.snr.mean():>8.2f}{rejected:>10}{df.secs.mean() * 1:>9.2f}"

@@ -672,6 +672,8 @@ def _track(mask: np.ndarray, base: float, ppm_y: float) -> tuple[np.ndarray, np.
     boundaries (a peak or trough). Returns point x (column units), y (band px) and the fraction of
     columns followed.
     """
+    if mask.size == 0:
+        return np.empty(0), np.empty(0), 0.0
     # Close pinholes in strokes (anti-aliasing, JPEG) so a stroke is one run per column.
     mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 1), np.uint8))
     cols, tops, bots = _runs(mask)
