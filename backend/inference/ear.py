@@ -163,6 +163,20 @@ def resize_longer_side(image: np.ndarray, side: int = WORK_SIDE) -> np.ndarray:
     scale = side / max(h, w)
     if abs(scale - 1.0) < 1e-3:
         return image
+    if scale < 1:
+        # Area averaging by a whole factor first: OpenCV's INTER_AREA is several times faster
+        # for integer factors, and a 12 MP photo otherwise costs ~50 ms here.
+        if scale < 0.125:
+            # Point-sample by 2 first on very large photos (12 MP and up): the area step
+            # below still averages 4+ pixels per output pixel, so this adds no aliasing.
+            image = np.ascontiguousarray(image[::2, ::2])
+            h, w = image.shape[:2]
+            scale = side / max(h, w)
+        factor = int(1 / scale)
+        if factor >= 2:
+            image = cv2.resize(image, (w // factor, h // factor), interpolation=cv2.INTER_AREA)
+            h, w = image.shape[:2]
+            scale = side / max(h, w)
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     return cv2.resize(image, size, interpolation=interp)

@@ -69,7 +69,9 @@ def _ecg_sheet() -> np.ndarray:
     for row in range(3):
         base = 120 + row * 180
         phase = (t % 110) / 110.0
-        beat = 60 * np.exp(-(((phase - 0.3) / 0.02) ** 2)) + 12 * np.exp(-(((phase - 0.6) / 0.06) ** 2))
+        beat = 60 * np.exp(-(((phase - 0.3) / 0.02) ** 2)) + 12 * np.exp(
+            -(((phase - 0.6) / 0.06) ** 2)
+        )
         pts = np.stack([t, base - beat], axis=1).astype(np.int32)
         cv2.polylines(img, [pts], False, (15, 15, 15), 2, cv2.LINE_AA)
     return img
@@ -84,8 +86,18 @@ def test_held_out_eardrums_are_accepted_with_the_contract_json(registry):
     classifier = registry.get(CLASSIFIER_NAME)
     for path in EARDRUMS:
         result = analyze_ear(_load(path), registry)
-        assert {"kind", "label", "probabilities", "confidence", "urgency", "model", "quality",
-                "explanation", "disclaimer", "is_eardrum"} <= result.keys()
+        assert {
+            "kind",
+            "label",
+            "probabilities",
+            "confidence",
+            "urgency",
+            "model",
+            "quality",
+            "explanation",
+            "disclaimer",
+            "is_eardrum",
+        } <= result.keys()
         assert result["kind"] == "ear" and result["is_eardrum"] is True
         assert result["label"] in classifier.card["classes"]
         assert set(result["probabilities"]) == set(classifier.card["classes"])
@@ -110,7 +122,12 @@ def test_cards_carry_the_measured_metrics(registry):
     assert {"chl", "tur", "ohi"} == set(cls_card["metrics"]["per_source"])
     assert 0.0 <= gate_card["metrics"]["held_out_negatives"]["rejection_rate"] <= 1.0
     assert set(gate_card["thresholds"]) == {
-        "min_contrast", "min_brightness", "min_sharpness", "gate_probability", "max_energy"}
+        "min_contrast",
+        "min_brightness",
+        "min_sharpness",
+        "gate_probability",
+        "max_energy",
+    }
 
 
 @pytest.mark.parametrize("name", [CLASSIFIER_NAME, GATE_NAME])

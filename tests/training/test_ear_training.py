@@ -22,7 +22,14 @@ def _labels(n_groups: int = 60) -> pd.DataFrame:
         src = data.SOURCES[g % 3]
         label = ["normal", "earwax", "chronic_otitis_media"][g % 2 + (g % 5 == 0)]
         for k in range(int(rng.integers(1, 5))):
-            rows.append({"image_id": f"{src}_{g}_{k}", "group_id": f"{src}_g{g}", "src": src, "label": label})
+            rows.append(
+                {
+                    "image_id": f"{src}_{g}_{k}",
+                    "group_id": f"{src}_g{g}",
+                    "src": src,
+                    "label": label,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -37,7 +44,9 @@ def test_group_split_keeps_each_group_on_one_side_and_is_seeded():
 
 def test_grey_world_removes_a_colour_cast():
     rng = np.random.default_rng(1)
-    x = torch.from_numpy(rng.uniform(0.1, 0.6, size=(1, 3, INPUT_SIZE, INPUT_SIZE)).astype(np.float32))
+    x = torch.from_numpy(
+        rng.uniform(0.1, 0.6, size=(1, 3, INPUT_SIZE, INPUT_SIZE)).astype(np.float32)
+    )
     cast = x * torch.tensor([1.3, 0.9, 0.6]).view(1, 3, 1, 1)
     norm = model.ColourNorm(grey_world=True)
     assert torch.allclose(norm(x), norm(cast), atol=0.06)
@@ -65,14 +74,22 @@ def _tiny_arrays() -> dict[str, np.ndarray]:
         img = np.zeros((300, 300, 3), np.uint8)
         img[disc] = rng.integers(60, 250, size=3)
         cv_noise = rng.integers(0, 40, size=(300, 300, 1)).astype(np.uint8)
-        x_ear.append(crop_field_of_view(np.clip(img + cv_noise * disc[..., None], 0, 255).astype(np.uint8)))
+        x_ear.append(
+            crop_field_of_view(np.clip(img + cv_noise * disc[..., None], 0, 255).astype(np.uint8))
+        )
         y_ear.append(i % len(data.CLASSES))
         split_ear.append(0 if i < 32 else 1 if i < 40 else 2)
     kinds = list(synth.GENERATORS)
-    x_neg = [crop_field_of_view(synth.GENERATORS[kinds[i % len(kinds)]](np.random.default_rng(i))) for i in range(28)]
+    x_neg = [
+        crop_field_of_view(synth.GENERATORS[kinds[i % len(kinds)]](np.random.default_rng(i)))
+        for i in range(28)
+    ]
     return {
-        "x_ear": np.stack(x_ear), "y_ear": np.array(y_ear), "src_ear": np.arange(48) % 3,
-        "split_ear": np.array(split_ear), "x_neg": np.stack(x_neg),
+        "x_ear": np.stack(x_ear),
+        "y_ear": np.array(y_ear),
+        "src_ear": np.arange(48) % 3,
+        "split_ear": np.array(split_ear),
+        "x_neg": np.stack(x_neg),
         "kind_neg": np.array([3 + i % len(kinds) for i in range(28)]),
         "split_neg": np.array([0 if i < 20 else 1 if i < 24 else 2 for i in range(28)]),
     }
@@ -96,7 +113,9 @@ def test_training_smoke_runs_and_exports_an_onnx_that_matches_torch(tmp_path):
     x = arrays["x_ear"][:4].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
     with torch.no_grad():
         expected = net(torch.from_numpy(x))[0].numpy()
-    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"image": x}
+    )[0]
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
     g = model.gate()
@@ -117,5 +136,10 @@ def test_linear_probe_finds_a_planted_source_signal_and_not_a_missing_one():
     feats = rng.normal(size=(300, 8))
     planted = feats.copy()
     planted[:, 0] += src * 6.0
-    assert linear_probe(planted[:200], src[:200], planted[200:], src[200:], 3)["balanced_accuracy"] > 0.9
-    assert linear_probe(feats[:200], src[:200], feats[200:], src[200:], 3)["balanced_accuracy"] < 0.55
+    assert (
+        linear_probe(planted[:200], src[:200], planted[200:], src[200:], 3)["balanced_accuracy"]
+        > 0.9
+    )
+    assert (
+        linear_probe(feats[:200], src[:200], feats[200:], src[200:], 3)["balanced_accuracy"] < 0.55
+    )

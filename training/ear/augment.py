@@ -14,18 +14,28 @@ import torch
 import torch.nn.functional as F
 
 
-def _uniform(n: int, lo: float, hi: float, g: torch.Generator, device: torch.device) -> torch.Tensor:
+def _uniform(
+    n: int, lo: float, hi: float, g: torch.Generator, device: torch.device
+) -> torch.Tensor:
     return lo + (hi - lo) * torch.rand(n, generator=g, device=device)
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = max(1, int(math.ceil(2.5 * sigma)))
+    radius = max(1, math.ceil(2.5 * sigma))
     t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
     k = torch.exp(-(t**2) / (2 * sigma**2))
     k = k / k.sum()
     c = x.shape[1]
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+    x = F.conv2d(
+        F.pad(x, (radius, radius, 0, 0), mode="replicate"),
+        k.view(1, 1, 1, -1).repeat(c, 1, 1, 1),
+        groups=c,
+    )
+    return F.conv2d(
+        F.pad(x, (0, 0, radius, radius), mode="replicate"),
+        k.view(1, 1, -1, 1).repeat(c, 1, 1, 1),
+        groups=c,
+    )
 
 
 def augment(
@@ -34,7 +44,7 @@ def augment(
     """(B, H, W, 3) uint8 crops -> (B, 3, H, W) float in [0, 1], randomly re-photographed."""
     device = x_uint8.device
     x = x_uint8.permute(0, 3, 1, 2).float() / 255.0
-    b, _, h, w = x.shape
+    b, _, h, _ = x.shape
 
     # Geometry: any rotation (the eardrum has no fixed "up" across otoscopes), zoom, shift, mirror.
     angle = _uniform(b, 0, 2 * math.pi, g, device)
@@ -67,7 +77,9 @@ def augment(
     amount = _uniform(b, 0.0, 1.0, g, device).view(b, 1, 1, 1)
     amount = amount * (torch.rand(b, 1, 1, 1, generator=g, device=device) < 0.7)
     fall = (((r - inner) / (0.72 - inner)).clamp(0, 1) ** power) * amount
-    tint = torch.rand(b, 3, 1, 1, generator=g, device=device) * _uniform(b, 0, 0.6, g, device).view(b, 1, 1, 1)
+    tint = torch.rand(b, 3, 1, 1, generator=g, device=device) * _uniform(b, 0, 0.6, g, device).view(
+        b, 1, 1, 1
+    )
     x = x * (1 - fall) + tint * fall
 
     # Sometimes the black circular surround of a different otoscope.

@@ -76,17 +76,21 @@ def read_labels(ear_dir: Path) -> pd.DataFrame:
     return df
 
 
-def group_split(df: pd.DataFrame, seed: int = SEED, val: float = 0.15, test: float = 0.15) -> pd.Series:
+def group_split(
+    df: pd.DataFrame, seed: int = SEED, val: float = 0.15, test: float = 0.15
+) -> pd.Series:
     """image_id -> split, grouped by group_id, stratified by the group's (source, label)."""
-    groups = df.groupby("group_id").agg(src=("src", "first"), label=("label", lambda s: s.mode()[0]))
+    groups = df.groupby("group_id").agg(
+        src=("src", "first"), label=("label", lambda s: s.mode()[0])
+    )
     rng = np.random.default_rng(seed)
     assign: dict[str, str] = {}
     for _, stratum in groups.groupby(["src", "label"], sort=True):
         ids = np.array(sorted(stratum.index))
         rng.shuffle(ids)
         n = len(ids)
-        n_test = int(round(n * test)) if n >= 3 else 0
-        n_val = int(round(n * val)) if n >= 3 else 0
+        n_test = round(n * test) if n >= 3 else 0
+        n_val = round(n * val) if n >= 3 else 0
         for i, gid in enumerate(ids):
             assign[gid] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
     return df["group_id"].map(assign).rename("split")
@@ -142,7 +146,9 @@ def _synthetic(args: tuple[str, int]) -> np.ndarray:
 
 def _natural(args: tuple[str, int]) -> np.ndarray:
     path, seed = args
-    return crop_field_of_view(synth.natural_variant(_read_rgb(Path(path)), np.random.default_rng(seed)))
+    return crop_field_of_view(
+        synth.natural_variant(_read_rgb(Path(path)), np.random.default_rng(seed))
+    )
 
 
 def _blurred(args: tuple[str, int]) -> np.ndarray:
@@ -156,10 +162,16 @@ def natural_split(neg_dir: Path) -> dict[str, list[Path]]:
     n_test = max(1, round(0.2 * len(files)))
     n_val = max(1, round(0.2 * len(files)))
     pick = [files[i] for i in order]
-    return {"test": pick[:n_test], "val": pick[n_test : n_test + n_val], "train": pick[n_test + n_val :]}
+    return {
+        "test": pick[:n_test],
+        "val": pick[n_test : n_test + n_val],
+        "train": pick[n_test + n_val :],
+    }
 
 
-def build_arrays(paths: DataPaths, workers: int = 1, limit: int | None = None) -> dict[str, np.ndarray]:
+def build_arrays(
+    paths: DataPaths, workers: int = 1, limit: int | None = None
+) -> dict[str, np.ndarray]:
     """Every eardrum and negative as a 160x160 crop (the serving crop), with labels and splits.
 
     `limit` keeps only the first N images per (split, kind) for quick smoke runs.
@@ -185,7 +197,12 @@ def build_arrays(paths: DataPaths, workers: int = 1, limit: int | None = None) -
         take = ears.sample(n=min(counts["blurred_eardrum"], len(ears)), random_state=SEED)
         for k, iid in enumerate(take.image_id):
             jobs_neg.append(
-                ("blurred_eardrum", split, (str(paths.ear / "images" / f"{iid}.jpg"), SEED_BASE[split] + k), "blurred")
+                (
+                    "blurred_eardrum",
+                    split,
+                    (str(paths.ear / "images" / f"{iid}.jpg"), SEED_BASE[split] + k),
+                    "blurred",
+                )
             )
     skin = skin_picks(paths.skin)
     for split, iid in zip(skin.split, skin.image_id):
@@ -235,7 +252,9 @@ def _run_job(job: tuple[str, object]) -> np.ndarray:
     return fns[name](arg)  # type: ignore[arg-type]
 
 
-def load_or_build(cache: Path, paths: DataPaths, workers: int = 1, limit: int | None = None) -> dict[str, np.ndarray]:
+def load_or_build(
+    cache: Path, paths: DataPaths, workers: int = 1, limit: int | None = None
+) -> dict[str, np.ndarray]:
     if cache.exists():
         with np.load(cache) as z:
             return {k: z[k] for k in z.files}

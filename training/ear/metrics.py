@@ -17,8 +17,12 @@ def per_class(cm: np.ndarray) -> dict[str, np.ndarray]:
     predicted = cm.sum(axis=0).astype(float)
     recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
     precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp),
-                   where=(precision + recall) > 0)
+    f1 = np.divide(
+        2 * precision * recall,
+        precision + recall,
+        out=np.zeros_like(tp),
+        where=(precision + recall) > 0,
+    )
     return {"precision": precision, "recall": recall, "f1": f1, "support": support}
 
 
@@ -28,7 +32,7 @@ def summary(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> dict[str, float]:
     pc = per_class(cm)
     present = pc["support"] > 0
     return {
-        "n": int(len(y_true)),
+        "n": len(y_true),
         "accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else float("nan"),
         "balanced_accuracy": float(pc["recall"][present].mean()) if present.any() else float("nan"),
         "macro_f1": float(pc["f1"][present].mean()) if present.any() else float("nan"),

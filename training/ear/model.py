@@ -7,6 +7,8 @@ camera's colour cast and vignette are removed inside the exported graph itself.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
 from torch import nn
 
@@ -75,7 +77,7 @@ class EarNet(nn.Module):
         super().__init__()
         self.norm = ColourNorm(grey_world)
         layers: list[nn.Module] = [conv_bn(3, widths[0], 2)]
-        for cin, cout in zip(widths[:-1], widths[1:]):
+        for cin, cout in pairwise(widths):
             layers.append(Block(cin, cout))
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)

@@ -16,11 +16,46 @@ import numpy as np
 
 Generator = np.random.Generator
 
-WORDS = (
-    "the patient ear left right normal result doctor clinic date name heart rate blood "
-    "pressure take tablets daily with water appointment phone monday report page total "
-    "invoice amount school lunch menu recipe sugar flour minutes oven chapter story"
-).split()
+WORDS = [
+    "the",
+    "patient",
+    "ear",
+    "left",
+    "right",
+    "normal",
+    "result",
+    "doctor",
+    "clinic",
+    "date",
+    "name",
+    "heart",
+    "rate",
+    "blood",
+    "pressure",
+    "take",
+    "tablets",
+    "daily",
+    "with",
+    "water",
+    "appointment",
+    "phone",
+    "monday",
+    "report",
+    "page",
+    "total",
+    "invoice",
+    "amount",
+    "school",
+    "lunch",
+    "menu",
+    "recipe",
+    "sugar",
+    "flour",
+    "minutes",
+    "oven",
+    "chapter",
+    "story",
+]
 
 
 def _size(rng: Generator) -> tuple[int, int]:
@@ -92,8 +127,14 @@ def ecg_sheet(rng: Generator) -> np.ndarray:
         cv2.polylines(img, [pts], False, (20, 20, 20), thick, cv2.LINE_AA)
         for col in range(4):
             cv2.putText(
-                img, names[(row * 4 + col) % 12], (int(col * w / 4 + 5), int(base - 8 * mm)),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.4 + mm / 20, (0, 0, 0), 1, cv2.LINE_AA,
+                img,
+                names[(row * 4 + col) % 12],
+                (int(col * w / 4 + 5), int(base - 8 * mm)),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.4 + mm / 20,
+                (0, 0, 0),
+                1,
+                cv2.LINE_AA,
             )
     if rng.random() < 0.7:
         img = _perspective(img, rng)
@@ -114,8 +155,16 @@ def text_page(rng: Generator) -> np.ndarray:
     ink = tuple(int(v) for v in rng.integers(0, 80, size=3))
     for y in range(step, h - 5, step):
         line = " ".join(rng.choice(WORDS, size=int(rng.integers(3, 12))))
-        cv2.putText(img, line, (int(rng.integers(5, 30)), y), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                    ink, 1, cv2.LINE_AA)
+        cv2.putText(
+            img,
+            line,
+            (int(rng.integers(5, 30)), y),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            ink,
+            1,
+            cv2.LINE_AA,
+        )
     if rng.random() < 0.7:
         img = _perspective(img, rng)
     return _photo_finish(img, rng)
@@ -141,14 +190,27 @@ def room_scene(rng: Generator) -> np.ndarray:
         if shape == 0:
             cv2.rectangle(img, (x0, y0), (x1, y1), colour, -1)
         elif shape == 1:
-            cv2.ellipse(img, (x0, y0), ((x1 - x0) // 2, (y1 - y0) // 3), float(rng.uniform(0, 180)),
-                        0, 360, colour, -1)
+            cv2.ellipse(
+                img,
+                (x0, y0),
+                ((x1 - x0) // 2, (y1 - y0) // 3),
+                float(rng.uniform(0, 180)),
+                0,
+                360,
+                colour,
+                -1,
+            )
         else:
             cv2.line(img, (x0, y0), (x1, y1), colour, int(rng.integers(2, 12)))
     if rng.random() < 0.5:  # a bright window
         x0, y0 = int(rng.integers(0, w - 60)), int(rng.integers(0, horizon // 2 + 1))
-        cv2.rectangle(img, (x0, y0), (x0 + int(rng.integers(40, w // 3 + 41)),
-                                      y0 + int(rng.integers(40, h // 3 + 41))), (250, 250, 245), -1)
+        cv2.rectangle(
+            img,
+            (x0, y0),
+            (x0 + int(rng.integers(40, w // 3 + 41)), y0 + int(rng.integers(40, h // 3 + 41))),
+            (250, 250, 245),
+            -1,
+        )
     img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 4))
     return _photo_finish(img, rng)
 
@@ -156,7 +218,9 @@ def room_scene(rng: Generator) -> np.ndarray:
 def finger_blob(rng: Generator) -> np.ndarray:
     """A fingertip or skin over the lens: a smooth pink-orange blob with a lit spot."""
     h, w = _size(rng)
-    skin = np.array([rng.uniform(170, 250), rng.uniform(100, 190), rng.uniform(80, 160)], np.float32)
+    skin = np.array(
+        [rng.uniform(170, 250), rng.uniform(100, 190), rng.uniform(80, 160)], np.float32
+    )
     img = np.empty((h, w, 3), np.float32)
     img[:] = skin * rng.uniform(0.3, 0.8)
     centre = (int(rng.uniform(0.2, 0.8) * w), int(rng.uniform(0.2, 0.8) * h))
@@ -166,7 +230,9 @@ def finger_blob(rng: Generator) -> np.ndarray:
     ridges = cv2.resize(ridges, (w, h))[..., None] * rng.uniform(0, 12)
     img = cv2.GaussianBlur(img, (0, 0), rng.uniform(8, 30)) + ridges
     spot = np.zeros((h, w), np.float32)
-    cv2.circle(spot, (int(rng.integers(0, w)), int(rng.integers(0, h))), int(rng.integers(10, 80)), 1.0, -1)
+    cv2.circle(
+        spot, (int(rng.integers(0, w)), int(rng.integers(0, h))), int(rng.integers(10, 80)), 1.0, -1
+    )
     img += cv2.GaussianBlur(spot, (0, 0), 15)[..., None] * rng.uniform(0, 120)
     return _photo_finish(np.clip(img, 0, 255).astype(np.uint8), rng)
 
@@ -177,7 +243,9 @@ def noise(rng: Generator) -> np.ndarray:
     small = rng.integers(0, 256, size=(h // cell + 1, w // cell + 1, 3)).astype(np.uint8)
     if rng.random() < 0.5:
         small = np.repeat(small[..., :1], 3, axis=2)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST if cell < 4 else cv2.INTER_LINEAR)
+    return cv2.resize(
+        small, (w, h), interpolation=cv2.INTER_NEAREST if cell < 4 else cv2.INTER_LINEAR
+    )
 
 
 def gradient(rng: Generator) -> np.ndarray:
@@ -185,7 +253,7 @@ def gradient(rng: Generator) -> np.ndarray:
     a, b = rng.integers(0, 256, size=(2, 3)).astype(np.float32)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     theta = rng.uniform(0, 2 * np.pi)
-    t = (np.cos(theta) * xx / w + np.sin(theta) * yy / h)
+    t = np.cos(theta) * xx / w + np.sin(theta) * yy / h
     if rng.random() < 0.5:  # radial, like a lamp on a wall
         t = np.sqrt((xx / w - rng.random()) ** 2 + (yy / h - rng.random()) ** 2)
     t = (t - t.min()) / (np.ptp(t) + 1e-6)

@@ -24,7 +24,13 @@ from training.ear.metrics import summary
 
 # Classes seen in more than one source: there the source carries no label information, so
 # the source adversary may remove it from the features at no cost to the task.
-SHARED_CLASSES = ("normal", "earwax", "chronic_otitis_media", "myringosclerosis", "tympanostomy_tube")
+SHARED_CLASSES = (
+    "normal",
+    "earwax",
+    "chronic_otitis_media",
+    "myringosclerosis",
+    "tympanostomy_tube",
+)
 
 
 def _predict(net: torch.nn.Module, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
@@ -37,7 +43,11 @@ def _predict(net: torch.nn.Module, x: torch.Tensor, batch: int = 256) -> torch.T
 
 
 def train_classifier(
-    arrays: dict[str, np.ndarray], device: torch.device, epochs: int, adv: float, seed: int,
+    arrays: dict[str, np.ndarray],
+    device: torch.device,
+    epochs: int,
+    adv: float,
+    seed: int,
     log: list[dict],
 ) -> dict:
     torch.manual_seed(seed)
@@ -56,7 +66,7 @@ def train_classifier(
     counts = np.bincount(y[tr], minlength=n_cls).astype(float)
     # Sampling weight count^-0.75: close to class-balanced without repeating the rarest
     # class (otitis externa, ~23 images) a hundred times per epoch.
-    w = torch.from_numpy((counts[y[tr]] ** -0.75)).to(device)
+    w = torch.from_numpy(counts[y[tr]] ** -0.75).to(device)
 
     net = model.classifier(n_cls).to(device).to(memory_format=torch.channels_last)
     src_head = torch.nn.Linear(net.n_features, len(data.SOURCES)).to(device)
@@ -64,7 +74,9 @@ def train_classifier(
     opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=5e-4)
     batch = 64
     steps_per_epoch = max(1, len(tr) // batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=epochs * steps_per_epoch, pct_start=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=2e-3, total_steps=epochs * steps_per_epoch, pct_start=0.1
+    )
     best, best_state = -1.0, None
     use_amp = device.type == "cuda"
     for epoch in range(epochs):
@@ -89,19 +101,31 @@ def train_classifier(
         pred = _predict(net, x_va).argmax(1).cpu().numpy()
         m = summary(y_va, pred, n_cls)
         score = 0.5 * (m["balanced_accuracy"] + m["macro_f1"])
-        log.append({"model": f"classifier_adv{adv}", "epoch": epoch, "loss": total / steps_per_epoch,
-                    "val_balanced_accuracy": m["balanced_accuracy"], "val_macro_f1": m["macro_f1"],
-                    "seconds": time.time() - t0})
+        log.append(
+            {
+                "model": f"classifier_adv{adv}",
+                "epoch": epoch,
+                "loss": total / steps_per_epoch,
+                "val_balanced_accuracy": m["balanced_accuracy"],
+                "val_macro_f1": m["macro_f1"],
+                "seconds": time.time() - t0,
+            }
+        )
         if score > best:
             best = score
             best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
         if epoch % 10 == 0 or epoch == epochs - 1:
-            print(f"cls adv={adv} ep {epoch} loss {total / steps_per_epoch:.3f} val bacc "
-                  f"{m['balanced_accuracy']:.3f} f1 {m['macro_f1']:.3f}", flush=True)
+            print(
+                f"cls adv={adv} ep {epoch} loss {total / steps_per_epoch:.3f} val bacc "
+                f"{m['balanced_accuracy']:.3f} f1 {m['macro_f1']:.3f}",
+                flush=True,
+            )
     return {"state": best_state, "val_score": best, "adv": adv}
 
 
-def train_gate(arrays: dict[str, np.ndarray], device: torch.device, epochs: int, seed: int, log: list[dict]) -> dict:
+def train_gate(
+    arrays: dict[str, np.ndarray], device: torch.device, epochs: int, seed: int, log: list[dict]
+) -> dict:
     torch.manual_seed(seed)
     g = torch.Generator(device=device).manual_seed(seed + 1)
     pos_tr = torch.from_numpy(arrays["x_ear"][arrays["split_ear"] == 0]).to(device)
@@ -117,7 +141,9 @@ def train_gate(arrays: dict[str, np.ndarray], device: torch.device, epochs: int,
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=5e-4)
     half = 48
     steps_per_epoch = max(1, len(pos_tr) // half)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=epochs * steps_per_epoch, pct_start=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=2e-3, total_steps=epochs * steps_per_epoch, pct_start=0.1
+    )
     target = torch.cat([torch.ones(half), torch.zeros(half)]).to(device)
     best, best_state = -1.0, None
     use_amp = device.type == "cuda"
@@ -142,13 +168,23 @@ def train_gate(arrays: dict[str, np.ndarray], device: torch.device, epochs: int,
         # Rejection of val negatives at the threshold that keeps 98 % of val eardrums.
         thr = float(np.quantile(sp, 0.02))
         rejection = float(np.mean(sn < thr))
-        log.append({"model": "gate", "epoch": epoch, "loss": total / steps_per_epoch,
-                    "val_rejection_at_98tpr": rejection, "seconds": time.time() - t0})
+        log.append(
+            {
+                "model": "gate",
+                "epoch": epoch,
+                "loss": total / steps_per_epoch,
+                "val_rejection_at_98tpr": rejection,
+                "seconds": time.time() - t0,
+            }
+        )
         if rejection >= best:
             best = rejection
             best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
         if epoch % 5 == 0 or epoch == epochs - 1:
-            print(f"gate ep {epoch} loss {total / steps_per_epoch:.4f} val rejection@98%TPR {rejection:.4f}", flush=True)
+            print(
+                f"gate ep {epoch} loss {total / steps_per_epoch:.4f} val rejection@98%TPR {rejection:.4f}",
+                flush=True,
+            )
     return {"state": best_state, "val_score": best}
 
 
@@ -171,32 +207,58 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(1)
     device = torch.device(args.device)
     t0 = time.time()
-    arrays = data.load_or_build(args.cache, data.DataPaths(args.ear_dir, args.skin_dir), args.workers, args.limit)
-    print(f"data: {len(arrays['x_ear'])} eardrums, {len(arrays['x_neg'])} negatives "
-          f"({time.time() - t0:.0f} s)", flush=True)
+    arrays = data.load_or_build(
+        args.cache, data.DataPaths(args.ear_dir, args.skin_dir), args.workers, args.limit
+    )
+    print(
+        f"data: {len(arrays['x_ear'])} eardrums, {len(arrays['x_neg'])} negatives "
+        f"({time.time() - t0:.0f} s)",
+        flush=True,
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     log: list[dict] = []
 
     def write_history(selected_adv: float | None) -> None:
-        (args.out / "history.json").write_text(json.dumps(
-            {"log": log, "selected_adv": selected_adv, "epochs": args.epochs,
-             "gate_epochs": args.gate_epochs, "device": str(device),
-             "seconds": time.time() - t0, "seed": args.seed}, indent=1))
+        (args.out / "history.json").write_text(
+            json.dumps(
+                {
+                    "log": log,
+                    "selected_adv": selected_adv,
+                    "epochs": args.epochs,
+                    "gate_epochs": args.gate_epochs,
+                    "device": str(device),
+                    "seconds": time.time() - t0,
+                    "seed": args.seed,
+                },
+                indent=1,
+            )
+        )
 
     # The gate first, then classifier variants; each is saved as soon as it is trained so a
     # run cut short still returns what it finished.
     gate_run = train_gate(arrays, device, args.gate_epochs, args.seed, log)
-    torch.save({"state": gate_run["state"], "val_score": gate_run["val_score"]}, args.out / "ear_gate.pt")
+    torch.save(
+        {"state": gate_run["state"], "val_score": gate_run["val_score"]}, args.out / "ear_gate.pt"
+    )
     runs = []
     for adv in args.adv:
         r = train_classifier(arrays, device, args.epochs, adv, args.seed, log)
         runs.append(r)
-        torch.save({"state": r["state"], "adv": adv, "val_score": r["val_score"],
-                    "classes": list(data.CLASSES)}, args.out / f"ear_classifier_adv{adv}.pt")
+        torch.save(
+            {
+                "state": r["state"],
+                "adv": adv,
+                "val_score": r["val_score"],
+                "classes": list(data.CLASSES),
+            },
+            args.out / f"ear_classifier_adv{adv}.pt",
+        )
         write_history(None)
     best = max(runs, key=lambda r: r["val_score"])
     write_history(best["adv"])
-    print(f"selected adv={best['adv']} (val score {best['val_score']:.3f}); total {time.time() - t0:.0f} s")
+    print(
+        f"selected adv={best['adv']} (val score {best['val_score']:.3f}); total {time.time() - t0:.0f} s"
+    )
 
 
 if __name__ == "__main__":
