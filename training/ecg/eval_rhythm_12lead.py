@@ -82,7 +82,7 @@ def main() -> None:
         "per_source_accuracy": {s: round(a / n, 3) for s, (a, n) in per_source.items()},
         "confusion": {c: dict(confusion[c]) for c in classes},
         "predicted_labels": predicted,
-        "lead_choice": "logits averaged over leads I, II and V1",
+        "lead_choice": "lead II (first of backend.inference.ecg.rhythm.RHYTHM_LEADS with >= 8 s)",
         "measured_by": "training/ecg/eval_rhythm_12lead.py",
     }
     card_path.write_text(json.dumps(card, indent=2) + "\n")

@@ -1,9 +1,10 @@
 """Rhythm: the CNN's rhythm family (normal / AF / other / noisy) plus measured evidence.
 
 The ONNX model `ecg_rhythm` (training/ecg/rhythm_train.py, CinC 2017 single-lead strips) runs on
-one lead at 250 Hz. For several leads it runs on each of the rhythm leads below that holds at
-least 8 s of signal and averages the logits (leads agree on rhythm; averaging evens out one
-noisy lead). Sinus rhythm is then split by the measured heart rate, and a narrow, regular
+one lead at 250 Hz. For several leads it runs on the first lead of RHYTHM_LEADS that holds at
+least 8 s of signal (lead II, the classic rhythm strip, also the full-length strip of a printed
+sheet): on the 220 twelve-lead records lead II alone did as well as averaging I, II and V1
+(training/ecg/eval_rhythm_12lead.py) at a third of the cost. Sinus rhythm is then split by the measured heart rate, and a narrow, regular
 tachycardia over 150 bpm without P waves is called supraventricular tachycardia.
 """
 
@@ -19,8 +20,8 @@ from backend.inference.registry import LoadedModel
 
 MODEL_NAME = "ecg_rhythm"
 FAMILIES = ("normal", "atrial_fibrillation", "other", "noisy")
-# Lead I is what the CinC 2017 handheld device records; II and V1 show atrial activity best.
-RHYTHM_LEADS = ("I", "II", "V1")
+# Lead II shows atrial activity best; lead I is what the CinC 2017 handheld device records.
+RHYTHM_LEADS = ("II", "I", "V1", "V5", "aVF", "V2", "V6", "III", "aVL", "V3", "V4", "aVR")
 MIN_LEAD_S = 8.0
 
 
@@ -65,10 +66,8 @@ def _usable_span(x: np.ndarray) -> np.ndarray:
 
 def choose_leads(leads_250: dict[str, np.ndarray]) -> list[str]:
     long_enough = {n: len(_usable_span(x)) for n, x in leads_250.items()}
-    chosen = [n for n in RHYTHM_LEADS if long_enough.get(n, 0) >= MIN_LEAD_S * RHYTHM_FS]
-    if not chosen:
-        chosen = [max(long_enough, key=long_enough.get)]
-    return chosen
+    chosen = [n for n in RHYTHM_LEADS if long_enough.get(n, 0) >= MIN_LEAD_S * RHYTHM_FS][:1]
+    return chosen or [max(long_enough, key=long_enough.get)]
 
 
 def classify(model: LoadedModel, leads_250: dict[str, np.ndarray]) -> RhythmModelOutput:
@@ -86,7 +85,7 @@ def classify(model: LoadedModel, leads_250: dict[str, np.ndarray]) -> RhythmMode
             cams[name] = out["cam"][k]
     probs = _softmax(np.mean(logits, axis=0))
     top = int(np.argmax(probs))
-    saliency_lead = "II" if "II" in cams else chosen[0]
+    saliency_lead = chosen[0]
     full = leads_250[saliency_lead]
     start, end = usable_bounds(full)
     cam = cams[saliency_lead][top]

@@ -6,10 +6,10 @@ not a diagnosis and the result says so.
 
 from __future__ import annotations
 
-# Heart rate. Sinus bradycardia < 60 bpm, sinus tachycardia > 100 bpm:
-# Surawicz B et al., AHA/ACCF/HRS Recommendations for the Standardization and Interpretation of
-# the ECG, Part III (intraventricular conduction) and the rhythm definitions of Part I
-# (Kligfield P et al., Circulation 2007;115:1306-1324); same cut-offs in the data README.
+# Heart rate. Sinus bradycardia < 60 bpm, sinus tachycardia > 100 bpm, the conventional adult
+# limits of the AHA/ACCF/HRS Recommendations for the Standardization and Interpretation of the
+# ECG, Part I (Kligfield P et al., Circulation 2007;115:1306-1324), also the labels' cut-offs.
+# (LUDB's cardiologists call some 54-59 bpm records plain sinus rhythm: see the rhythm card.)
 HR_BRADY_BPM = 60.0
 HR_TACHY_BPM = 100.0
 # Rates that need prompt care whatever the rhythm (symptomatic brady-/tachyarrhythmia ranges of
@@ -25,7 +25,8 @@ SVT_MIN_HR_BPM = 150.0
 SVT_MAX_QRS_MS = 120.0
 SVT_MAX_RR_IRREGULARITY = 0.08
 
-# Normal adult ranges (Kligfield 2007 and Surawicz 2009, AHA/ACCF/HRS Parts I and III).
+# Normal adult ranges: Kligfield 2007 (Part I) and Surawicz B et al., Part III, intraventricular
+# conduction disturbances, Circulation 2009;119:e235-e240.
 PR_NORMAL_MS = (120.0, 200.0)  # PR > 200 ms: first-degree AV block
 QRS_NORMAL_MAX_MS = 110.0  # 110-119 incomplete / nonspecific delay; >= 120 complete BBB pattern
 QRS_WIDE_MS = 120.0

@@ -45,7 +45,7 @@ def test_cnn_separates_regular_sinus_from_irregular_rhythm_without_p(model):
         > regular.probabilities["atrial_fibrillation"]
     )
     assert max(regular.probabilities, key=regular.probabilities.get) == "normal"
-    assert regular.leads_used == ["I", "II", "V1"]
+    assert regular.leads_used == ["II"]
     assert sum(regular.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
 
 
@@ -59,10 +59,12 @@ def test_saliency_covers_the_classified_lead_between_zero_and_one(model):
 
 def test_partial_leads_use_the_longest_recorded_stretch(model):
     leads = _leads_250(synthetic_ecg(hr=72, leads=("I", "II")))
-    leads["I"][: 5 * RHYTHM_FS] = np.nan  # only 5 s of lead I, as on a 3x4 sheet
-    assert rh.choose_leads(leads) == ["II"]
+    leads["II"][: 5 * RHYTHM_FS] = np.nan  # only 5 s of lead II, as on a 3x4 sheet
+    assert rh.choose_leads(leads) == ["I"]
     out = rh.classify(model, leads)
-    assert out.leads_used == ["II"]
+    assert out.leads_used == ["I"]
+    assert out.saliency_lead == "I"
+    assert np.isfinite(out.saliency).all()
 
 
 def test_rr_irregularity_regular_vs_irregular():
