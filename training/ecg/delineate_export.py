@@ -7,34 +7,23 @@ interval metrics (training/ecg/eval_intervals.py computes them).
 from __future__ import annotations
 
 import argparse
-import warnings
 from pathlib import Path
 
 import torch
 
 from training.ecg.delineate_model import DelineationUNet
+from training.ecg.rhythm_export import export_onnx
 
 
 def export(state: Path, out: Path) -> None:
     model = DelineationUNet()
     model.load_state_dict(torch.load(state, map_location="cpu"))
-    model.eval()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model,
-            (torch.zeros(1, 12, 5008),),
-            str(out),
-            dynamo=False,
-            opset_version=17,
-            input_names=["signal"],
-            output_names=["logits"],
-            dynamic_axes={
-                "signal": {0: "batch", 2: "samples"},
-                "logits": {0: "batch", 2: "samples"},
-            },
-        )
+    export_onnx(
+        model,
+        torch.zeros(1, 12, 5008),
+        out,
+        {"signal": {0: "batch", 2: "samples"}, "logits": {0: "batch", 2: "samples"}},
+    )
 
 
 def main() -> None:

@@ -24,24 +24,39 @@ def load_model(members: list[Path], width: int = 32) -> torch.nn.Module:
     return (nets[0] if len(nets) == 1 else RhythmEnsemble(nets)).eval()
 
 
-def export(model: torch.nn.Module, out: Path) -> None:
+def export_onnx(
+    model: torch.nn.Module,
+    example: torch.Tensor,
+    out: Path,
+    dynamic_axes: dict[str, dict[int, str]],
+) -> None:
+    """Single-file ONNX (opset 17, TorchScript exporter: no external .onnx.data side file)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(
-            model,
-            (torch.zeros(1, 1, 2500),),
+            model.eval(),
+            (example,),
             str(out),
             dynamo=False,
             opset_version=17,
             input_names=["signal"],
-            output_names=["logits", "cam"],
-            dynamic_axes={
-                "signal": {0: "batch", 2: "samples"},
-                "logits": {0: "batch"},
-                "cam": {0: "batch", 2: "frames"},
-            },
+            output_names=[k for k in dynamic_axes if k != "signal"],
+            dynamic_axes=dynamic_axes,
         )
+
+
+def export(model: torch.nn.Module, out: Path) -> None:
+    export_onnx(
+        model,
+        torch.zeros(1, 1, 2500),
+        out,
+        {
+            "signal": {0: "batch", 2: "samples"},
+            "logits": {0: "batch"},
+            "cam": {0: "batch", 2: "frames"},
+        },
+    )
 
 
 def quantise(fp32: Path, out: Path, calibration: Path, n: int = 200) -> None:
