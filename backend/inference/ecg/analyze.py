@@ -29,6 +29,7 @@ from backend.inference.registry import ModelRegistry, default_registry
 from backend.inference.result import make_result
 
 MIN_DURATION_S = 5.0
+MAX_DURATION_S = 60.0  # a long (Holter) recording: its first minute is analysed, and we say so
 
 
 def _quality(record: EcgRecord) -> tuple[list[str], list[str]]:
@@ -123,7 +124,20 @@ def analyze_ecg_record(
             "to judge the rhythm.",
             extra={"quality": {"ok": False, "issues": ["recording too short"]}},
         )
+    if record.duration_s > MAX_DURATION_S:
+        n_keep = int(MAX_DURATION_S * record.fs)
+        record = EcgRecord(
+            signal=record.signal[:n_keep],
+            fs=record.fs,
+            lead_names=list(record.lead_names),
+            source=record.source,
+            meta=record.meta,
+        )
+        clipped_note = [f"only the first {MAX_DURATION_S:.0f} s of the recording were analysed"]
+    else:
+        clipped_note = []
     issues, usable = _quality(record)
+    issues = [*issues, *clipped_note]
     signal = np.asarray(record.signal, dtype=np.float64).copy()
     for j, name in enumerate(record.lead_names):
         if name not in usable:

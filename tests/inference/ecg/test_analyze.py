@@ -147,7 +147,17 @@ def test_digitised_sheet_layout_with_partial_leads(registry):
 
 
 def test_single_lead_strip(registry):
-    result = analyze_ecg_record(synthetic_ecg(hr=80, qrs_ms=70, leads=("I",), duration_s=30), registry)
+    result = analyze_ecg_record(
+        synthetic_ecg(hr=80, qrs_ms=70, leads=("I",), duration_s=30), registry
+    )
     assert result["leads"] == ["I"] and result["rhythm_leads"] == ["I"]
     assert result["intervals"]["hr_bpm"] == pytest.approx(80, abs=1)
     assert len(result["trace"]["saliency"]) == 30 * 250
+
+
+def test_long_recording_is_cut_to_its_first_minute(registry):
+    result = analyze_ecg_record(
+        synthetic_ecg(hr=70, qrs_ms=70, leads=("II",), duration_s=90), registry
+    )
+    assert len(result["trace"]["signals"][0]) == 60 * 250
+    assert any("first 60 s" in issue for issue in result["quality"]["issues"])
