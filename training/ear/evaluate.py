@@ -591,8 +591,17 @@ def main(argv: list[str] | None = None) -> None:
                 "n_test": n_split["test"],
                 **report,
                 "source_probe": probe,
-                "rejection_pipeline": "see ear_gate.json metrics (the energy score of this "
-                "model is one of its stages)",
+                "rejection_pipeline": {
+                    "held_out_negatives_n": rejection["held_out_negatives"]["n"],
+                    "held_out_negatives_rejection_rate": rejection["held_out_negatives"][
+                        "rejection_rate"
+                    ],
+                    "held_out_eardrums_n": rejection["held_out_eardrums"]["n"],
+                    "held_out_eardrums_false_rejection_rate": rejection["held_out_eardrums"][
+                        "false_rejection_rate"
+                    ],
+                    "details": "ear_gate.json metrics (this model's energy score is one stage)",
+                },
             },
             "intended_use": "Second opinion for a parent's otoscope photo of an eardrum: which common "
             "finding it resembles and how soon to see a doctor. Always after ear_gate.",
