@@ -37,7 +37,8 @@ def analyze_files(
     if kind == "ear":
         from backend.inference.ear import analyze_ear
 
-        return analyze_ear(load_image_rgb(_single(files, "photo")), registry)
+        # The otoscope circle is cropped to 160 px: a reduced-scale JPEG decode loses nothing.
+        return analyze_ear(load_image_rgb(_single(files, "photo"), min_side=512), registry)
     if kind == "ecg":
         from backend.inference.ecg.analyze import analyze_ecg_record
 

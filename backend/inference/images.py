@@ -33,8 +33,14 @@ def sniff_image_format(data: bytes) -> str | None:
     return None
 
 
-def load_image_rgb(data: bytes, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Bytes -> HxWx3 uint8 RGB, upright (EXIF orientation applied)."""
+def load_image_rgb(
+    data: bytes, *, max_pixels: int = MAX_PIXELS, min_side: int | None = None
+) -> np.ndarray:
+    """Bytes -> HxWx3 uint8 RGB, upright (EXIF orientation applied).
+
+    min_side: the caller needs no more than this many pixels on the shorter side; a JPEG is
+    then decoded at a reduced scale (libjpeg's DCT scaling, 1/2 to 1/8), several times
+    faster for a 12 MP phone photo than a full decode and a resize."""
     if not data:
         raise UnusableInputError("The file is empty. Please choose a photo (JPEG, PNG or WebP).")
     if sniff_image_format(data) is None:
@@ -57,8 +63,11 @@ def load_image_rgb(data: bytes, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
                 )
             if width < 32 or height < 32:
                 raise UnusableInputError("The image is too small to analyse (under 32 pixels).")
+            if min_side and img.format in ("JPEG", "MPO"):
+                img.draft("RGB", (min_side, min_side))
             img.load()
-            img = ImageOps.exif_transpose(img)
+            if img.getexif().get(0x0112, 1) != 1:  # only copy when the photo is rotated
+                img = ImageOps.exif_transpose(img)
             if img.mode != "RGB":
                 if img.mode in ("I;16", "I;16B", "I;16L", "I"):
                     arr = np.asarray(img, dtype=np.float64)
