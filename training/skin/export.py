@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import onnxruntime as ort
 import torch
 
 from backend.inference.skin import CLASSES, INPUT_H, INPUT_W, preprocess_skin
+from training.common.onnx_quant import METHOD, quantize_int8_static
 from training.skin.data import SCRATCH, Pack
 from training.skin.model import OUTPUT_NAMES, SkinNet
 
@@ -75,36 +75,6 @@ def split_inputs(pack: Pack, split: str, limit: int | None = None) -> np.ndarray
     return np.concatenate([preprocess_skin(pack.images[i]) for i in idx])
 
 
-def quantize_int8(fp32: Path, out: Path, calib: np.ndarray) -> None:
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.items = iter([{"image": calib[i : i + 1]} for i in range(len(calib))])
-
-        def get_next(self) -> dict | None:
-            return next(self.items, None)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        pre = Path(tmp) / "pre.onnx"
-        quant_pre_process(str(fp32), str(pre))
-        quantize_static(
-            str(pre),
-            str(out),
-            Reader(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-        )
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--ckpt", type=Path, required=True)
@@ -127,7 +97,7 @@ def main() -> None:
 
         int8 = SCRATCH / "skin_lesion.int8.onnx"
         fp32_size = args.out.stat().st_size
-        quantize_int8(args.out, int8, split_inputs(pack, "train", 128))
+        quantize_int8_static(args.out, int8, split_inputs(pack, "train", 128))
         fp = split_metrics(*run_split(args.out, pack, "val"))
         q = split_metrics(*run_split(int8, pack, "val"))
         keys = ("balanced_accuracy", "melanoma_auc", "dice")
@@ -144,8 +114,7 @@ def main() -> None:
         else:
             print("int8 loses accuracy: kept fp32")
         report = {
-            "method": "onnxruntime quantize_static, QDQ, per-channel int8 weights, uint8 "
-            "activations, calibrated on 128 training images",
+            "method": f"{METHOD} (128 of them)",
             "kept": "int8" if holds else "fp32",
             "val_fp32": {k: fp[k] for k in keys} | {"size_bytes": fp32_size},
             "val_int8": {k: q[k] for k in keys} | {"size_bytes": int8.stat().st_size},
