@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backend.inference.errors import UnusableInputError
 from backend.inference.images import load_image_rgb, sniff_image_format
 from backend.inference.registry import ModelRegistry, default_registry
 
+if TYPE_CHECKING:
+    from backend.inference.ecg.record import EcgRecord
+
 KINDS = ("ecg", "skin", "ear")
+log = logging.getLogger("carelens.inference")
 
 
 def _single(files: dict[str, bytes], what: str) -> bytes:
@@ -43,9 +48,7 @@ def analyze_files(
         from backend.inference.ecg.analyze import analyze_ecg_record
 
         if len(files) == 1 and sniff_image_format(next(iter(files.values()))):
-            from backend.inference.ecg.digitize import digitize_photo
-
-            record = digitize_photo(load_image_rgb(next(iter(files.values()))))
+            record = _digitize(load_image_rgb(next(iter(files.values()))))
         else:
             from backend.inference.ecg.readers import read_ecg_files
 
@@ -54,6 +57,24 @@ def analyze_files(
         result.setdefault("input_type", "photo" if record.source == "photo" else "file")
         return result
     raise UnusableInputError(f"Unknown check kind {kind!r}; use one of {', '.join(KINDS)}.")
+
+
+def _digitize(image) -> EcgRecord:
+    """The photo digitiser is heuristic image analysis: a photo it cannot follow (a failure
+    mode, not a server fault) must read as "no ECG found", never as a 500."""
+    from backend.inference.ecg.digitize import digitize_photo
+
+    try:
+        return digitize_photo(image)
+    except UnusableInputError:
+        raise
+    except Exception as exc:  # see the docstring; logged for the developers
+        log.exception("digitiser failed on a photo")
+        raise UnusableInputError(
+            "No ECG trace could be read from this photo. Photograph the whole sheet, flat, "
+            "from straight above, in even light — or upload the ECG file instead.",
+            extra={"reason": "digitize_failed"},
+        ) from exc
 
 
 def files_for_path(path: Path) -> dict[str, bytes]:
