@@ -30,7 +30,9 @@ MAX_BYTES = {"skin": 12 * 1024 * 1024, "ear": 12 * 1024 * 1024, "ecg": 15 * 1024
 
 @dataclass
 class CheckUpload:
-    file: UploadFile
+    """One photo or ECG file; a WFDB record sends its .hea and .dat as two `file` parts."""
+
+    file: list[UploadFile]
 
 
 async def read_uploads(request: Request, kind: str) -> dict[str, bytes]:

@@ -1,0 +1,102 @@
+"""POST /api/v1/checks/{kind} and GET /api/v1/checks/{id} with the real models."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+
+import numpy as np
+import wfdb
+from PIL import Image
+
+from tests.conftest import register_user
+from tests.contract import assert_contract_result
+from tests.inference.ecg.ecg_synth import synthetic_ecg
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def with_gps_exif(path: Path) -> bytes:
+    img = Image.open(path)
+    exif = Image.Exif()
+    exif[0x8825] = {1: "N", 2: (37.0, 33.0, 0.0)}  # GPSInfo
+    buffer = io.BytesIO()
+    img.save(buffer, format="JPEG", exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+async def test_skin_check_returns_contract_json_and_is_stored(client):
+    headers = await register_user(client, "skin@example.org")
+    photo = with_gps_exif(FIXTURES / "skin" / "mel_ISIC_0024516.jpg")
+    response = await client.post("/api/v1/checks/skin", headers=headers,
+                                 files={"file": ("mole.jpg", photo, "image/jpeg")})
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["status"] == "done"
+    assert_contract_result(body["result"], "skin")
+    stored = await client.get(f"/api/v1/checks/{body['id']}", headers=headers)
+    assert stored.json()["result"] == body["result"]
+    original = await client.get(f"/api/v1/checks/{body['id']}/input", headers=headers)
+    assert original.status_code == 200 and original.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(original.content)).getexif().get(0x8825) is None  # GPS gone
+
+
+async def test_ear_check_and_not_an_eardrum_is_422(client):
+    headers = await register_user(client, "ear@example.org")
+    ok = await client.post("/api/v1/checks/ear", headers=headers, files={"file": (
+        "ear.jpg", (FIXTURES / "ear" / "eardrum_chl_normal.jpg").read_bytes(), "image/jpeg")})
+    assert ok.status_code == 201, ok.text
+    assert_contract_result(ok.json()["result"], "ear")
+    refused = await client.post("/api/v1/checks/ear", headers=headers, files={"file": (
+        "skin.jpg", (FIXTURES / "ear" / "skin_ham_test.jpg").read_bytes(), "image/jpeg")})
+    assert refused.status_code == 422
+    assert refused.json()["is_eardrum"] is False and refused.json()["error"]
+
+
+async def test_ecg_wfdb_upload_as_hea_and_dat(client, tmp_path):
+    headers = await register_user(client, "ecg@example.org")
+    record = synthetic_ecg(hr=55)
+    n = len(record.lead_names)
+    wfdb.wrsamp("r1", fs=500, units=["mV"] * n, sig_name=list(record.lead_names),
+                p_signal=np.asarray(record.signal), fmt=["16"] * n, adc_gain=[1000.0] * n,
+                baseline=[0] * n, write_dir=str(tmp_path))
+    response = await client.post("/api/v1/checks/ecg", headers=headers, files=[
+        ("file", ("r1.hea", (tmp_path / "r1.hea").read_bytes(), "text/plain")),
+        ("file", ("r1.dat", (tmp_path / "r1.dat").read_bytes(), "application/octet-stream"))])
+    assert response.status_code == 201, response.text
+    result = response.json()["result"]
+    assert_contract_result(result, "ecg")
+    assert result["rhythm"] == "sinus_bradycardia"
+    assert abs(result["intervals"]["hr_bpm"] - 55) <= 2
+
+
+async def test_queued_check_is_polled_until_done(client):
+    headers = await register_user(client, "queue@example.org")
+    response = await client.post("/api/v1/checks/skin?wait=false", headers=headers, files={
+        "file": ("a.jpg", (FIXTURES / "skin" / "nv_ISIC_0024356.jpg").read_bytes(), "image/jpeg")})
+    assert response.status_code == 201
+    assert response.json()["status"] in ("queued", "running")
+    check_id = response.json()["id"]
+    for _ in range(200):
+        polled = (await client.get(f"/api/v1/checks/{check_id}", headers=headers)).json()
+        if polled["status"] in ("done", "failed"):
+            break
+        await asyncio.sleep(0.05)
+    assert polled["status"] == "done"
+    assert_contract_result(polled["result"], "skin")
+
+
+async def test_queued_unusable_photo_ends_failed_with_the_reason(client):
+    headers = await register_user(client, "queue2@example.org")
+    white = io.BytesIO()
+    Image.new("RGB", (640, 480), "white").save(white, format="JPEG")
+    response = await client.post("/api/v1/checks/skin?wait=false", headers=headers,
+                                 files={"file": ("white.jpg", white.getvalue(), "image/jpeg")})
+    check_id = response.json()["id"]
+    for _ in range(200):
+        polled = (await client.get(f"/api/v1/checks/{check_id}", headers=headers)).json()
+        if polled["status"] in ("done", "failed"):
+            break
+        await asyncio.sleep(0.05)
+    assert polled["status"] == "failed" and polled["error"]

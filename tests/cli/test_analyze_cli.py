@@ -1,0 +1,129 @@
+"""`carelens analyze` and `carelens digitize` exactly as CONTRACT.md describes them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import wfdb
+
+from tests.contract import assert_contract_result
+from tests.inference.ecg.ecg_synth import synthetic_ecg
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures"
+SKIN = FIXTURES / "skin" / "nv_ISIC_0024356.jpg"
+EAR = FIXTURES / "ear" / "eardrum_chl_normal.jpg"
+NOT_EAR = FIXTURES / "ear" / "skin_ham_test.jpg"
+ECG_PHOTO = FIXTURES / "checks" / "ecg_photo.jpg"
+
+
+def carelens(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "backend.cli", *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=300, env={**os.environ})
+
+
+@pytest.fixture(scope="module")
+def wfdb_record(tmp_path_factory) -> Path:
+    """A 10 s twelve-lead record at 500 Hz written by wfdb itself."""
+    record = synthetic_ecg(hr=72)
+    folder = tmp_path_factory.mktemp("wfdb")
+    wfdb.wrsamp("synth", fs=int(record.fs), units=["mV"] * len(record.lead_names),
+                sig_name=list(record.lead_names), p_signal=np.asarray(record.signal),
+                fmt=["16"] * len(record.lead_names), adc_gain=[1000.0] * len(record.lead_names),
+                baseline=[0] * len(record.lead_names), write_dir=str(folder))
+    return folder / "synth.hea"
+
+
+@pytest.mark.parametrize(("kind", "path"), [("skin", SKIN), ("ear", EAR)])
+def test_analyze_photo_prints_exactly_one_contract_object(kind, path):
+    done = carelens("analyze", kind, str(path), "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert_contract_result(json.loads(lines[0]), kind)
+
+
+def test_analyze_ecg_wfdb_record_given_as_hea(wfdb_record):
+    done = carelens("analyze", "ecg", str(wfdb_record), "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert_contract_result(result, "ecg")
+    assert result["intervals"]["hr_bpm"] == pytest.approx(72, abs=2)
+    assert len(result["leads"]) == 12
+
+
+def test_analyze_ecg_photo_is_detected_and_digitised():
+    done = carelens("analyze", "ecg", str(ECG_PHOTO), "--json")
+    assert done.returncode in (0, 2), done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    if done.returncode == 0:
+        assert_contract_result(result, "ecg")
+    else:
+        assert result["error"]
+
+
+def test_not_an_eardrum_is_exit_2_with_is_eardrum_false():
+    done = carelens("analyze", "ear", str(NOT_EAR), "--json")
+    assert done.returncode == 2
+    body = json.loads(done.stdout)
+    assert body["is_eardrum"] is False and "eardrum" in body["error"]
+
+
+def test_unusable_input_is_exit_2_with_error_json(tmp_path):
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image at all")
+    done = carelens("analyze", "skin", str(text), "--json")
+    assert done.returncode == 2
+    assert json.loads(done.stdout)["error"]
+
+
+def test_batch_prints_one_line_per_file_in_order_and_exit_0_unless_all_fail(tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\x00" * 10)
+    done = carelens("analyze", "ear", str(EAR), str(bad), str(NOT_EAR), "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    assert [line["file"] for line in lines] == [str(EAR), str(bad), str(NOT_EAR)]
+    assert lines[0]["kind"] == "ear" and "error" in lines[1] and lines[2]["is_eardrum"] is False
+    all_bad = carelens("analyze", "ear", str(bad), str(NOT_EAR), "--json")
+    assert all_bad.returncode == 2
+
+
+def test_digitize_writes_a_12_lead_wfdb_record_in_mv_at_500_hz(tmp_path):
+    from training.ecg.render import render_sample
+
+    record = synthetic_ecg(hr=66)
+    signals = {name: record.signal[:, i] for i, name in enumerate(record.lead_names)}
+    rendered = render_sample(signals, seed=3, mode="clean", layout="3x4")
+    photo = tmp_path / "sheet.jpg"
+    from PIL import Image
+
+    Image.fromarray(rendered.image).save(photo, quality=92)
+    done = carelens("digitize", str(photo), "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    hea = Path(done.stdout.strip().splitlines()[-1])
+    assert hea.exists() and hea.suffix == ".hea"
+    out = wfdb.rdrecord(str(hea.with_suffix("")))
+    assert out.fs == 500
+    assert set(out.sig_name) <= {"I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"}
+    assert len(out.sig_name) >= 10
+    assert all(unit == "mV" for unit in out.units)
+    assert out.sig_len == 5000  # the printed 10 s axis
+    v1 = out.p_signal[:, out.sig_name.index("V1")]
+    assert np.isnan(v1).mean() > 0.5  # printed for 2.5 s of the 10 s in a 3x4 layout
+
+
+def test_digitize_rejects_a_blank_page_with_exit_2(tmp_path):
+    from PIL import Image
+
+    blank = tmp_path / "blank.jpg"
+    Image.new("RGB", (1600, 1200), "white").save(blank)
+    done = carelens("digitize", str(blank), "--out", str(tmp_path / "out"))
+    assert done.returncode == 2
+    assert json.loads(done.stdout)["error"]
