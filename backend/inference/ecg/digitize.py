@@ -666,11 +666,10 @@ def _track(mask: np.ndarray, base: float, ppm_y: float) -> tuple[np.ndarray, np.
     """Follow one trace through a band and turn it into a centre line.
 
     Per column, the ink run continuous with the previous column's run is chosen (labels and
-    neighbouring rows' tall waves are other runs). A steep stroke fills a long run in each column,
-    so the centre line is read where consecutive runs overlap (the stroke crosses the column
-    boundary there) plus, inside a column, the run's far end when it sticks out beyond both
-    boundaries (a peak or trough). Returns point x (column units), y (band px) and the fraction of
-    columns followed.
+    neighbouring rows' tall waves are other runs). A steep stroke fills a long run in each column;
+    both of its ends are kept (see _entry_exit), so R peaks keep their height even where the
+    up- and down-strokes merge into one blob. Returns point x (column units), y (band px) and
+    the fraction of columns followed.
     """
     if mask.size == 0:
         return np.empty(0), np.empty(0), 0.0
@@ -685,12 +684,16 @@ def _track(mask: np.ndarray, base: float, ppm_y: float) -> tuple[np.ndarray, np.
     if k > 1:
         # Thin steep strokes horizontally: a thick near-vertical stroke otherwise spills into
         # its neighbouring columns and inflates their runs.
-        mask = cv2.erode(mask, np.ones((1, k), np.uint8))
+        thin = cv2.erode(mask, np.ones((1, k), np.uint8))
+        # A near-vertical stroke narrower than k vanishes under erosion: keep such columns as
+        # they were rather than lose the stroke (interpolating across it would slant it).
+        lost = ~thin.any(axis=0) & mask.any(axis=0)
+        thin[:, lost] = mask[:, lost]
+        mask = thin
         cols, tops, bots = _runs(mask)
         if cols.size == 0:
             return np.empty(0), np.empty(0), 0.0
     idx = np.searchsorted(cols, np.arange(n_cols + 1))
-    half = max(0.5, thick / 2)
     top = np.full(n_cols, np.nan)
     bot = np.full(n_cols, np.nan)
     p_top = p_bot = base
@@ -725,33 +728,51 @@ def _track(mask: np.ndarray, base: float, ppm_y: float) -> tuple[np.ndarray, np.
         return np.empty(0), np.empty(0), frac
     cidx = np.nonzero(ok)[0]
     t_, b_ = top[cidx], bot[cidx]
-    # Boundary crossing between consecutive followed columns: middle of the runs' overlap
-    # (or of the gap between them).
-    bnd = (np.maximum(t_[:-1], t_[1:]) + np.minimum(b_[:-1], b_[1:])) / 2
-    left = np.concatenate([[(t_[0] + b_[0]) / 2], bnd])
-    right = np.concatenate([bnd, [(t_[-1] + b_[-1]) / 2]])
-    lo_b, hi_b = np.minimum(left, right), np.maximum(left, right)
-    centre = np.clip((t_ + b_) / 2, lo_b, hi_b)
-    peak = np.minimum(t_ + half, lo_b)
-    trough = np.maximum(b_ - half, hi_b)
-    up = peak < lo_b - 0.5
-    down = trough > hi_b + 0.5
-    both = up & down
-    # Both ends stick out: the trace visited both extremes; take the shorter path's order.
-    peak_first = np.abs(left - peak) + np.abs(trough - right) <= np.abs(left - trough) + np.abs(
-        peak - right
-    )
-    first = np.where(
-        both, np.where(peak_first, peak, trough), np.where(up, peak, np.where(down, trough, centre))
-    )
-    second = np.where(both, np.where(peak_first, trough, peak), first)
-    cf = cidx.astype(np.float64)
-    xs = np.concatenate(
-        [cf - 0.5, np.where(both, cf - 0.17, cf), np.where(both, cf + 0.17, cf + 0.01)]
-    )
-    ys = np.concatenate([left, first, second])
-    order = np.argsort(xs, kind="stable")
-    return xs[order], ys[order], frac
+    xs, ys = _entry_exit(cidx.astype(np.float64), t_, b_, thick, base)
+    return xs, ys, frac
+
+
+# Box filter over ~2 printed columns: the per-column points jitter by a pixel (stroke edges,
+# JPEG), which costs more SNR than the slight rounding of QRS peaks (tuned on non-held-out
+# records: +0.6 dB phone, +1.3 dB clean median).
+SMOOTH_COLUMNS = 2.0
+
+
+def _smooth(v: np.ndarray, px_per_s: float) -> np.ndarray:
+    n = round(SMOOTH_COLUMNS * FS_OUT / px_per_s)
+    if n < 2 or v.size < 3 * n:
+        return v
+    from scipy.ndimage import uniform_filter1d
+
+    return uniform_filter1d(v, size=n, mode="nearest")
+
+
+def _entry_exit(
+    cf: np.ndarray, t_: np.ndarray, b_: np.ndarray, thick: float, base: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centre line from per-column runs: a short run is a flat stretch (its middle); a long
+    run is a steep stroke that enters the column at one end and leaves at the other, so both
+    ends are kept (less half the line width), the end nearer the previous point first.
+    """
+    half = max(0.5, thick / 2)
+    long_run = (b_ - t_ + 1) > 2.0 * thick + 1
+    xs = np.empty(2 * cf.size)
+    ys = np.empty(2 * cf.size)
+    prev = base
+    tl, bl, ll = t_.tolist(), b_.tolist(), long_run.tolist()
+    for i, c in enumerate(cf.tolist()):
+        t, b = tl[i], bl[i]
+        if not ll[i]:
+            m = (t + b) / 2
+            xs[2 * i], ys[2 * i], xs[2 * i + 1], ys[2 * i + 1] = c - 0.25, m, c + 0.25, m
+            prev = m
+            continue
+        e1, e2 = t + half, b - half
+        if abs(prev - e1) > abs(prev - e2):
+            e1, e2 = e2, e1
+        xs[2 * i], ys[2 * i], xs[2 * i + 1], ys[2 * i + 1] = c - 0.3, e1, c + 0.3, e2
+        prev = e2
+    return xs, ys
 
 
 def _pulse(
@@ -891,7 +912,7 @@ def _vectorise(ink: np.ndarray, rows: _Rows, ppm_x: float, ppm_y: float) -> tupl
             t0, t1 = c * duration / n_seg, (c + 1) * duration / n_seg
             sel = (t_out >= t0 - 1e-9) & (t_out < t1 - 1e-9)
             out = np.full(n, np.nan)
-            out[sel] = np.interp(t_out[sel], t_pts, v_pts)
+            out[sel] = _smooth(np.interp(t_out[sel], t_pts, v_pts), px_per_s)
             if name in signals and np.isnan(signals[name]).sum() <= np.isnan(out).sum():
                 continue  # keep the longer print of a lead (3x4: the rhythm strip of II)
             signals[name] = out
