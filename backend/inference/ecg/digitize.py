@@ -642,14 +642,82 @@ def _find_rows(ink: np.ndarray, ppm_y: float) -> _Rows:
     half = int(2.5 * ppm_y)
     cover = np.array([ink[max(0, p - half) : p + half].any(axis=0).mean() for p in peaks])
     span = cover / max(cover.max(), 1e-6)
-    peaks = peaks[keep & (span > 0.45)]
-    layout = LAYOUT_BY_ROWS.get(int(peaks.size))
+    strong = peaks[keep & (span > 0.45)]
+    layout = LAYOUT_BY_ROWS.get(int(strong.size))
+    gaps = np.diff(strong)
+    if strong.size >= 3 and gaps.max() > 1.4 * gaps.min():
+        layout = None  # printed rows are evenly spaced: one is missing or one is not a row
     if layout is None:
+        # A faint row missed, or a line of text taken for a row: fit the printed layouts'
+        # evenly spaced rows to all row-like peaks instead of giving up on the photo.
+        lat = _row_lattice(prof, ink, ppm_y)
+        if lat is not None:
+            return _Rows(baselines=lat, layout=LAYOUT_BY_ROWS[lat.size])
+        peaks = strong
         raise UnusableInputError(
             MSG_NO_ROWS + f" (found {peaks.size} rows; 3x4, 6x2 and single-strip sheets are read).",
             extra={"reason": "layout"},
         )
-    return _Rows(baselines=peaks.astype(np.float64), layout=layout)
+    return _Rows(baselines=strong.astype(np.float64), layout=layout)
+
+
+def _row_lattice(prof: np.ndarray, ink: np.ndarray, ppm_y: float) -> np.ndarray | None:
+    """Baselines of 6 or 4 (or 3) evenly spaced rows explaining the profile's peaks, or None.
+
+    Every pair of candidate peaks and number of pitches between them proposes a lattice; the
+    one matching the most candidates (and leaving the fewest off it) wins, with at most one of
+    six or four rows unmatched (that row's baseline is the lattice position, nudged to the profile's
+    local maximum).
+    """
+    from scipy.signal import find_peaks
+
+    cand, _ = find_peaks(prof, distance=max(2, int(10 * ppm_y)), prominence=prof.max() * 0.04)
+    half = int(2.5 * ppm_y)
+    cover = np.array([ink[max(0, p - half) : p + half].any(axis=0).mean() for p in cand])
+    cand = cand[cover > 0.3 * max(cover.max(initial=0.0), 1e-6)]
+    if cand.size < 2 or cand.size > 20:
+        return None
+    h = prof[cand]
+    hsum = float(h.sum()) + 1e-9
+    H = prof.size
+    best: tuple[float, np.ndarray] | None = None
+    for n in (6, 4, 3):
+        for i in range(cand.size):
+            for j in range(i + 1, cand.size):
+                for k in range(1, n):
+                    pitch = (cand[j] - cand[i]) / k
+                    if pitch < 14 * ppm_y or pitch > 60 * ppm_y:
+                        continue
+                    for m in range(n - k):
+                        start = cand[i] - m * pitch
+                        pos = start + pitch * np.arange(n)
+                        if pos[0] < 0 or pos[-1] >= H:
+                            continue
+                        d = np.abs(cand[:, None] - pos[None, :])
+                        hit = d.min(axis=0) < 0.12 * pitch
+                        if hit.sum() < max(3, n - 1):
+                            continue
+                        # Candidates off the lattice (text, a stray wave) count against it.
+                        on = d.min(axis=1) < 0.12 * pitch
+                        # Tie-break: faint ink where the lattice puts an unmatched row.
+                        near = np.clip(np.round(pos[~hit]).astype(int), 0, H - 1)
+                        score = float(
+                            on.sum() - (~on).sum() + (h[on].sum() + 0.1 * prof[near].sum()) / hsum
+                        )
+                        if best is None or score > best[0] + 1e-9:
+                            snapped = pos.copy()
+                            for r in range(n):
+                                if hit[r]:
+                                    snapped[r] = cand[np.argmin(d[:, r])]
+                                else:
+                                    lo = int(max(0, pos[r] - 0.15 * pitch))
+                                    hi = int(min(H, pos[r] + 0.15 * pitch + 1))
+                                    if prof[lo:hi].max() > 0.2 * float(np.median(h)):
+                                        snapped[r] = lo + int(np.argmax(prof[lo:hi]))
+                            best = (score, snapped.astype(np.float64))
+        if best is not None:
+            return best[1]
+    return None
 
 
 def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
