@@ -147,3 +147,39 @@ def test_blurry_photo_is_rejected(signals):
     r = render_sample(signals, seed=4, mode="phone", layout="6x2", out_long_side=1800)
     msg = _expect_rejected(cv2.GaussianBlur(r.image, (0, 0), 9))
     assert "blurry" in msg or "grid" in msg
+
+
+def _rows_mask(baselines_mm: list[float], ppm: float = 7.0, text_at_mm: float | None = None):
+    """Ink mask of wavy trace rows (and optionally a line of small print) on a 250x200 mm grid."""
+    h, w = int(200 * ppm), int(250 * ppm)
+    ink = np.zeros((h, w), bool)
+    x = np.arange(w)
+    for b in baselines_mm:
+        y = (b * ppm + 3 * ppm * np.sin(x / 30.0)).astype(int)
+        for dy in range(3):
+            ink[y + dy, x] = True
+    if text_at_mm is not None:
+        y0 = int(text_at_mm * ppm)
+        ink[y0 : y0 + int(3 * ppm), int(0.1 * w) : int(0.9 * w) : 3] = True
+    return ink
+
+
+@pytest.mark.parametrize(
+    ("rows_mm", "text_mm", "layout", "expect_mm"),
+    [
+        # 6x2 with its fifth row too faint to find: the missing row is inferred from the spacing.
+        ([30, 56, 82, 108, 160], None, "6x2", [30, 56, 82, 108, 134, 160]),
+        # 3x4 + rhythm with its second row missed: not read as a three-row sheet.
+        ([40, 120, 160], None, "3x4", [40, 80, 120, 160]),
+        # A line of print between two rows is not a row.
+        ([40, 80, 120, 160], 60, "3x4", [40, 80, 120, 160]),
+    ],
+)
+def test_row_count_is_inferred_from_even_spacing(rows_mm, text_mm, layout, expect_mm):
+    from backend.inference.ecg.digitize import _find_rows
+
+    ppm = 7.0
+    rows = _find_rows(_rows_mask(rows_mm, ppm, text_mm), ppm)
+    assert rows.layout == layout
+    # A sine-shaped row's ink profile peaks near one of its extremes: ~2.4 mm off its centre.
+    np.testing.assert_allclose(np.asarray(rows.baselines) / ppm - 2.4, expect_mm, atol=1.5)
