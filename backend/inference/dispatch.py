@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backend.inference.errors import UnusableInputError
-from backend.inference.images import load_image_rgb, sniff_image_format
+from backend.inference.images import decode_photo, load_image_rgb, sniff_image_format
 from backend.inference.registry import ModelRegistry, default_registry
 
 if TYPE_CHECKING:
@@ -38,7 +38,10 @@ def analyze_files(
     if kind == "skin":
         from backend.inference.skin import analyze_skin
 
-        return analyze_skin(load_image_rgb(_single(files, "photo")), registry)
+        # The model sees 192x144: decode the JPEG at 1/8 scale or so, keep the outline at the
+        # photo's true size (CONTRACT: mask at input size).
+        photo = decode_photo(_single(files, "photo"), min_side=288)
+        return analyze_skin(photo.pixels, registry, input_hw=photo.original_hw)
     if kind == "ear":
         from backend.inference.ear import analyze_ear
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -33,10 +34,23 @@ def sniff_image_format(data: bytes) -> str | None:
     return None
 
 
+@dataclass
+class DecodedPhoto:
+    pixels: np.ndarray  # HxWx3 uint8 RGB, upright
+    original_hw: tuple[int, int]  # the photo's true upright size (pixels may be smaller)
+
+
 def load_image_rgb(
     data: bytes, *, max_pixels: int = MAX_PIXELS, min_side: int | None = None
 ) -> np.ndarray:
-    """Bytes -> HxWx3 uint8 RGB, upright (EXIF orientation applied).
+    """Bytes -> HxWx3 uint8 RGB, upright (EXIF orientation applied)."""
+    return decode_photo(data, max_pixels=max_pixels, min_side=min_side).pixels
+
+
+def decode_photo(
+    data: bytes, *, max_pixels: int = MAX_PIXELS, min_side: int | None = None
+) -> DecodedPhoto:
+    """Like load_image_rgb, and says the photo's true size.
 
     min_side: the caller needs no more than this many pixels on the shorter side; a JPEG is
     then decoded at a reduced scale (libjpeg's DCT scaling, 1/2 to 1/8), several times
@@ -63,10 +77,12 @@ def load_image_rgb(
                 )
             if width < 32 or height < 32:
                 raise UnusableInputError("The image is too small to analyse (under 32 pixels).")
+            orientation = img.getexif().get(0x0112, 1)
+            original_hw = (width, height) if orientation in (5, 6, 7, 8) else (height, width)
             if min_side and img.format in ("JPEG", "MPO"):
                 img.draft("RGB", (min_side, min_side))
             img.load()
-            if img.getexif().get(0x0112, 1) != 1:  # only copy when the photo is rotated
+            if orientation != 1:  # only copy when the photo is rotated
                 img = ImageOps.exif_transpose(img)
             if img.mode != "RGB":
                 if img.mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -74,7 +90,7 @@ def load_image_rgb(
                     top = arr.max() or 1.0
                     img = Image.fromarray((arr * (255.0 / top)).astype(np.uint8))
                 img = img.convert("RGB")
-            return np.asarray(img, dtype=np.uint8).copy()
+            return DecodedPhoto(np.asarray(img, dtype=np.uint8).copy(), original_hw)
     except UnusableInputError:
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
