@@ -96,9 +96,17 @@ def _interval_flags(
     return flags, ranges
 
 
-def _urgency(label: str, hr: float | None, flags: dict[str, str]) -> str:
+PHOTO_INTERVALS_NOTE = (
+    "the intervals were measured on a digitised photo and can be off by tens of milliseconds; "
+    "confirm them on the original ECG or its file"
+)
+
+
+def _urgency(label: str, hr: float | None, flags: dict[str, str], *, from_photo: bool) -> str:
     if flags.get("qtc") == "markedly_prolonged":
-        return "urgent"
+        # A digitised photo widens strokes and so QRS/QT (training/ecg/eval_digitize.py):
+        # a long QTc from a photo asks for a proper ECG soon, not an emergency.
+        return "soon" if from_photo else "urgent"
     if hr is not None and (hr < th.HR_URGENT_LOW_BPM or hr > th.HR_URGENT_HIGH_BPM):
         return "urgent"
     if label in ("atrial_fibrillation", "atrial_flutter", "supraventricular_tachycardia", "other"):
@@ -197,7 +205,10 @@ def analyze_ecg_record(
         confidence, sinus_override = p[source], False
     probabilities = {(label if fam == source else fam): v for fam, v in p.items()}
     agree = agreement(label, evidence)
-    urgency = _urgency(label, intervals["hr_bpm"], flags)
+    from_photo = record.source == "photo"
+    urgency = _urgency(label, intervals["hr_bpm"], flags, from_photo=from_photo)
+    if from_photo:
+        issues = [*issues, PHOTO_INTERVALS_NOTE]
     explanation_en, explanation_ko = explain(
         label, evidence, intervals, flags, agree, confidence, urgency, sinus_override=sinus_override
     )
