@@ -30,8 +30,10 @@ def live_server(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Module-scoped on purpose: sync playwright keeps an asyncio loop running in the main
+    thread while it is open, which would break every later test that calls asyncio.run()."""
     if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (.ci/run does)")
     from playwright.sync_api import sync_playwright
