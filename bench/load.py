@@ -163,16 +163,19 @@ def main() -> int:
                         help="each user uploads a photo every N rounds")
     parser.add_argument("--only", choices=["sqlite", "postgres"])
     parser.add_argument("--pg-workers", type=int, default=2)
+    parser.add_argument("--sqlite-workers", type=int, default=1)
     args = parser.parse_args()
     env_common = {"CARELENS_RATE_LIMIT_AUTH": "100000", "CARELENS_RATE_LIMIT_UPLOAD": "100000",
                   "CARELENS_INFERENCE_QUEUE": "4"}
     results = {}
     if args.only in (None, "sqlite"):
-        server = LiveServer(Path(tempfile.mkdtemp(prefix="load-sqlite-")), env=env_common)
+        server = LiveServer(Path(tempfile.mkdtemp(prefix="load-sqlite-")),
+                            env={**env_common, "CARELENS_WORKERS": str(args.sqlite_workers)})
         server.start()
         try:
             stats = asyncio.run(run_load(server.url, args.users, args.seconds, args.upload_every))
-            results["sqlite"] = report("SQLite, 1 worker (make run)", stats, args.seconds)
+            results["sqlite"] = report(f"SQLite, {args.sqlite_workers} worker(s)", stats,
+                                       args.seconds)
         finally:
             server.stop()
     if args.only in (None, "postgres"):

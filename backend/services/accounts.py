@@ -128,13 +128,12 @@ async def issue_api_token(user: User, name: str = "api") -> str:
 
 
 async def user_for_token(token: str) -> User | None:
-    row = await ApiToken.objects().where(ApiToken.token_hash == _token_digest(token)).first()
-    if row is None:
+    # One query (token joined to its user): it runs on every API request.
+    row = await ApiToken.objects(ApiToken.user).where(
+        ApiToken.token_hash == _token_digest(token)).first()
+    if row is None or row.user is None or not row.user.is_active:
         return None
-    user = await User.objects().where(User.id == row.user).first()
-    if user is None or not user.is_active:
-        return None
-    return user
+    return row.user
 
 
 async def user_by_id(user_id: int) -> User | None:
