@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 from contextvars import ContextVar
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from babel import Locale
@@ -25,7 +25,7 @@ DEFAULT_LOCALE = "en"
 current_locale: ContextVar[str] = ContextVar("current_locale", default=DEFAULT_LOCALE)
 
 
-@lru_cache(maxsize=None)
+@cache
 def translations_for(locale: str) -> NullTranslations:
     """All catalogs of a locale merged: messages.po (shell) plus one <area>.po per feature."""
     merged: Translations | None = None

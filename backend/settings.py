@@ -63,7 +63,7 @@ class Settings:
         return self.database_url.startswith(("postgres://", "postgresql://"))
 
     @classmethod
-    def from_env(cls) -> "Settings":
+    def from_env(cls) -> Settings:
         env = os.environ
         data_dir = Path(env.get("CARELENS_DATA_DIR", str(PROJECT_ROOT / "data")))
         return cls(

@@ -17,7 +17,6 @@ import asyncio
 import io
 import os
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.live_server import LiveServer  # noqa: E402
+from tests.live_server import LiveServer
 
 PAGE_KINDS = {"GET /", "GET /vitals"}
 

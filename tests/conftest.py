@@ -17,9 +17,9 @@ os.environ.setdefault("PICCOLO_CONF", "backend.piccolo_conf")
 # inherit it through the environment.
 os.environ.setdefault("CARELENS_ARGON2_PROFILE", "cheapest")
 
-from litestar.testing import AsyncTestClient  # noqa: E402
+from litestar.testing import AsyncTestClient
 
-from backend.settings import PROJECT_ROOT, Settings  # noqa: E402
+from backend.settings import PROJECT_ROOT, Settings
 
 PG_ADMIN_URL = os.environ.get("CARELENS_TEST_PG", "postgres://postgres@127.0.0.1:5432/test")
 PASSWORD = "correct horse battery staple"

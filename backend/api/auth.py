@@ -45,7 +45,7 @@ class UserOut:
     timezone: str
 
     @classmethod
-    def of(cls, user: User) -> "UserOut":
+    def of(cls, user: User) -> UserOut:
         return cls(id=user.id, email=user.email, display_name=user.display_name,
                    is_admin=user.is_admin, locale=user.locale, sex=user.sex,
                    birth_year=user.birth_year, timezone=user.timezone)
@@ -94,7 +94,7 @@ class AuthController(Controller):
         token = bearer_token(request.headers)
         if token:
             await ApiToken.delete().where(
-                ApiToken.token_hash == accounts._token_digest(token)  # noqa: SLF001
+                ApiToken.token_hash == accounts._token_digest(token)
             )
 
 

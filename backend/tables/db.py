@@ -30,7 +30,7 @@ def postgres_config(url: str) -> dict:
     return config
 
 
-def build_engine(settings: "Settings") -> Engine:
+def build_engine(settings: Settings) -> Engine:
     if settings.is_postgres:
         return PostgresEngine(config=postgres_config(settings.database_url))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -38,12 +38,12 @@ def build_engine(settings: "Settings") -> Engine:
     return SQLiteEngine(path=str(settings.sqlite_path), timeout=30)
 
 
-def configure_database(settings: "Settings") -> Engine:
+def configure_database(settings: Settings) -> Engine:
     """Point every table (and Piccolo's migration machinery) at the engine for `settings`."""
+    from piccolo.apps.migrations.tables import Migration
+
     from backend import piccolo_conf
     from backend.tables.piccolo_app import ALL_TABLES
-
-    from piccolo.apps.migrations.tables import Migration
 
     engine = build_engine(settings)
     piccolo_conf.DB = engine
@@ -53,7 +53,7 @@ def configure_database(settings: "Settings") -> Engine:
     return engine
 
 
-async def run_migrations(settings: "Settings") -> None:
+async def run_migrations(settings: Settings) -> None:
     """Apply every pending migration (Piccolo's own forwards command)."""
     from piccolo.apps.migrations.commands.forwards import run_forwards
 

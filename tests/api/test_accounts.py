@@ -1,5 +1,7 @@
 """Accounts through real HTTP, on SQLite and PostgreSQL."""
 
+from datetime import UTC
+
 from backend.tables.accounts import ApiToken, User
 from backend.tables.audit import AuditLog
 from backend.tables.checks import Check
@@ -119,7 +121,7 @@ async def test_another_users_check_is_404(any_db_client):
 
 
 async def test_delete_account_removes_the_users_rows(any_db_client):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     headers = await register_user(any_db_client, "h@example.org")
     other = await register_user(any_db_client, "keep@example.org")
@@ -128,7 +130,7 @@ async def test_delete_account_removes_the_users_rows(any_db_client):
     for owner in (me, keep):
         await Check(owner=owner, kind="ear", status="done").save()
         await Vital(owner=owner, type="weight", value=70, unit="kg",
-                    measured_at=datetime.now(timezone.utc)).save()
+                    measured_at=datetime.now(UTC)).save()
     response = await any_db_client.delete("/api/v1/me", headers=headers)
     assert response.status_code == 204
     assert not await User.exists().where(User.id == me)

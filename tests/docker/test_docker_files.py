@@ -26,14 +26,14 @@ def test_compose_runs_app_and_postgres_with_healthchecks_and_volumes():
 
 def test_dockerfile_is_slim_non_root_and_installs_only_runtime_dependencies():
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.11-slim", dockerfile, re.M)
-    users = re.findall(r"^USER (\S+)", dockerfile, re.M)
+    assert re.search(r"^FROM python:3\.11-slim", dockerfile, re.MULTILINE)
+    users = re.findall(r"^USER (\S+)", dockerfile, re.MULTILINE)
     assert users and users[-1] != "root"
-    installs = re.findall(r"^RUN pip install (.+)$", dockerfile, re.M)
+    installs = re.findall(r"^RUN pip install (.+)$", dockerfile, re.MULTILINE)
     assert installs == ["."], installs  # the project's runtime dependencies, no extras
     assert "torch" not in "\n".join(l for l in dockerfile.splitlines() if not l.startswith("#"))
     for copied in ("backend", "pwa", "weights"):
-        assert re.search(rf"^COPY {copied}\b", dockerfile, re.M), copied
+        assert re.search(rf"^COPY {copied}\b", dockerfile, re.MULTILINE), copied
     assert "HEALTHCHECK" in dockerfile and "/healthz" in dockerfile
 
 
@@ -49,6 +49,6 @@ def test_torch_is_only_in_the_train_extra():
 def test_runtime_code_never_imports_torch():
     offenders = [
         str(path.relative_to(ROOT)) for path in (ROOT / "backend").rglob("*.py")
-        if re.search(r"^\s*(import torch|from torch)", path.read_text(), re.M)
+        if re.search(r"^\s*(import torch|from torch)", path.read_text(), re.MULTILINE)
     ]
     assert offenders == []
