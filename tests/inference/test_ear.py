@@ -20,6 +20,7 @@ from backend.inference.errors import ModelIntegrityError, UnusableInputError
 from backend.inference.images import load_image_rgb
 from backend.inference.registry import ModelRegistry
 from backend.settings import PROJECT_ROOT
+from tests.contract import assert_contract_result
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ear"
 WEIGHTS = PROJECT_ROOT / "weights"
@@ -86,19 +87,7 @@ def test_held_out_eardrums_are_accepted_with_the_contract_json(registry):
     classifier = registry.get(CLASSIFIER_NAME)
     for path in EARDRUMS:
         result = analyze_ear(_load(path), registry)
-        assert {
-            "kind",
-            "label",
-            "probabilities",
-            "confidence",
-            "urgency",
-            "model",
-            "quality",
-            "explanation",
-            "disclaimer",
-            "is_eardrum",
-        } <= result.keys()
-        assert result["kind"] == "ear" and result["is_eardrum"] is True
+        assert_contract_result(result, "ear")
         assert result["label"] in classifier.card["classes"]
         assert set(result["probabilities"]) == set(classifier.card["classes"])
         assert abs(sum(result["probabilities"].values()) - 1.0) < 1e-2

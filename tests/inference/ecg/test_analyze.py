@@ -13,22 +13,9 @@ from backend.inference.ecg.record import EcgRecord
 from backend.inference.errors import ModelIntegrityError, UnusableInputError
 from backend.inference.registry import ModelRegistry
 from backend.settings import PROJECT_ROOT
+from tests.contract import assert_contract_result
 from tests.inference.ecg.ecg_synth import synthetic_ecg
 
-CONTRACT_KEYS = {
-    "kind",
-    "label",
-    "probabilities",
-    "confidence",
-    "urgency",
-    "model",
-    "quality",
-    "explanation",
-    "disclaimer",
-    "rhythm",
-    "intervals",
-    "leads",
-}
 RHYTHMS = {
     "sinus_rhythm",
     "sinus_bradycardia",
@@ -49,7 +36,7 @@ def registry():
 def test_result_has_the_contract_keys_and_a_plot_trace(registry):
     record = synthetic_ecg(hr=72)
     result = analyze_ecg_record(record, registry, age=50, sex="F")
-    assert CONTRACT_KEYS <= set(result)
+    assert_contract_result(result, "ecg")
     assert (
         result["kind"] == "ecg"
         and result["rhythm"] == result["label"]
