@@ -39,7 +39,7 @@ from backend.api.web import (
 from backend.inference.registry import ModelRegistry
 from backend.services.inference_pool import InferencePool
 from backend.settings import PROJECT_ROOT, Settings, get_settings
-from backend.tables.db import configure_database
+from backend.tables.db import ServerSQLiteEngine, configure_database
 
 TEMPLATES_DIR = PROJECT_ROOT / "pwa" / "templates"
 STATIC_DIR = PROJECT_ROOT / "pwa" / "static"
@@ -124,9 +124,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def on_startup() -> None:
         if isinstance(engine, PostgresEngine) and settings.database_pool:
             await engine.start_connection_pool()
+        if isinstance(engine, ServerSQLiteEngine):
+            await engine.open_shared_connection()
 
     async def on_shutdown() -> None:
         pool.shutdown()
+        if isinstance(engine, ServerSQLiteEngine):
+            await engine.close_shared_connection()
         if isinstance(engine, PostgresEngine) and settings.database_pool:
             await engine.close_connection_pool()
 
