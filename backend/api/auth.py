@@ -11,7 +11,7 @@ from backend.api.web import bearer_token, client_ip, requires_login
 from backend.services import accounts
 from backend.services.errors import ServiceError
 from backend.settings import Settings
-from backend.tables.accounts import ApiToken, User
+from backend.tables.accounts import User
 
 
 @dataclass
@@ -93,9 +93,7 @@ class AuthController(Controller):
     async def revoke_token(self, request: Request) -> None:
         token = bearer_token(request.headers)
         if token:
-            await ApiToken.delete().where(
-                ApiToken.token_hash == accounts._token_digest(token)
-            )
+            await accounts.revoke_api_token(token)
 
 
 class MeController(Controller):

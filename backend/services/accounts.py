@@ -127,6 +127,10 @@ async def issue_api_token(user: User, name: str = "api") -> str:
     return token
 
 
+async def revoke_api_token(token: str) -> None:
+    await ApiToken.delete().where(ApiToken.token_hash == _token_digest(token))
+
+
 async def user_for_token(token: str) -> User | None:
     # One query (token joined to its user): it runs on every API request.
     row = await ApiToken.objects(ApiToken.user).where(
