@@ -81,13 +81,13 @@ def _digitize(image) -> EcgRecord:
 
 
 def files_for_path(path: Path) -> dict[str, bytes]:
-    """Read a CLI argument: one file, or a WFDB .hea with its sibling data files."""
+    """Read a CLI argument: one file, or a WFDB record (its .hea or .dat) with the files its
+    header names."""
     path = Path(path)
     if not path.exists():
         raise UnusableInputError(f"File not found: {path}")
-    files = {path.name: path.read_bytes()}
-    if path.suffix.lower() == ".hea":
-        for sibling in path.parent.glob(path.stem + ".*"):
-            if sibling != path and sibling.suffix.lower() in {".dat", ".mat", ".atr", ".hea"}:
-                files[sibling.name] = sibling.read_bytes()
-    return files
+    if path.suffix.lower() in {".hea", ".dat"}:
+        from backend.inference.ecg.readers import gather_ecg_files
+
+        return gather_ecg_files(path)
+    return {path.name: path.read_bytes()}

@@ -208,6 +208,12 @@ def read_ecg_files(files: dict[str, bytes]) -> EcgRecord:
 
 def read_ecg_path(path: Path | str) -> EcgRecord:
     """Read an ECG file from disk; a WFDB record is given by its .hea path (siblings are gathered)."""
+    return read_ecg_files(gather_ecg_files(path))
+
+
+def gather_ecg_files(path: Path | str) -> dict[str, bytes]:
+    """The bytes read_ecg_files needs for a file on disk: the file itself, and for a WFDB
+    header (or its .dat) every file the header names, multi-segment records included."""
     path = Path(path)
     if path.suffix.lower() == ".dat" and path.with_suffix(".hea").is_file():
         path = path.with_suffix(".hea")
@@ -233,4 +239,4 @@ def read_ecg_path(path: Path | str) -> EcgRecord:
                 files[ref] = sibling.read_bytes()
                 if ref.lower().endswith(".hea"):
                     pending.append(ref)
-    return read_ecg_files(files)
+    return files
