@@ -19,9 +19,18 @@ METHOD = (
 
 
 def quantize_int8_static(
-    fp32: Path, out: Path, calib: np.ndarray, *, input_name: str = "image", batch: int = 1
+    fp32: Path,
+    out: Path,
+    calib: np.ndarray,
+    *,
+    input_name: str = "image",
+    batch: int = 1,
+    pre_process: bool = True,
 ) -> None:
-    """Write `out`, an int8 QDQ copy of `fp32`, calibrated on `calib` (N, ...) float32 inputs."""
+    """Write `out`, an int8 QDQ copy of `fp32`, calibrated on `calib` (N, ...) float32 inputs.
+
+    pre_process: run ORT's quant_pre_process (shape inference + graph cleanup) first; the ear
+    models were quantised without it and keep that to reproduce their committed weights."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -41,9 +50,10 @@ def quantize_int8_static(
 
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
-        quant_pre_process(str(fp32), str(pre))
+        if pre_process:
+            quant_pre_process(str(fp32), str(pre))
         quantize_static(
-            str(pre),
+            str(pre if pre_process else fp32),
             str(out),
             Reader(),
             quant_format=QuantFormat.QDQ,

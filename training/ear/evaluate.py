@@ -25,6 +25,7 @@ import torch
 
 from backend.inference import ear as serving
 from backend.inference.registry import ModelRegistry, sha256_of
+from training.common.onnx_quant import quantize_int8_static
 from training.ear import data, model
 from training.ear.metrics import confusion, per_class, summary
 
@@ -93,31 +94,9 @@ def strip_unused_initializers(path: Path) -> None:
 
 
 def try_int8(fp32: Path, calib: np.ndarray) -> Path | None:
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.it = iter([{"image": b} for b in _batches(calib, 16)])
-
-        def get_next(self):
-            return next(self.it, None)
-
     out = fp32.with_name(fp32.stem + ".int8.onnx")
     try:
-        quantize_static(
-            str(fp32),
-            str(out),
-            Reader(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-        )
+        quantize_int8_static(fp32, out, calib, batch=16, pre_process=False)
     except (RuntimeError, ValueError, OSError) as exc:  # optional; report why it was skipped
         print(f"int8 quantisation failed: {exc}")
         return None
