@@ -109,6 +109,12 @@ def main() -> None:
         t_gate.load_state_dict(
             torch.load(args.checkpoints / "ear_gate.pt", map_location="cpu")["state"]
         )
+    views = registry.get(ear.CLASSIFIER_NAME).card.get("test_time_views", {}).get("views")
+    if views and len(views) > 1:
+        # The shipped graph averages mirrored/rotated views; torch runs the same views.
+        from training.ear.evaluate import TestTimeViews
+
+        t_cls = TestTimeViews(t_cls, tuple(views)).eval()
 
     def torch_pipeline(data: bytes) -> None:
         crop = ear.crop_field_of_view(load_image_rgb(data))

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from backend.inference.ear import INPUT_SIZE, crop_field_of_view
-from training.ear import data, model, synth
-from training.ear.augment import augment
-from training.ear.evaluate import export_onnx, linear_probe
-from training.ear.train import train_classifier, train_gate
+from training.ear import data, model, synth, warmstart
+from training.ear.augment import augment, to_float
+from training.ear.evaluate import TTA_VIEWS, TestTimeViews, export_onnx, linear_probe
+from training.ear.train import sampling_weights, train_classifier, train_gate
 
 
 def _labels(n_groups: int = 60) -> pd.DataFrame:
@@ -143,3 +143,66 @@ def test_linear_probe_finds_a_planted_source_signal_and_not_a_missing_one():
     assert (
         linear_probe(feats[:200], src[:200], feats[200:], src[200:], 3)["balanced_accuracy"] < 0.55
     )
+
+
+def test_sampling_weights_balance_classes_and_the_sources_within_a_class():
+    # class 0: 30 images from source 0 and 10 from source 1; class 1: 5 images from source 2.
+    y = np.array([0] * 40 + [1] * 5)
+    src = np.array([0] * 30 + [1] * 10 + [2] * 5)
+    w = sampling_weights(y, src, 2, class_power=1.0, source_power=1.0)
+    assert w.sum() == pytest.approx(1.0)
+    assert w[y == 0].sum() == pytest.approx(0.5) and w[y == 1].sum() == pytest.approx(0.5)
+    assert w[src == 0].sum() == pytest.approx(w[src == 1].sum())
+    # source_power 0 keeps the sources' own shares inside the class (3:1 here).
+    w0 = sampling_weights(y, src, 2, class_power=1.0, source_power=0.0)
+    assert w0[src == 0].sum() == pytest.approx(3 * w0[src == 1].sum())
+    # class_power 0 is plain uniform sampling over images.
+    np.testing.assert_allclose(sampling_weights(y, src, 2, 0.0, 0.0), np.full(45, 1 / 45))
+
+
+def test_warm_start_rebuilds_the_exported_classifier_from_its_onnx(tmp_path):
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    x = to_float(torch.from_numpy(_tiny_arrays()["x_ear"][:16]))
+    net = model.classifier(len(data.CLASSES))
+    net.train()
+    with torch.no_grad():  # non-trivial BatchNorm statistics, which the export folds away
+        for _ in range(3):
+            net(x * torch.rand(1) + 0.1 * torch.rand_like(x))
+    net.eval()
+    path = tmp_path / "cls.onnx"
+    export_onnx(net, path, ["logits", "features"])
+
+    fresh = model.classifier(len(data.CLASSES))
+    biases = warmstart.state_from_onnx(fresh, path)
+    assert len(biases) == 13  # every convolution of EarNet found by its scope name
+    warmstart.recalibrate_bn(fresh, biases, x)
+    fresh.eval()
+    with torch.no_grad():
+        expected, got = net(x)[0], fresh(x)[0]
+        assert torch.allclose(got, expected, atol=1e-3)
+        # In training mode (batch statistics; dropout off) the recalibrated BatchNorms start
+        # from the same function too, on the batch they were calibrated on.
+        fresh.train()
+        fresh.drop.eval()
+        assert torch.allclose(fresh(x)[0], expected, atol=1e-3)
+
+
+def test_test_time_views_average_mirrored_and_rotated_inputs():
+    torch.manual_seed(0)
+    net = model.classifier(len(data.CLASSES)).eval()
+    x = to_float(torch.from_numpy(_tiny_arrays()["x_ear"][:3]))
+    tta = TestTimeViews(net, TTA_VIEWS["flip_rot"]).eval()
+    with torch.no_grad():
+        logits, feats = tta(x)
+        expected = (
+            net(x)[0]
+            + net(torch.flip(x, dims=(3,)))[0]
+            + net(torch.rot90(x, 1, dims=(2, 3)))[0]
+            + net(torch.rot90(x, 3, dims=(2, 3)))[0]
+        ) / 4
+        assert torch.allclose(logits, expected, atol=1e-5)
+        assert feats.shape == (3, net.n_features)
+        # With the mirror views, a mirrored photo gets the same answer as the original.
+        flip = TestTimeViews(net, TTA_VIEWS["flip"]).eval()
+        assert torch.allclose(flip(torch.flip(x, dims=(3,)))[0], flip(x)[0], atol=1e-5)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training.ear import data, model
+from training.ear import data, model, warmstart
 from training.ear.augment import augment, to_float
 from training.ear.metrics import summary
 
@@ -42,6 +43,47 @@ def _predict(net: torch.nn.Module, x: torch.Tensor, batch: int = 256) -> torch.T
     return torch.cat(outs)
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """Classifier training options (the defaults reproduce the 1.0.0 GPU run).
+
+    class_power: per-class sampling mass ~ n_class^(1 - class_power) (1 = class-balanced).
+    source_power: within a class, each source's mass ~ n_cell^(1 - source_power) (1 = every
+        source equally often, so a class cannot be recognised by its majority camera).
+    mixup: Beta(mixup, mixup) mixing of image pairs and their targets (0 = off).
+    init_onnx: warm start from an exported classifier (training/ear/warmstart.py).
+    ema: exponential moving average of the weights, evaluated and saved (0 = off).
+    """
+
+    class_power: float = 0.75
+    source_power: float = 0.0
+    mixup: float = 0.0
+    lr: float = 2e-3
+    warmup: float = 0.1
+    label_smoothing: float = 0.05
+    init_onnx: str | None = None
+    ema: float = 0.0
+
+
+def sampling_weights(
+    y: np.ndarray, src: np.ndarray, n_cls: int, class_power: float, source_power: float
+) -> np.ndarray:
+    """Per-image sampling weight: class mass n_c^(1-cp), split over the class's sources as
+    n_cs^(1-sp), spread evenly over the cell's images."""
+    w = np.zeros(len(y), np.float64)
+    for c in range(n_cls):
+        in_c = y == c
+        if not in_c.any():
+            continue
+        cells = {s: int(np.sum(in_c & (src == s))) for s in np.unique(src[in_c])}
+        cell_mass = {s: n ** (1 - source_power) for s, n in cells.items()}
+        total = sum(cell_mass.values())
+        class_mass = float(in_c.sum()) ** (1 - class_power)
+        for s, n in cells.items():
+            w[in_c & (src == s)] = class_mass * cell_mass[s] / total / n
+    return w / w.sum()
+
+
 def train_classifier(
     arrays: dict[str, np.ndarray],
     device: torch.device,
@@ -49,7 +91,12 @@ def train_classifier(
     adv: float,
     seed: int,
     log: list[dict],
+    recipe: Recipe = Recipe(),
+    checkpoint: Path | None = None,
 ) -> dict:
+    """Train (or fine-tune) the classifier; the best epoch on val (mean of balanced accuracy
+    and macro-F1) is returned. With `checkpoint`, the full training state is saved after
+    every epoch and a stopped run resumes from it."""
     torch.manual_seed(seed)
     g = torch.Generator(device=device).manual_seed(seed)
     y, split, src = arrays["y_ear"], arrays["split_ear"], arrays["src_ear"]
@@ -63,31 +110,66 @@ def train_classifier(
     y_va = y[va]
 
     n_cls = len(data.CLASSES)
-    counts = np.bincount(y[tr], minlength=n_cls).astype(float)
-    # Sampling weight count^-0.75: close to class-balanced without repeating the rarest
-    # class (otitis externa, ~23 images) a hundred times per epoch.
-    w = torch.from_numpy(counts[y[tr]] ** -0.75).to(device)
+    # Default (class_power 0.75): close to class-balanced without repeating the rarest class
+    # (otitis externa, ~23 images) a hundred times per epoch.
+    w = torch.from_numpy(
+        sampling_weights(y[tr], src[tr], n_cls, recipe.class_power, recipe.source_power)
+    ).to(device)
 
-    net = model.classifier(n_cls).to(device).to(memory_format=torch.channels_last)
+    net = model.classifier(n_cls)
+    if recipe.init_onnx:
+        biases = warmstart.state_from_onnx(net, Path(recipe.init_onnx))
+        calib = torch.from_numpy(arrays["x_ear"][tr][:: max(1, len(tr) // 256)])
+        warmstart.recalibrate_bn(net, biases, to_float(calib))
+    net = net.to(device).to(memory_format=torch.channels_last)
+    ema = (
+        torch.optim.swa_utils.AveragedModel(
+            net,
+            multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(recipe.ema),
+            use_buffers=True,
+        )
+        if recipe.ema > 0
+        else None
+    )
     src_head = torch.nn.Linear(net.n_features, len(data.SOURCES)).to(device)
     params = list(net.parameters()) + list(src_head.parameters())
-    opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=5e-4)
+    opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=5e-4)
     batch = 64
     steps_per_epoch = max(1, len(tr) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=2e-3, total_steps=epochs * steps_per_epoch, pct_start=0.1
+        opt, max_lr=recipe.lr, total_steps=epochs * steps_per_epoch, pct_start=recipe.warmup
     )
-    best, best_state = -1.0, None
+    best, best_state, start = -1.0, None, 0
+    if checkpoint is not None and checkpoint.exists():
+        ck = torch.load(checkpoint, map_location=device)
+        net.load_state_dict(ck["net"])
+        src_head.load_state_dict(ck["src_head"])
+        opt.load_state_dict(ck["opt"])
+        sched.load_state_dict(ck["sched"])
+        g.set_state(ck["rng"])
+        if ema is not None:
+            ema.load_state_dict(ck["ema"])
+        best, best_state, start = ck["best"], ck["best_state"], ck["epoch"] + 1
+        log[:] = ck["log"]
+        print(f"resumed at epoch {start}", flush=True)
     use_amp = device.type == "cuda"
-    for epoch in range(epochs):
+    for epoch in range(start, epochs):
         net.train()
         t0, total = time.time(), 0.0
         for _ in range(steps_per_epoch):
             idx = torch.multinomial(w, batch, replacement=True, generator=g)
             xb = augment(x_tr[idx], g).contiguous(memory_format=torch.channels_last)
+            yb = F.one_hot(y_tr[idx], n_cls).float()
+            if recipe.mixup > 0:
+                lam = torch.distributions.Beta(recipe.mixup, recipe.mixup).sample((batch,))
+                lam = torch.maximum(lam, 1 - lam).to(device)
+                perm = torch.randperm(batch, generator=g, device=device)
+                xb = lam.view(-1, 1, 1, 1) * xb + (1 - lam.view(-1, 1, 1, 1)) * xb[perm]
+                yb = lam.view(-1, 1) * yb + (1 - lam.view(-1, 1)) * yb[perm]
+            yb = yb * (1 - recipe.label_smoothing) + recipe.label_smoothing / n_cls
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 logits, feats = net(xb)
-                loss = F.cross_entropy(logits.float(), y_tr[idx], label_smoothing=0.05)
+                loss = F.cross_entropy(logits.float(), yb)
                 if adv > 0:
                     keep = torch.isin(y_tr[idx], shared_ids)
                     if keep.any():
@@ -97,8 +179,11 @@ def train_classifier(
             loss.backward()
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update_parameters(net)
             total += float(loss.detach())
-        pred = _predict(net, x_va).argmax(1).cpu().numpy()
+        scored = ema.module if ema is not None else net
+        pred = _predict(scored, x_va).argmax(1).cpu().numpy()
         m = summary(y_va, pred, n_cls)
         score = 0.5 * (m["balanced_accuracy"] + m["macro_f1"])
         log.append(
@@ -113,8 +198,23 @@ def train_classifier(
         )
         if score > best:
             best = score
-            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-        if epoch % 10 == 0 or epoch == epochs - 1:
+            best_state = {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}
+        if checkpoint is not None:
+            state = {
+                "net": net.state_dict(),
+                "src_head": src_head.state_dict(),
+                "opt": opt.state_dict(),
+                "sched": sched.state_dict(),
+                "rng": g.get_state(),
+                "ema": ema.state_dict() if ema is not None else None,
+                "best": best,
+                "best_state": best_state,
+                "epoch": epoch,
+                "log": log,
+            }
+            torch.save(state, checkpoint.with_suffix(".tmp"))
+            checkpoint.with_suffix(".tmp").replace(checkpoint)
+        if epoch % 10 == 0 or epoch == epochs - 1 or checkpoint is not None:
             print(
                 f"cls adv={adv} ep {epoch} loss {total / steps_per_epoch:.3f} val bacc "
                 f"{m['balanced_accuracy']:.3f} f1 {m['macro_f1']:.3f}",
@@ -201,7 +301,30 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--gate-epochs", type=int, default=40)
     ap.add_argument("--adv", type=float, nargs="+", default=[0.0, 0.3])
     ap.add_argument("--seed", type=int, default=data.SEED)
+    ap.add_argument(
+        "--skip-gate", action="store_true", help="classifier only (keep the shipped gate)"
+    )
+    ap.add_argument("--class-power", type=float, default=Recipe.class_power)
+    ap.add_argument("--source-power", type=float, default=Recipe.source_power)
+    ap.add_argument("--mixup", type=float, default=Recipe.mixup)
+    ap.add_argument("--lr", type=float, default=Recipe.lr)
+    ap.add_argument("--warmup", type=float, default=Recipe.warmup)
+    ap.add_argument("--label-smoothing", type=float, default=Recipe.label_smoothing)
+    ap.add_argument("--ema", type=float, default=Recipe.ema)
+    ap.add_argument(
+        "--init-onnx", default=None, help="warm start from this exported classifier (int8 or fp32)"
+    )
     args = ap.parse_args(argv)
+    recipe = Recipe(
+        class_power=args.class_power,
+        source_power=args.source_power,
+        mixup=args.mixup,
+        lr=args.lr,
+        warmup=args.warmup,
+        label_smoothing=args.label_smoothing,
+        init_onnx=args.init_onnx,
+        ema=args.ema,
+    )
 
     if args.device == "cpu":
         torch.set_num_threads(1)
@@ -229,6 +352,7 @@ def main(argv: list[str] | None = None) -> None:
                     "device": str(device),
                     "seconds": time.time() - t0,
                     "seed": args.seed,
+                    "recipe": asdict(recipe),
                 },
                 indent=1,
             )
@@ -236,13 +360,24 @@ def main(argv: list[str] | None = None) -> None:
 
     # The gate first, then classifier variants; each is saved as soon as it is trained so a
     # run cut short still returns what it finished.
-    gate_run = train_gate(arrays, device, args.gate_epochs, args.seed, log)
-    torch.save(
-        {"state": gate_run["state"], "val_score": gate_run["val_score"]}, args.out / "ear_gate.pt"
-    )
+    if not args.skip_gate:
+        gate_run = train_gate(arrays, device, args.gate_epochs, args.seed, log)
+        torch.save(
+            {"state": gate_run["state"], "val_score": gate_run["val_score"]},
+            args.out / "ear_gate.pt",
+        )
     runs = []
     for adv in args.adv:
-        r = train_classifier(arrays, device, args.epochs, adv, args.seed, log)
+        r = train_classifier(
+            arrays,
+            device,
+            args.epochs,
+            adv,
+            args.seed,
+            log,
+            recipe,
+            checkpoint=args.out / f"state_adv{adv}.pt",
+        )
         runs.append(r)
         torch.save(
             {
