@@ -135,3 +135,25 @@ def test_global_boundaries_are_earliest_onset_latest_offset():
     assert ref["hr_bpm"] == pytest.approx(60 / ((beats[1].qrs_peak - b.qrs_peak) / 500))
     mask = label_mask(beats, (95, 628), 700)
     assert mask[0] == -1 and mask[200] == QRS and mask[350] == T and mask[650] == -1
+
+
+def test_rr_stage_learns_rr_irregularity_and_exports_to_matching_onnx(tmp_path):
+    from backend.inference.ecg.rr_features import FEATURE_NAMES
+    from training.ecg.rhythm_stack_train import export as export_stack
+    from training.ecg.rhythm_stack_train import fit, predict
+
+    rng = np.random.default_rng(0)
+    n = 400
+    y = rng.integers(0, 4, n)
+    logits = rng.normal(0, 1, (n, 4)).astype(np.float32)  # an uninformative CNN
+    feats = np.abs(rng.normal(0.5, 0.2, (n, len(FEATURE_NAMES)))).astype(np.float32)
+    cv = FEATURE_NAMES.index("rr_cv")
+    feats[:, cv] = np.where(y == 1, 0.25, 0.04) * rng.uniform(0.8, 1.2, n)  # AF: irregular RR
+    model = fit(logits, feats, y, weight_decay=1e-3)
+    pred = predict(model, logits, feats).argmax(1)
+    assert np.mean((pred == 1) == (y == 1)) > 0.97
+    export_stack(model, tmp_path / "stack.onnx")
+    (onnx_logits,) = ort.InferenceSession(str(tmp_path / "stack.onnx")).run(
+        None, {"cnn_logits": logits[:5], "features": feats[:5]}
+    )
+    assert np.allclose(onnx_logits, predict(model, logits[:5], feats[:5]), atol=1e-4)

@@ -83,6 +83,11 @@ def main() -> None:
         "confusion": {c: dict(confusion[c]) for c in classes},
         "predicted_labels": predicted,
         "lead_choice": "lead II (first of backend.inference.ecg.rhythm.RHYTHM_LEADS with >= 8 s)",
+        "pipeline": "CNN + RR second stage (ecg_rhythm_stack) on that lead, then the label rules of "
+        "backend.inference.ecg.rhythm.final_rhythm",
+        "caveat": "these 220 records are the only twelve-lead rhythm data here: they are not a "
+        "tuning-free test of the label rules (the sinus-tachycardia rule, thresholds."
+        "DOMINANT_RR_SHARE, was written after reading why tachycardic records were called other)",
         "measured_by": "training/ecg/eval_rhythm_12lead.py",
     }
     card_path.write_text(json.dumps(card, indent=2) + "\n")

@@ -4,6 +4,13 @@ matrix, and the training curves (weights/ecg_rhythm.training.png).
 
     python -m training.ecg.rhythm_evaluate --onnx weights/ecg_rhythm.onnx --split test --write-card \
         --history /work/scratch/ecg/gpu/rhythm_history0.json
+
+With --stack it measures what the app serves, the CNN followed by the RR second stage
+(backend.inference.ecg.rhythm.classify with both models from the registry, sha256 checked), and
+writes the figures onto the second stage's card (metrics.held_out_cinc2017_test) and onto the
+CNN's card (metrics.held_out_cinc2017_test_with_rr_stage) without touching the rest of it:
+
+    python -m training.ecg.rhythm_evaluate --stack --split test --write-card
 """
 
 from __future__ import annotations
@@ -16,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from backend.inference.ecg import rhythm as rh
 from backend.inference.ecg.preprocess import RHYTHM_FS, rhythm_input
-from backend.inference.registry import sha256_of
+from backend.inference.registry import ModelRegistry, sha256_of
 from training.ecg.rhythm_dataset import (
     CLASSES,
     SPLIT_NAMES,
@@ -48,15 +56,40 @@ def confusion(y: np.ndarray, pred: np.ndarray) -> list[list[int]]:
     return m.tolist()
 
 
-def evaluate(onnx_path: Path, split_name: str) -> dict:
+def predict_two_stage(weights: Path, strips: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(two-stage, CNN-alone) probabilities per strip, through the app's own classify()."""
+    registry = ModelRegistry(weights, threads=1)
+    cnn, stack = registry.get(rh.MODEL_NAME), registry.get(rh.STACK_MODEL_NAME)
+    both, alone = [], []
+    for x in strips:
+        out = rh.classify(cnn, {"I": x}, stack)
+        both.append([out.probabilities[f] for f in rh.FAMILIES])
+        alone.append([out.cnn_probabilities[f] for f in rh.FAMILIES])
+    return np.array(both), np.array(alone)
+
+
+def evaluate(onnx_path: Path, split_name: str, stack: bool = False) -> dict:
     _, signals, y, fs = load_cinc2017()
     split = split_records(y)
     idx = np.flatnonzero(split == SPLIT_NAMES.index(split_name))
     strips = [prepared_strip(signals[i], fs) for i in idx]
-    logits = predict(session(onnx_path), strips)
-    pred = logits.argmax(1)
+    extra = {}
+    if stack:
+        probs, cnn_probs = predict_two_stage(onnx_path.parent, strips)
+        pred = probs.argmax(1)
+        cnn_score, cnn_f1 = challenge_f1(y[idx], cnn_probs.argmax(1))
+        extra = {
+            "model": "ecg_rhythm CNN + ecg_rhythm_stack (RR features), as served",
+            "cnn_alone": {
+                "challenge_score_mean_f1_normal_af_other": round(cnn_score, 4),
+                "f1": {c: round(f, 4) for c, f in zip(CLASSES, cnn_f1)},
+            },
+        }
+    else:
+        pred = predict(session(onnx_path), strips).argmax(1)
     score, f1s = challenge_f1(y[idx], pred)
     return {
+        **extra,
         "split": split_name,
         "n": len(idx),
         "class_counts": {c: int(n) for c, n in zip(CLASSES, np.bincount(y[idx], minlength=4))},
@@ -167,6 +200,18 @@ def write_card(
     card_path.write_text(json.dumps(card, indent=2) + "\n")
 
 
+def write_stack_metrics(weights: Path, metrics: dict) -> None:
+    """The served two-stage figures onto both cards (the CNN card's other fields untouched)."""
+    stack_card = weights / f"{rh.STACK_MODEL_NAME}.json"
+    card = json.loads(stack_card.read_text())
+    card["metrics"] = {**card.get("metrics", {}), "held_out_cinc2017_test": metrics}
+    stack_card.write_text(json.dumps(card, indent=2) + "\n")
+    cnn_card = weights / f"{rh.MODEL_NAME}.json"
+    card = json.loads(cnn_card.read_text())
+    card["metrics"]["held_out_cinc2017_test_with_rr_stage"] = metrics
+    cnn_card.write_text(json.dumps(card, indent=2) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--onnx", type=Path, default=Path("weights/ecg_rhythm.onnx"))
@@ -175,10 +220,15 @@ def main() -> None:
     ap.add_argument("--history", type=Path, nargs="*", default=[])
     ap.add_argument("--members", type=int, default=1)
     ap.add_argument("--quantised", action="store_true")
+    ap.add_argument(
+        "--stack", action="store_true", help="measure CNN + second stage from the --onnx folder"
+    )
     args = ap.parse_args()
-    metrics = evaluate(args.onnx, args.split)
+    metrics = evaluate(args.onnx, args.split, stack=args.stack)
     print(json.dumps(metrics, indent=1))
-    if args.write_card:
+    if args.write_card and args.stack:
+        write_stack_metrics(args.onnx.parent, metrics)
+    elif args.write_card:
         write_card(args.onnx, metrics, args.history, args.members, args.quantised)
 
 

@@ -26,22 +26,25 @@ def load_model(members: list[Path], width: int = 32) -> torch.nn.Module:
 
 def export_onnx(
     model: torch.nn.Module,
-    example: torch.Tensor,
+    example: torch.Tensor | tuple[torch.Tensor, ...],
     out: Path,
     dynamic_axes: dict[str, dict[int, str]],
+    input_names: tuple[str, ...] | list[str] = ("signal",),
 ) -> None:
-    """Single-file ONNX (opset 17, TorchScript exporter: no external .onnx.data side file)."""
+    """Single-file ONNX (opset 17, TorchScript exporter: no external .onnx.data side file).
+
+    `example` is one tensor or a tuple of them (one per input name)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(
             model.eval(),
-            (example,),
+            example if isinstance(example, tuple) else (example,),
             str(out),
             dynamo=False,
             opset_version=17,
-            input_names=["signal"],
-            output_names=[k for k in dynamic_axes if k != "signal"],
+            input_names=list(input_names),
+            output_names=[k for k in dynamic_axes if k not in input_names],
             dynamic_axes=dynamic_axes,
         )
 

@@ -180,7 +180,7 @@ def analyze_ecg_record(
     filt_250 = bandpass(resample(mat, record.fs, RHYTHM_FS), RHYTHM_FS)
     leads_250 = {STANDARD_LEADS[k]: filt_250[:, k] for k in np.flatnonzero(present)}
     rhythm_model = registry.get(rh.MODEL_NAME)
-    cnn = rh.classify(rhythm_model, leads_250)
+    cnn = rh.classify(rhythm_model, leads_250, registry.get(rh.STACK_MODEL_NAME))
     family = max(cnn.probabilities, key=cnn.probabilities.get)
     evidence = rh.RhythmEvidence(
         hr_bpm=measured["hr_bpm"],
@@ -188,6 +188,7 @@ def analyze_ecg_record(
         p_wave_fraction=dl.p_wave_fraction(d),
         qrs_ms=measured["qrs_ms"],
         n_beats=len(d.beats),
+        rr_dominant_share=rh.dominant_rr_share(cnn),
     )
     label = rh.final_rhythm(family, evidence, cnn.probabilities)
     if label in ("atrial_fibrillation", "supraventricular_tachycardia"):
@@ -255,6 +256,7 @@ def analyze_ecg_record(
         rhythm_leads=cnn.leads_used,
         models={
             "rhythm": model_ref,
+            "rhythm_rr_stage": registry.get(rh.STACK_MODEL_NAME).model_ref(),
             "delineation": registry.get(dl.MODEL_NAME).model_ref(),
         },
         trace=trace,

@@ -70,7 +70,10 @@ def agreement(label: str, ev: RhythmEvidence) -> Agreement:
             a.conflicts_ko.append(
                 "대부분의 심박 앞에서 P파가 보이지 않는데, 동리듬이라면 보여야 합니다"
             )
-        if irr is not None and irr > th.RR_IRREGULAR * 1.5:
+        dominant_regular = (
+            ev.rr_dominant_share is not None and ev.rr_dominant_share >= th.DOMINANT_RR_SHARE
+        )
+        if irr is not None and irr > th.RR_IRREGULAR * 1.5 and not dominant_regular:
             a.agrees = False
             a.conflicts_en.append(f"the beat-to-beat intervals vary a lot ({irr:.0%})")
             a.conflicts_ko.append(f"심박 간격의 변동이 큽니다({irr:.0%})")
@@ -91,7 +94,21 @@ def reasons(
         ko.append(f"심박수 분당 {ev.hr_bpm:.0f}회")
     if ev.rr_irregularity is not None:
         pct = ev.rr_irregularity * 100
-        if ev.rr_irregularity > th.RR_IRREGULAR:
+        dominant = ev.rr_dominant_share
+        if (
+            ev.rr_irregularity > th.RR_IRREGULAR
+            and dominant is not None
+            and dominant >= th.DOMINANT_RR_SHARE
+        ):
+            en.append(
+                f"a regular underlying rhythm ({dominant:.0%} of beat intervals within 10% of the"
+                f" usual one) interrupted by early or late beats (variation {pct:.0f}%)"
+            )
+            ko.append(
+                f"규칙적인 기본 리듬(심박 간격의 {dominant:.0%}가 평소 간격의 10% 이내)에"
+                f" 이르거나 늦은 박동이 섞임(변동 {pct:.0f}%)"
+            )
+        elif ev.rr_irregularity > th.RR_IRREGULAR:
             en.append(f"irregularly irregular RR intervals (variation {pct:.0f}%)")
             ko.append(f"불규칙하게 불규칙한 RR 간격(변동 {pct:.0f}%)")
         elif ev.rr_irregularity < th.RR_REGULAR:

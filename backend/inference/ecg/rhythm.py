@@ -6,6 +6,11 @@ least 8 s of signal (lead II, the classic rhythm strip, also the full-length str
 sheet): on the 220 twelve-lead records lead II alone did as well as averaging I, II and V1
 (training/ecg/eval_rhythm_12lead.py) at a third of the cost. Sinus rhythm is then split by the measured heart rate, and a narrow, regular
 tachycardia over 150 bpm without P waves is called supraventricular tachycardia.
+
+A second stage (`ecg_rhythm_stack`, training/ecg/rhythm_stack_train.py) takes the CNN's class
+scores and RR-interval / atrial-activity features of the same lead (rr_features.py) and gives
+the family probabilities: AF is above all an RR decision, which the CNN alone got wrong more
+often (held-out figures on both cards).
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ import numpy as np
 
 from backend.inference.ecg import thresholds as th
 from backend.inference.ecg.preprocess import RHYTHM_FS, rhythm_input
+from backend.inference.ecg.rr_features import FEATURE_NAMES, rr_features
 from backend.inference.registry import LoadedModel
 
 MODEL_NAME = "ecg_rhythm"
+STACK_MODEL_NAME = "ecg_rhythm_stack"
 FAMILIES = ("normal", "atrial_fibrillation", "other", "noisy")
 # Lead II shows atrial activity best; lead I is what the CinC 2017 handheld device records.
 RHYTHM_LEADS = ("II", "I", "V1", "V5", "aVF", "V2", "V6", "III", "aVL", "V3", "V4", "aVR")
@@ -31,6 +38,8 @@ class RhythmModelOutput:
     leads_used: list[str]
     saliency_lead: str
     saliency: np.ndarray  # (n,) 0..1 at 250 Hz over the saliency lead
+    cnn_probabilities: dict[str, float]  # the CNN alone, before the RR stage
+    rr_features: dict[str, float]  # rr_features.FEATURE_NAMES on the first rhythm lead
 
 
 @dataclass
@@ -40,6 +49,9 @@ class RhythmEvidence:
     p_wave_fraction: float | None
     qrs_ms: float | None
     n_beats: int
+    # share of RR within 10 % of the median RR (rr_features): high when one regular rhythm
+    # dominates even with a few premature beats, low in AF
+    rr_dominant_share: float | None = None
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -70,8 +82,12 @@ def choose_leads(leads_250: dict[str, np.ndarray]) -> list[str]:
     return chosen or [max(long_enough, key=long_enough.get)]
 
 
-def classify(model: LoadedModel, leads_250: dict[str, np.ndarray]) -> RhythmModelOutput:
-    """leads_250: band-passed mV at 250 Hz by lead name (NaN where not recorded)."""
+def classify(
+    model: LoadedModel, leads_250: dict[str, np.ndarray], stack: LoadedModel | None = None
+) -> RhythmModelOutput:
+    """leads_250: band-passed mV at 250 Hz by lead name (NaN where not recorded); `stack`, the
+    second stage, turns the CNN's scores + the first rhythm lead's RR features into the family
+    probabilities (without it the CNN's own)."""
     chosen = choose_leads(leads_250)
     inputs = {name: rhythm_input(_usable_span(leads_250[name])) for name in chosen}
     logits, cams = [], {}
@@ -83,7 +99,14 @@ def classify(model: LoadedModel, leads_250: dict[str, np.ndarray]) -> RhythmMode
         for k, name in enumerate(names):
             logits.append(out["logits"][k])
             cams[name] = out["cam"][k]
-    probs = _softmax(np.mean(logits, axis=0))
+    cnn_logits = np.mean(logits, axis=0).astype(np.float32)
+    cnn_probs = _softmax(cnn_logits)
+    features = rr_features(_usable_span(leads_250[chosen[0]]), RHYTHM_FS)
+    if stack is not None:
+        out = stack.run({"cnn_logits": cnn_logits[None], "features": features[None]})
+        probs = _softmax(out["logits"][0])
+    else:
+        probs = cnn_probs
     top = int(np.argmax(probs))
     saliency_lead = chosen[0]
     full = leads_250[saliency_lead]
@@ -100,6 +123,8 @@ def classify(model: LoadedModel, leads_250: dict[str, np.ndarray]) -> RhythmMode
         leads_used=chosen,
         saliency_lead=saliency_lead,
         saliency=saliency,
+        cnn_probabilities={f: float(p) for f, p in zip(FAMILIES, cnn_probs)},
+        rr_features={n: float(v) for n, v in zip(FEATURE_NAMES, features)},
     )
 
 
@@ -132,6 +157,24 @@ def _sinus_by_rate(hr: float | None) -> str:
     return "sinus_rhythm"
 
 
+def _sinus_tachycardia(ev: RhythmEvidence) -> bool:
+    return (
+        ev.hr_bpm is not None
+        and th.HR_TACHY_BPM < ev.hr_bpm <= th.SVT_MIN_HR_BPM
+        and ev.rr_dominant_share is not None
+        and ev.rr_dominant_share >= th.DOMINANT_RR_SHARE
+        and ev.p_wave_fraction is not None
+        and ev.p_wave_fraction >= th.P_PRESENT_FRACTION
+    )
+
+
+def dominant_rr_share(out: RhythmModelOutput) -> float | None:
+    """Share of RR within 10 % of the median on the rhythm lead; None under MIN_BEATS beats."""
+    if out.rr_features["hr_bpm"] == 0.0:  # fewer than MIN_BEATS beats: no RR features
+        return None
+    return out.rr_features["rr_within_10pct"]
+
+
 def final_rhythm(
     family: str, ev: RhythmEvidence, probabilities: dict[str, float] | None = None
 ) -> str:
@@ -145,6 +188,8 @@ def final_rhythm(
         if irr is not None and pf is not None:
             if pf >= th.SINUS_P_FRACTION and irr < th.RR_REGULAR:
                 return _sinus_by_rate(ev.hr_bpm)
+            if _sinus_tachycardia(ev):
+                return "sinus_tachycardia"
             af_p = (probabilities or {}).get("atrial_fibrillation", 0.0)
             if (
                 af_p >= th.AF_RUNNER_UP_PROBABILITY

@@ -96,21 +96,22 @@ def test_too_short_or_flat_record_is_refused(registry):
     assert err.value.extra["quality"]["issues"]
 
 
-def test_tampered_rhythm_weights_are_refused(tmp_path):
-    for name in ("ecg_rhythm", "ecg_delineate"):
+@pytest.mark.parametrize("tampered", ["ecg_rhythm", "ecg_rhythm_stack"])
+def test_tampered_rhythm_weights_are_refused(tmp_path, tampered):
+    for name in ("ecg_rhythm", "ecg_rhythm_stack", "ecg_delineate"):
         for ext in (".onnx", ".json"):
             shutil.copy(PROJECT_ROOT / "weights" / f"{name}{ext}", tmp_path / f"{name}{ext}")
     clean = ModelRegistry(tmp_path, threads=1)
     assert (
-        clean.get("ecg_rhythm").sha256
-        == json.loads((tmp_path / "ecg_rhythm.json").read_text())["sha256"]
+        clean.get(tampered).sha256
+        == json.loads((tmp_path / f"{tampered}.json").read_text())["sha256"]
     )
-    onnx = tmp_path / "ecg_rhythm.onnx"
+    onnx = tmp_path / f"{tampered}.onnx"
     data = bytearray(onnx.read_bytes())
     data[-10] ^= 0xFF
     onnx.write_bytes(bytes(data))
     with pytest.raises(ModelIntegrityError):
-        ModelRegistry(tmp_path, threads=1).get("ecg_rhythm")
+        ModelRegistry(tmp_path, threads=1).get(tampered)
     with pytest.raises(ModelIntegrityError):
         analyze_ecg_record(synthetic_ecg(), ModelRegistry(tmp_path, threads=1))
 

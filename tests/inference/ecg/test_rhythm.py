@@ -1,4 +1,5 @@
-"""Rhythm: the CNN on synthetic regular vs irregular strips, RR evidence, and the label rules."""
+"""Rhythm: the CNN and its RR second stage on synthetic regular vs irregular strips, the R-peak
+detector and RR features, and the label rules."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import numpy as np
 import pytest
 
 from backend.inference.ecg import rhythm as rh
-from backend.inference.ecg.explain import agreement
+from backend.inference.ecg.explain import agreement, reasons
 from backend.inference.ecg.preprocess import RHYTHM_FS, bandpass, resample
+from backend.inference.ecg.rr_features import FEATURE_NAMES, detect_r_peaks, rr_features
 from backend.inference.registry import ModelRegistry
 from backend.settings import PROJECT_ROOT
 from tests.inference.ecg.ecg_synth import synthetic_ecg
@@ -16,6 +18,11 @@ from tests.inference.ecg.ecg_synth import synthetic_ecg
 @pytest.fixture(scope="module")
 def model():
     return ModelRegistry(PROJECT_ROOT / "weights", threads=1).get(rh.MODEL_NAME)
+
+
+@pytest.fixture(scope="module")
+def stack():
+    return ModelRegistry(PROJECT_ROOT / "weights", threads=1).get(rh.STACK_MODEL_NAME)
 
 
 def _leads_250(record):
@@ -130,3 +137,111 @@ def test_other_with_af_runner_up_and_af_evidence_is_af():
     assert rh.final_rhythm("other", _evidence(90, irr=0.25, p=0.9), probs) == "other"
     low_af = {**probs, "atrial_fibrillation": 0.1, "other": 0.8}
     assert rh.final_rhythm("other", _evidence(90, irr=0.25, p=0.1), low_af) == "other"
+
+
+def _rhythm_lead(record, lead="II"):
+    return _leads_250(record)[lead]
+
+
+def test_r_peak_detector_finds_every_synthetic_beat():
+    record = synthetic_ecg(hr=95, rr_jitter=0.3, p_waves=False, f_waves=True, seed=4)
+    r = detect_r_peaks(_rhythm_lead(record), RHYTHM_FS)
+    onsets = np.array(record.meta["qrs_onsets_s"])
+    onsets = onsets[onsets < record.duration_s - 0.1]
+    assert len(r) == len(onsets)
+    # the R peak sits inside its QRS (onset .. onset + 90 ms)
+    delay = r / RHYTHM_FS - onsets
+    assert np.all((delay >= 0) & (delay <= 0.09))
+
+
+def test_rr_features_tell_irregularly_irregular_from_regular():
+    names = list(FEATURE_NAMES)
+    regular = rr_features(_rhythm_lead(synthetic_ecg(hr=80, seed=1)), RHYTHM_FS)
+    af = rr_features(
+        _rhythm_lead(synthetic_ecg(hr=95, rr_jitter=0.35, p_waves=False, f_waves=True, seed=2)),
+        RHYTHM_FS,
+    )
+    assert regular[names.index("hr_bpm")] == pytest.approx(80, abs=2)
+    for irregularity in ("rr_cv", "rr_nrmssd", "rr_pnn8", "rr_diff_entropy"):
+        assert af[names.index(irregularity)] > regular[names.index(irregularity)]
+    assert regular[names.index("rr_within_10pct")] == 1.0
+    assert af[names.index("rr_within_10pct")] < 0.7
+    # sinus P waves repeat before every QRS; AF's f waves do not
+    assert regular[names.index("p_window_corr")] > af[names.index("p_window_corr")]
+    short = rr_features(_rhythm_lead(synthetic_ecg(hr=60, duration_s=3.0)), RHYTHM_FS)
+    assert short[names.index("rr_cv")] == 0.0  # under MIN_BEATS: no RR statistics, no error
+
+
+def test_rr_stage_raises_af_probability_for_irregular_rr_at_equal_cnn_scores(stack):
+    neutral = np.zeros((1, 4), dtype=np.float32)  # the CNN undecided: only the RR pattern differs
+    regular = rr_features(_rhythm_lead(synthetic_ecg(hr=90, seed=1)), RHYTHM_FS)
+    irregular = rr_features(
+        _rhythm_lead(synthetic_ecg(hr=90, rr_jitter=0.35, p_waves=False, f_waves=True, seed=2)),
+        RHYTHM_FS,
+    )
+    p_reg = rh._softmax(stack.run({"cnn_logits": neutral, "features": regular[None]})["logits"][0])
+    p_irr = rh._softmax(
+        stack.run({"cnn_logits": neutral, "features": irregular[None]})["logits"][0]
+    )
+    af = rh.FAMILIES.index("atrial_fibrillation")
+    assert p_irr[af] > p_reg[af] + 0.3
+    assert np.argmax(p_irr) == af
+    normal = rh.FAMILIES.index("normal")
+    assert p_reg[normal] > p_irr[normal]
+
+
+def test_classify_with_rr_stage_reports_both_stages(model, stack):
+    leads = _leads_250(
+        synthetic_ecg(hr=95, p_waves=False, f_waves=True, rr_jitter=0.35, leads=("II",), seed=2)
+    )
+    out = rh.classify(model, leads, stack)
+    alone = rh.classify(model, leads)
+    assert alone.probabilities == pytest.approx(out.cnn_probabilities)
+    assert out.probabilities != pytest.approx(out.cnn_probabilities)
+    assert sum(out.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    assert max(out.probabilities, key=out.probabilities.get) == "atrial_fibrillation"
+    assert out.rr_features["rr_cv"] > 0.1
+    assert rh.dominant_rr_share(out) == pytest.approx(out.rr_features["rr_within_10pct"])
+
+
+@pytest.mark.parametrize(
+    ("hr", "p", "dominant", "label"),
+    [
+        (118, 0.6, 0.8, "sinus_tachycardia"),  # P waves partly hidden in T, a few premature beats
+        (118, 0.6, 0.5, "other"),  # no dominant regular rhythm
+        (118, 0.2, 0.9, "other"),  # no P waves: not sinus
+        (90, 0.6, 0.9, "other"),  # the relaxed rule is for tachycardia only
+        (165, 0.6, 0.9, "other"),  # over 150 bpm: not assumed sinus
+    ],
+)
+def test_other_with_dominant_regular_rhythm_and_p_waves_over_100_is_sinus_tachycardia(
+    hr, p, dominant, label
+):
+    ev = rh.RhythmEvidence(
+        hr_bpm=hr,
+        rr_irregularity=0.25,
+        p_wave_fraction=p,
+        qrs_ms=100,
+        n_beats=18,
+        rr_dominant_share=dominant,
+    )
+    assert rh.final_rhythm("other", ev) == label
+
+
+def test_premature_beats_in_a_regular_rhythm_do_not_contradict_sinus():
+    def ev(dominant):
+        return rh.RhythmEvidence(
+            hr_bpm=115,
+            rr_irregularity=0.25,
+            p_wave_fraction=0.9,
+            qrs_ms=90,
+            n_beats=18,
+            rr_dominant_share=dominant,
+        )
+
+    assert agreement("sinus_tachycardia", ev(0.85)).agrees
+    assert not agreement("sinus_tachycardia", ev(0.4)).agrees
+    en, _ = reasons("sinus_tachycardia", ev(0.85), {}, {})
+    assert any("regular underlying rhythm" in r for r in en)
+    en, _ = reasons("other", ev(0.4), {}, {})
+    assert any("irregularly irregular" in r for r in en)
