@@ -5,9 +5,13 @@ Global boundaries follow IEC 60601-2-51: per beat, the earliest onset and the la
 all leads. P and T marks are attached to the beat whose QRS follows (P) or precedes (T) them.
 
 Split rule: LUDB has one record per subject, so the record is the patient group; 25 % of the
-records of each rhythm are held out for testing (numpy seed 11) and never trained on.
+records of each rhythm are held out for testing (numpy seed 11) and never trained on. For tuning
+the post-processing (which needs errors of a model that has not seen the records), the training
+records are split once more: `tuning_folds` puts 25 % of each rhythm in "val" (seed 12); a model
+trained on the "fit" side only is scored on "val", and the shipped model is trained on all of them.
 
     python -m training.ecg.delineate_dataset --out .gpu/ecg/ludb_train.npz
+    python -m training.ecg.delineate_dataset --fold fit --out .gpu/ecg/ludb_fit.npz
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from backend.inference.ecg.preprocess import DELINEATION_FS, bandpass, standard_
 
 DATA = Path("/work/shared/data/ecg")
 SPLIT_SEED = 11
+TUNING_SEED = 12
 IGNORE = -1
 BG, P, QRS, T = 0, 1, 2, 3
 
@@ -33,16 +38,28 @@ def ludb_labels(data_dir: Path = DATA) -> pd.DataFrame:
     return lab[lab.source == "ludb"].reset_index(drop=True)
 
 
-def ludb_split(data_dir: Path = DATA, seed: int = SPLIT_SEED) -> dict[str, str]:
-    lab = ludb_labels(data_dir)
+def _hold_out_per_rhythm(lab: pd.DataFrame, seed: int, names: tuple[str, str]) -> dict[str, str]:
     rng = np.random.default_rng(seed)
     split = {}
     for _, group in lab.groupby("rhythm", sort=True):
         ids = list(rng.permutation(group.record_id.to_numpy()))
-        n_test = round(0.25 * len(ids))
+        n_out = round(0.25 * len(ids))
         for i, rid in enumerate(ids):
-            split[rid] = "test" if i < n_test else "train"
+            split[rid] = names[0] if i < n_out else names[1]
     return split
+
+
+def ludb_split(data_dir: Path = DATA, seed: int = SPLIT_SEED) -> dict[str, str]:
+    """record_id -> "test" (held out, never tuned on) or "train"."""
+    return _hold_out_per_rhythm(ludb_labels(data_dir), seed, ("test", "train"))
+
+
+def tuning_folds(data_dir: Path = DATA, seed: int = TUNING_SEED) -> dict[str, str]:
+    """Training record_id -> "val" or "fit" (the held-out test records are not in it)."""
+    lab = ludb_labels(data_dir)
+    split = ludb_split(data_dir)
+    train = lab[lab.record_id.map(split) == "train"]
+    return _hold_out_per_rhythm(train, seed, ("val", "fit"))
 
 
 @dataclass
@@ -154,11 +171,12 @@ def fiducials(data_dir: Path = DATA) -> pd.DataFrame:
     return pd.read_csv(data_dir / "fiducials.csv")
 
 
-def build(out: Path) -> None:
-    split = ludb_split()
+def build(out: Path, fold: str = "train") -> None:
+    """fold "train": every training record (the shipped model); "fit": the tuning fold's fit side."""
+    split = ludb_split() if fold == "train" else tuning_folds()
     fid_all = fiducials()
     xs, masks, ids = [], [], []
-    for rid in sorted(r for r, s in split.items() if s == "train"):
+    for rid in sorted(r for r, s in split.items() if s == fold):
         fid = fid_all[fid_all.record_id == rid]
         sig, names, fs = load_record(rid)
         assert fs == DELINEATION_FS
@@ -169,10 +187,12 @@ def build(out: Path) -> None:
         ids.append(rid)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, x=np.stack(xs), mask=np.stack(masks), ids=np.array(ids))
-    print(f"{len(ids)} training records -> {out}")
+    print(f"{len(ids)} {fold} records -> {out}")
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=Path(".gpu/ecg/ludb_train.npz"))
-    build(ap.parse_args().out)
+    ap.add_argument("--fold", choices=("train", "fit"), default="train")
+    args = ap.parse_args()
+    build(args.out, args.fold)

@@ -1,18 +1,27 @@
-"""Export the delineation U-Net to a single-file ONNX and write its card with the held-out
-interval metrics (training/ecg/eval_intervals.py computes them).
+"""Export the delineation U-Net to a single-file ONNX; several members (trained states or ONNX
+files) become one ensemble ONNX whose "logits" are the log of the members' mean softmax, so the
+runtime (argmax per sample) is the same for one model or several. The card, with the held-out
+interval metrics, is written by training/ecg/eval_intervals.py.
 
     python -m training.ecg.delineate_export --state /work/scratch/ecg/gpu/delineate.pt
+    python -m training.ecg.delineate_export --member weights/ecg_delineate.onnx --state run2/delineate.pt
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import tempfile
 from pathlib import Path
 
+import onnx
 import torch
+from onnx import helper
 
 from training.ecg.delineate_model import DelineationUNet
 from training.ecg.rhythm_export import export_onnx
+
+MEMBERS_KEY = "ensemble_members"  # ONNX metadata: "sha256 of each member ONNX, comma separated"
 
 
 def export(state: Path, out: Path) -> None:
@@ -26,12 +35,62 @@ def export(state: Path, out: Path) -> None:
     )
 
 
+def ensemble(members: list[Path], out: Path) -> None:
+    """One graph: every member reads "signal"; "logits" = log(mean of the members' softmax)."""
+    models = [onnx.load(str(p)) for p in members]
+    nodes, inits, probs = [], [], []
+    for k, m in enumerate(models):
+        m = onnx.compose.add_prefix(m, f"m{k}_")
+        for node in m.graph.node:
+            node.input[:] = ["signal" if i == f"m{k}_signal" else i for i in node.input]
+        nodes += list(m.graph.node)
+        inits += list(m.graph.initializer)
+        probs.append(f"m{k}_prob")
+        nodes.append(helper.make_node("Softmax", [f"m{k}_logits"], [probs[-1]], axis=1))
+    nodes += [
+        helper.make_node("Mean", probs, ["mean_prob"]),
+        helper.make_node("Log", ["mean_prob"], ["logits"]),
+    ]
+    first = models[0].graph
+    graph = helper.make_graph(
+        nodes, "ecg_delineate_ensemble", list(first.input), list(first.output), inits
+    )
+    model = helper.make_model(graph, opset_imports=list(models[0].opset_import))
+    model.ir_version = models[0].ir_version
+    sums = [hashlib.sha256(p.read_bytes()).hexdigest() for p in members]
+    helper.set_model_props(model, {MEMBERS_KEY: ",".join(sums)})
+    onnx.checker.check_model(model)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(out))
+
+
+def members_of(onnx_path: Path) -> list[str]:
+    """sha256 of the members of an ensemble ONNX ([] for a single model)."""
+    props = {
+        p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props
+    }
+    return [s for s in props.get(MEMBERS_KEY, "").split(",") if s]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--state", type=Path, required=True)
+    ap.add_argument("--state", type=Path, action="append", default=[], help="trained state(s)")
+    ap.add_argument("--member", type=Path, action="append", default=[], help="ONNX member(s)")
     ap.add_argument("--out", type=Path, default=Path("weights/ecg_delineate.onnx"))
     args = ap.parse_args()
-    export(args.state, args.out)
+    if len(args.state) == 1 and not args.member:
+        export(args.state[0], args.out)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            members = [p.resolve() for p in args.member]
+            for i, state in enumerate(args.state):
+                members.append(Path(tmp) / f"state{i}.onnx")
+                export(state, members[-1])
+            if len(members) < 2:
+                ap.error("give one --state, or two or more members")
+            staged = Path(tmp) / "ensemble.onnx"  # a member may be the file being replaced
+            ensemble(members, staged)
+            args.out.write_bytes(staged.read_bytes())
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
 
 

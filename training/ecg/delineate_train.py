@@ -52,6 +52,27 @@ def lead_visibility(batch: int, crop: int, start: torch.Tensor, device: str) -> 
     return vis
 
 
+def crops(
+    x_all: torch.Tensor, m_all: torch.Tensor, idx: torch.Tensor, crop: int, stretch: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Signal (batch, 12, crop), labels (batch, crop), start and (float) source positions of
+    random crops of the records `idx`, each time-scaled by a factor in [1 - stretch, 1 + stretch]."""
+    batch, length, device = len(idx), x_all.shape[2], x_all.device
+    scale = 1 + stretch * (2 * torch.rand(batch, device=device) - 1)
+    span = (crop - 1) * scale
+    start = (torch.rand(batch, device=device) * (length - 1 - span)).floor()
+    pos = start[:, None] + torch.arange(crop, device=device)[None, :] * scale[:, None]
+    lo = pos.floor().long().clamp(max=length - 2)
+    w = (pos - lo)[:, None, :]
+    leads = torch.arange(12, device=device)[None, :, None]
+    x = (
+        x_all[idx[:, None, None], leads, lo[:, None, :]] * (1 - w)
+        + x_all[idx[:, None, None], leads, lo[:, None, :] + 1] * w
+    )
+    target = m_all[idx[:, None], pos.round().long()]
+    return x, target, start.long(), pos
+
+
 def normalise(x: torch.Tensor) -> torch.Tensor:
     """Same as preprocess.delineation_input: one robust scale per record over the present leads."""
     amp = torch.quantile(x.abs(), 0.99, dim=2)  # (batch, 12)
@@ -72,6 +93,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--budget-s", type=float, default=1e9)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--stretch",
+        type=float,
+        default=0.0,
+        help="time-scale each crop by a factor in [1 - s, 1 + s] (signal linearly interpolated, "
+        "labels nearest): rates and wave durations the training records do not have",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -80,19 +108,14 @@ def main() -> None:
     z = np.load(args.data)
     x_all = torch.from_numpy(z["x"].astype(np.float32) / 1000.0).to(device)  # (N, 12, 5000) mV
     m_all = torch.from_numpy(z["mask"].astype(np.int64)).to(device)
-    n, _, length = x_all.shape
+    n = x_all.shape[0]
     model = DelineationUNet().to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-2)
     history, t0, running = [], time.time(), 0.0
     for step in range(1, args.steps + 1):
         model.train()
         idx = torch.randint(0, n, (args.batch,), device=device)
-        start = torch.randint(0, length - args.crop + 1, (args.batch,), device=device)
-        pos = start[:, None] + torch.arange(args.crop, device=device)[None, :]
-        x = x_all[
-            idx[:, None, None], torch.arange(12, device=device)[None, :, None], pos[:, None, :]
-        ]
-        target = m_all[idx[:, None], pos]
+        x, target, start, pos = crops(x_all, m_all, idx, args.crop, args.stretch)
         gain = 0.6 + 0.8 * torch.rand(args.batch, 12, 1, device=device)
         x = x * gain * lead_visibility(args.batch, args.crop, start, device)
         t = pos[:, None, :].float() / FS

@@ -5,7 +5,12 @@ Prints one table (mean difference and SD, ms, for PR, QRS, QT; bpm for HR), save
 weights/ecg_intervals_eval.txt and writes the delineation model's card weights/ecg_delineate.json.
 NeuroKit2 is an evaluation-only dependency (pip install neurokit2), never used at run time.
 
+`--split val` scores the tuning fold instead (delineate_dataset.tuning_folds): the records to
+tune the post-processing on, with a model trained on the "fit" fold only (exported with its card
+into the --weights folder given); it writes neither the card nor the held-out table.
+
     python -m training.ecg.eval_intervals
+    python -m training.ecg.eval_intervals --split val --weights /work/scratch/cv --out /work/scratch/cv/val.txt
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from training.ecg.delineate_dataset import (
     ludb_labels,
     ludb_split,
     reference_intervals,
+    tuning_folds,
 )
 
 # IEC 60601-2-51:2003, 50.102.3 (global durations and intervals): mean difference and SD vs
@@ -139,9 +145,20 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("weights/ecg_intervals_eval.txt"))
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--history", type=Path, default=None, help="training history json for the card")
+    ap.add_argument(
+        "--split",
+        choices=("test", "val"),
+        default="test",
+        help="test: the held-out records (the card's figures); val: the tuning fold",
+    )
     args = ap.parse_args()
     split = ludb_split()
     test_ids = sorted(r for r, s in split.items() if s == "test")
+    eval_ids = test_ids
+    if args.split == "val":
+        if args.out == ap.get_default("out") or args.weights == ap.get_default("weights"):
+            ap.error("--split val needs its own --weights (a fit-fold model) and --out")
+        eval_ids = sorted(r for r, s in tuning_folds().items() if s == "val")
     write_card(args.weights, {}, test_ids, split, args.history)  # the registry needs a card to load
     registry = ModelRegistry(args.weights, threads=1)
     fid_all = fiducials()
@@ -153,7 +170,7 @@ def main() -> None:
     diffs = {m: {k: [] for k in KEYS} for m in methods}
     pr_presence = {m: [0, 0] for m in methods}  # agree on "PR measurable", total
     per_record = []
-    for rid in test_ids:
+    for rid in eval_ids:
         beats = global_beats(fid_all[fid_all.record_id == rid])
         ref = reference_intervals(beats)
         span = (beats[0].qrs_peak, beats[-1].qrs_peak)
@@ -171,11 +188,14 @@ def main() -> None:
                 if got[k] is not None and ref[k] is not None:
                     diffs[label][k].append(got[k] - ref[k])
         per_record.append(row)
+    which = (
+        "held-out records (LUDB split by record = patient, 25 % per rhythm, seed 11)"
+        if args.split == "test"
+        else "tuning-fold val records (25 % per rhythm of the training records, seed 12; "
+        "model trained on the fit fold only)"
+    )
     lines = [
-        (
-            f"Global intervals vs LUDB cardiologists' marks, {len(test_ids)} held-out records "
-            "(LUDB split by record = patient, 25 % per rhythm, seed 11)"
-        ),
+        f"Global intervals vs LUDB cardiologists' marks, {len(eval_ids)} {which}",
         "IEC 60601-2-51 tolerance (mean diff / SD): PR 10/10 ms, QRS 6/10 ms, QT 12/30 ms; HR +-2 bpm",
         (
             "global = earliest onset to latest offset over 12 leads, median over the annotated "
@@ -209,11 +229,14 @@ def main() -> None:
         + ", ".join(f"{k}={summary['ours (ecg_delineate)'][k]['n']}" for k in KEYS)
         + f"; HR within 2 bpm: {summary['ours (ecg_delineate)']['hr_bpm'].get('share_within_2bpm', 0):.0%}"
     )
-    lines.append("held-out records: " + " ".join(test_ids))
+    lines.append(
+        ("held-out" if args.split == "test" else "val") + " records: " + " ".join(eval_ids)
+    )
     text = "\n".join(lines)
     print(text)
     args.out.write_text(text + "\n")
-    write_card(args.weights, summary, test_ids, split, args.history)
+    if args.split == "test":
+        write_card(args.weights, summary, test_ids, split, args.history)
 
 
 def plot_history(history: list[dict], out: Path) -> None:

@@ -22,6 +22,10 @@ _MIN_SAMPLES = {P: 10, QRS: 15, T: 20}  # 20 / 30 / 40 ms at 500 Hz: shorter run
 _JOIN_GAP = 15  # 30 ms
 _MAX_PR_S = 0.45  # P onset to QRS onset beyond this is not this beat's P
 _MAX_QT_S = 0.70
+# A QRS run under 40 % of the record's median QRS length is a fragment (a sharp T wave, a pacing
+# artefact or noise in one lead), not a beat: even the narrowest real QRS is not that much
+# narrower than its neighbours, while bundle-branch and paced beats are wider, never narrower.
+_MIN_QRS_OF_MEDIAN = 0.4
 
 
 @dataclass
@@ -63,6 +67,16 @@ def _runs(labels: np.ndarray, cls: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in runs if b - a + 1 >= _MIN_SAMPLES[cls]]
 
 
+def _plausible_qrs(runs: list[tuple[int, int]], n: int) -> list[tuple[int, int]]:
+    """Drop complete QRS runs much shorter than the record's median (runs cut by the record's
+    edges are kept: their length says nothing)."""
+    complete = [b - a + 1 for a, b in runs if a > 0 and b < n - 1]
+    if len(complete) < 3:
+        return runs
+    floor = _MIN_QRS_OF_MEDIAN * float(np.median(complete))
+    return [(a, b) for a, b in runs if a == 0 or b == n - 1 or b - a + 1 >= floor]
+
+
 def segment(model: LoadedModel, filtered_500: np.ndarray) -> np.ndarray:
     """(n, 12) band-passed mV at 500 Hz (absent leads NaN) -> per-sample wave label (n,)."""
     x = delineation_input(filtered_500)
@@ -78,7 +92,7 @@ def beats_from_labels(
 ) -> Delineation:
     n = len(labels)
     energy = np.nansum(np.abs(np.nan_to_num(filtered_500)), axis=1)
-    qrs_runs = _runs(labels, QRS)
+    qrs_runs = _plausible_qrs(_runs(labels, QRS), n)
     p_runs = _runs(labels, P)
     t_runs = _runs(labels, T)
     out = Delineation(fs=fs, n_samples=n)

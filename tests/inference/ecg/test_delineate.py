@@ -57,6 +57,49 @@ def test_no_p_waves_gives_null_pr(model):
     assert dl.global_intervals(d)["pr_ms"] is None
 
 
+def _labels_with_beats(n: int, onsets: list[int], qrs: int = 50) -> np.ndarray:
+    labels = np.zeros(n, dtype=np.int8)
+    for on in onsets:
+        labels[on - 80 : on - 30] = dl.P
+        labels[on : on + qrs] = dl.QRS
+        labels[on + qrs + 60 : on + qrs + 160] = dl.T
+    return labels
+
+
+def test_a_qrs_fragment_far_shorter_than_the_record_s_qrs_is_not_a_beat():
+    # wide (paced-like, 180 ms) beats every second; a 32 ms QRS-labelled fragment in one T wave,
+    # as the model gives for a sharp T or an artefact, must not become an extra beat
+    onsets = [400, 900, 1400, 1900, 2400]
+    labels = _labels_with_beats(3000, onsets, qrs=90)
+    labels[1120:1136] = dl.QRS
+    d = dl.beats_from_labels(labels, np.ones((3000, 12)))
+    assert [b.qrs_on for b in d.beats] == onsets
+    got = dl.global_intervals(d)
+    assert got["hr_bpm"] == pytest.approx(60.0)
+    assert got["qrs_ms"] == pytest.approx(178.0)
+
+
+def test_qrs_cut_by_the_record_edge_is_kept_however_short():
+    labels = _labels_with_beats(2600, [400, 900, 1400, 1900, 2400], qrs=90)
+    labels[:20] = dl.QRS  # the end of a beat that started before the recording
+    d = dl.beats_from_labels(labels, np.ones((2600, 12)))
+    assert d.beats[0].qrs_on == 0 and not d.beats[0].complete
+    assert len(d.beats) == 6
+
+
+def test_an_artefact_in_one_lead_before_each_qrs_barely_widens_the_global_qrs(model):
+    record = synthetic_ecg(hr=70)
+    clean = dl.global_intervals(_delineate(model, record))
+    t = np.arange(len(record.signal)) / DELINEATION_FS
+    j = record.lead_names.index("aVL")
+    for on in record.meta["qrs_onsets_s"]:  # a 16 ms, 1 mV spike 30 ms before every QRS
+        x = (t - (on - 0.03)) / 0.016
+        record.signal[:, j] += np.where((x >= 0) & (x <= 1), np.sin(np.pi * x), 0.0)
+    got = dl.global_intervals(_delineate(model, record))
+    assert got["hr_bpm"] == pytest.approx(clean["hr_bpm"], abs=0.5)
+    assert abs(got["qrs_ms"] - clean["qrs_ms"]) <= 20
+
+
 def test_flat_line_has_no_beats(model):
     d = dl.beats_from_labels(np.zeros(5000, dtype=np.int8), np.zeros((5000, 12)))
     assert d.beats == []

@@ -1,0 +1,91 @@
+"""The delineation training code: the tuning fold never touches the held-out records, and the
+time-stretch augmentation moves signal and labels together, and an ensemble export averages
+its members' probabilities."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+import pytest
+import torch
+
+from training.ecg.delineate_dataset import ludb_split, tuning_folds
+from training.ecg.delineate_export import ensemble, export, members_of
+from training.ecg.delineate_model import DelineationUNet
+from training.ecg.delineate_train import crops
+
+
+@pytest.fixture
+def ludb_dir(tmp_path):
+    rhythms = ["sinus_rhythm"] * 60 + ["atrial_fibrillation"] * 12 + ["other"] * 8
+    pd.DataFrame(
+        {
+            "record_id": [f"ludb_{i:03d}" for i in range(len(rhythms))],
+            "source": "ludb",
+            "rhythm": rhythms,
+        }
+    ).to_csv(tmp_path / "labels.csv", index=False)
+    return tmp_path
+
+
+def test_tuning_folds_split_only_the_training_records(ludb_dir):
+    split = ludb_split(ludb_dir)
+    folds = tuning_folds(ludb_dir)
+    test_ids = {r for r, s in split.items() if s == "test"}
+    assert set(folds) == {r for r, s in split.items() if s == "train"}
+    assert not test_ids & set(folds)
+    assert tuning_folds(ludb_dir) == folds  # seeded
+    val = [r for r, f in folds.items() if f == "val"]
+    assert 0.2 * len(folds) <= len(val) <= 0.3 * len(folds)
+
+
+def test_crops_without_stretch_are_plain_slices():
+    torch.manual_seed(0)
+    x = torch.randn(3, 12, 1000)
+    m = torch.randint(0, 4, (3, 1000))
+    idx = torch.tensor([2, 0])
+    xs, target, start, _ = crops(x, m, idx, 256, 0.0)
+    for k in range(2):
+        s = int(start[k])
+        assert torch.equal(xs[k], x[idx[k], :, s : s + 256])
+        assert torch.equal(target[k], m[idx[k], s : s + 256])
+
+
+def test_stretched_crops_scale_signal_and_wave_durations_together():
+    torch.manual_seed(1)
+    t = torch.arange(4000, dtype=torch.float32)
+    x = t.repeat(1, 12, 1)  # a ramp: the crop's samples tell where they were read from
+    m = ((t // 100) % 2).long()[None]  # 100-sample waves
+    xs, target, _, pos = crops(x, m, torch.zeros(8, dtype=torch.long), 1024, 0.2)
+    assert torch.allclose(xs[:, 0], pos, atol=1e-3)
+    for k in range(8):
+        scale = float(pos[k, 1] - pos[k, 0])
+        assert 0.8 <= scale <= 1.2
+        runs = torch.diff(torch.nonzero(torch.diff(target[k])).flatten())
+        assert torch.all((runs.float() - 100 / scale).abs() <= 1.5)
+
+
+def test_ensemble_onnx_gives_the_log_of_the_members_mean_softmax(tmp_path):
+    members = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        members.append(tmp_path / f"m{seed}.onnx")
+        state = tmp_path / f"m{seed}.pt"
+        torch.save(DelineationUNet().state_dict(), state)
+        export(state, members[-1])
+    out = tmp_path / "ensemble.onnx"
+    ensemble(members, out)
+    x = np.random.default_rng(0).normal(size=(1, 12, 512)).astype(np.float32)
+
+    def run(path):
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(None, {"signal": x})[0]
+
+    probs = [torch.softmax(torch.from_numpy(run(m)), 1) for m in members]
+    expected = torch.log((probs[0] + probs[1]) / 2).numpy()
+    assert np.allclose(run(out), expected, atol=1e-4)
+    assert members_of(out) == [hashlib.sha256(m.read_bytes()).hexdigest() for m in members]
+    assert members_of(members[0]) == []
