@@ -100,6 +100,34 @@ def test_an_artefact_in_one_lead_before_each_qrs_barely_widens_the_global_qrs(mo
     assert abs(got["qrs_ms"] - clean["qrs_ms"]) <= 20
 
 
+def test_p_onset_is_where_the_p_probability_reaches_its_threshold():
+    onsets = [400, 900, 1400, 1900]
+    labels = _labels_with_beats(2200, onsets)  # P runs start 80 samples before each QRS
+    p_prob = np.zeros(2200)
+    for on in onsets:  # probability rising over 20 samples before the argmax run starts
+        p_prob[on - 100 : on - 80] = np.linspace(0.0, 0.5, 20, endpoint=False)
+        p_prob[on - 80 : on - 30] = 0.9
+    d = dl.beats_from_labels(labels, np.ones((2200, 12)), p_prob=p_prob)
+    crossing = 20 * dl.P_ONSET_PROB / 0.5  # samples after the ramp's start
+    for b, on in zip(d.beats, onsets, strict=True):
+        assert b.p_on == pytest.approx(on - 100 + crossing, abs=0.01)
+    assert dl.global_intervals(d)["pr_ms"] == pytest.approx(2 * (100 - crossing), abs=0.1)
+    plain = dl.beats_from_labels(labels, np.ones((2200, 12)))
+    assert [b.p_on for b in plain.beats] == [on - 80 for on in onsets]
+
+
+def test_p_onset_search_stops_at_the_previous_qrs_and_within_50_ms():
+    labels = np.zeros(1200, dtype=np.int8)
+    labels[300:350] = dl.P
+    labels[400:450] = dl.QRS
+    labels[462:512] = dl.P  # 12 samples after the previous QRS: a fast rate
+    labels[540:590] = dl.QRS
+    p_prob = np.full(1200, 0.9)  # a model that sees P everywhere
+    d = dl.beats_from_labels(labels, np.ones((1200, 12)), p_prob=p_prob)
+    assert d.beats[0].p_on == 300 - 25
+    assert d.beats[1].p_on == 450
+
+
 def test_flat_line_has_no_beats(model):
     d = dl.beats_from_labels(np.zeros(5000, dtype=np.int8), np.zeros((5000, 12)))
     assert d.beats == []
