@@ -12,6 +12,8 @@ from backend.inference.ear import INPUT_SIZE, crop_field_of_view
 from training.ear import data, model, synth, warmstart
 from training.ear.augment import augment, to_float
 from training.ear.evaluate import TTA_VIEWS, TestTimeViews, export_onnx, linear_probe
+from training.ear.metrics import summary
+from training.ear.retrain_head import fit_head
 from training.ear.train import sampling_weights, train_classifier, train_gate
 
 
@@ -206,3 +208,15 @@ def test_test_time_views_average_mirrored_and_rotated_inputs():
         # With the mirror views, a mirrored photo gets the same answer as the original.
         flip = TestTimeViews(net, TTA_VIEWS["flip"]).eval()
         assert torch.allclose(flip(torch.flip(x, dims=(3,)))[0], flip(x)[0], atol=1e-5)
+
+
+def test_retrained_head_learns_a_rare_class_with_balanced_weights():
+    rng = np.random.default_rng(4)
+    f = np.abs(rng.normal(size=(400, 6))).astype(np.float32)  # post-ReLU-like features
+    y = (f[:, 0] > 1.6).astype(np.int64)  # ~11 % positives
+    src = rng.integers(0, 3, size=400)
+    w = sampling_weights(y, src, 2, class_power=1.0, source_power=0.5)
+    weight, bias = fit_head(f, y, w, 2, l2=1e-4)
+    assert weight.shape == (2, 6) and bias.shape == (2,)
+    pred = (f @ weight.T + bias).argmax(1)
+    assert summary(y, pred, 2)["balanced_accuracy"] > 0.9

@@ -30,7 +30,7 @@ from training.ear import data, model
 from training.ear.metrics import confusion, per_class, summary
 
 ROOT = Path(__file__).resolve().parents[2]
-VERSION = "1.0.0"
+VERSION = "1.1.0"  # 1.0.0: the GPU run; 1.1.0: CPU fine-tune + re-fitted head
 # Target false-rejection budget of real eardrums (issue #5: <= 5 %), spent on val as:
 GATE_VAL_FRR = 0.02
 ENERGY_VAL_FRR = 0.01
@@ -329,6 +329,7 @@ def main(argv: list[str] | None = None) -> None:
         help="ship this gate ONNX byte for byte (its card is kept; only the classifier-energy "
         "threshold and the measured rejection figures are redone for the new classifier)",
     )
+    ap.add_argument("--version", default=VERSION, help="version written on the cards")
     ap.add_argument(
         "--tta",
         choices=["auto", *TTA_VIEWS],
@@ -485,7 +486,7 @@ def main(argv: list[str] | None = None) -> None:
         f"(source, label), seeded ({data.SEED}) ~70/15/15; training/ear/data.py:group_split"
     )
     common = {
-        "version": VERSION,
+        "version": args.version,
         "created_at": created,
         "produced_by": "training/ear/evaluate.py",
         "trained_by": "training/ear/train.py",
@@ -521,6 +522,9 @@ def main(argv: list[str] | None = None) -> None:
         f"at {GATE_VAL_FRR:.0%} val false rejection (capped at 0.5); classifier energy "
         f"at {ENERGY_VAL_FRR:.0%} val false rejection",
     }
+    if history.get("head_retraining"):
+        cls_card["head_retraining"] = history["head_retraining"]
+        cls_card["trained_by"] = "training/ear/train.py, then training/ear/retrain_head.py"
     if old_gate_card is not None:
         kept = {k: old_gate_card["thresholds"][k] for k in old_gate_card["thresholds"]}
         changed = {k: (kept[k], thresholds[k]) for k in thresholds if kept.get(k) != thresholds[k]}
@@ -663,6 +667,13 @@ def main(argv: list[str] | None = None) -> None:
                 if recipe.get("init_onnx")
                 else ""
             )
+        )
+    head = history.get("head_retraining") or {}
+    if head.get("selected"):
+        training_data["shortcut_breaking"] += (
+            "; last layer re-fitted on frozen features of augmented training images with "
+            f"class-balanced, within-class source-balanced weights (source power "
+            f"{head['selected']['source_power']:g}, L2 {head['selected']['l2']:g}, chosen on val)"
         )
     limitations = [
         (

@@ -1,7 +1,10 @@
 """Train the eardrum classifier (optionally with a source adversary) and the eardrum gate.
 
     python -m training.ear.train --out /work/scratch/ear/run            # CPU (slow)
-    python -m training.ear.train --device cuda --workers 16 --out $OUT  # the GPU run
+    python -m training.ear.train --device cuda --workers 16 --out $OUT  # the GPU run (1.0.0)
+    # 1.1.0: CPU fine-tune of 1.0.0's classifier, then training/ear/retrain_head.py
+    python -m training.ear.train --out RUN --skip-gate --adv 0.0 --init-onnx OLD.onnx \
+        --class-power 1 --source-power 0.5 --lr 5e-4 --warmup 0.05 --ema 0.98 --epochs 30
 
 Writes <out>/ear_classifier[_advX].pt, <out>/ear_gate.pt and <out>/history.json. Model
 selection uses the validation split only; the test split is touched by evaluate.py alone.

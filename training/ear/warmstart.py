@@ -68,8 +68,10 @@ def state_from_onnx(net: nn.Module, path: Path) -> dict[str, torch.Tensor]:
             conv.weight.data.copy_(w)
             biases[name] = torch.from_numpy(np.array(values[node.input[2]], np.float32))
         elif node.op_type == "Gemm":
-            net.head.weight.data.copy_(torch.from_numpy(values[node.input[1]]).float())
-            net.head.bias.data.copy_(torch.from_numpy(values[node.input[2]]).float())
+            net.head.weight.data.copy_(
+                torch.from_numpy(np.array(values[node.input[1]], np.float32))
+            )
+            net.head.bias.data.copy_(torch.from_numpy(np.array(values[node.input[2]], np.float32)))
     return biases
 
 
