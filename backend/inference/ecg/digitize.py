@@ -4,7 +4,8 @@ Pipeline: exposure/blank checks -> illumination flattening -> grid region (where
 periodic pixels are) -> page quad -> perspective correction -> grid period per axis from the
 autocorrelation of grid pixels (px per mm) -> trace pixels (dark, not grid-coloured) -> rows and
 layout (3x4 + rhythm II, 6x2, single strip) -> calibration pulse (amplitude reference) ->
-vectorisation (one ink run per column, chosen by continuity; steep runs become ramps) -> mV and
+vectorisation (one ink run per column, chosen by continuity; the centre line from the runs' upper
+and lower edges as a round pen draws them) -> mV and
 seconds (25 mm/s, 10 mm/mV unless the pulse says otherwise) -> 500 Hz.
 
 Every failure that a person can fix raises UnusableInputError with what to do; the digitiser never
@@ -29,6 +30,11 @@ SPEED_MM_PER_S = 25.0  # standard paper speed
 GAIN_MM_PER_MV = 10.0  # standard gain; a printed 1 mV pulse overrides it
 STANDARD_DURATION_S = 10.0
 RECT_MAX_WIDTH = 2200  # rectified grid width in px (~8 px/mm on a 265 mm grid)
+# Tuned on rendered sheets of the tuning records (never the held-out list):
+REGION_LOW = 0.2  # grid-density fraction a washed-out part of the grid may grow into
+INK_LOW_MARGIN = 0.2  # weak-ink threshold above the (residual) grid lines' darkness
+GREY_GRID_DARK = 0.25  # grid lines this dark in every channel are divided out before inking
+STROKE_CLOSE_MM = 2.5  # vertical gaps closed in a trace's column runs (broken steep strokes)
 
 LAYOUT_ROWS = {
     "3x4": (
@@ -85,9 +91,11 @@ def digitize_photo(image: np.ndarray) -> EcgRecord:
     _check_exposure(small)
     flat_small = _flatten(small, max(5, round(max(small.shape) / 130)))
     _check_blank(flat_small)
-    region = _grid_region(small)
+    region, dense = _grid_region(small)
     quad_small = _quad_from_mask(region)
-    _check_cut_off(region, quad_small)
+    # Cut off = the clearly printed grid runs into the frame (the grown region may reach it
+    # through footer text or a washed-out margin).
+    _check_cut_off(dense, quad_small)
 
     rect, _H_rect = _rectify(img, quad_small / s)
     flat = _lohi(_flatten(rect, 15))
@@ -110,7 +118,7 @@ def digitize_photo(image: np.ndarray) -> EcgRecord:
     if min(str_x, str_y) < 0.08 or not (0.75 < ppm_y / ppm_x < 1.33):
         raise UnusableInputError(MSG_NO_GRID, extra={"reason": "no_grid"})
 
-    ink = _ink_mask(flat)
+    ink = _ink_mask(flat, ppm_y)
     _check_blur(flat, ink, ppm_x)
     rows = _find_rows(ink, ppm_y)
     signals, meta = _vectorise(ink, rows, ppm_x, ppm_y)
@@ -213,21 +221,26 @@ def _grid_signal(flat: np.ndarray) -> np.ndarray:
     return g
 
 
-def _ink_mask(flat: np.ndarray) -> np.ndarray:
+def _ink_mask(flat: np.ndarray, ppm_y: float) -> np.ndarray:
     """Trace pixels: dark in every channel (grid inks are light in at least one channel).
 
     Hysteresis: clearly dark pixels (Otsu) seed the trace; fainter pixels (thin strokes after
     blur) join when connected to a seed, as long as they are darker than the grid lines.
     """
     dark = 1.0 - flat[..., 1]
-    cand = dark[dark > 0.2]
-    high = 0.45
-    if cand.size > 100:
-        hist, edges = np.histogram(cand, bins=64, range=(0.2, 1.0))
-        high = float(np.clip(_otsu(hist, edges), 0.33, 0.55))
-    gridlike = (1.0 - flat[..., 0]) > 0.15
+    high = _ink_high(dark)
+    # Grid pixels: darker than paper in some channel but not ink-dark in all of them.
+    gridlike = ((1.0 - flat[..., 0]) > 0.15) & (dark < high)
     grid_dark = float(np.percentile(dark[gridlike], 90)) if gridlike.any() else 0.1
-    low = float(np.clip(grid_dark + 0.08, 0.18, high))
+    if grid_dark > GREY_GRID_DARK:
+        # Grey (or black) grid lines are as dark as a thin trace in every channel: divide them
+        # out, then what is left of them sets the weak threshold.
+        dark, g = _minus_grid(dark, ppm_y)
+        high = _ink_high(dark)
+        on_grid = g > 0.08
+        if on_grid.mean() > 0.01:
+            grid_dark = float(np.percentile(dark[on_grid], 90))
+    low = float(np.clip(grid_dark + INK_LOW_MARGIN, 0.18, high))
     strong = dark > high
     if low >= high:
         return strong
@@ -237,6 +250,43 @@ def _ink_mask(flat: np.ndarray) -> np.ndarray:
     keep[np.unique(lab[strong])] = True
     keep[0] = False
     return keep[lab]
+
+
+def _ink_high(dark: np.ndarray) -> float:
+    """Strong-ink threshold: Otsu over the clearly-darker-than-paper pixels, kept in range."""
+    cand = dark[dark > 0.2]
+    if cand.size <= 100:
+        return 0.45
+    hist, edges = np.histogram(cand, bins=64, range=(0.2, 1.0))
+    return float(np.clip(_otsu(hist, edges), 0.33, 0.55))
+
+
+def _minus_grid(dark: np.ndarray, ppm_y: float, n_blocks: int = 4) -> np.ndarray:
+    """Darkness left after the grid lines are divided out (grey grids are as dark as ink).
+
+    After dewarping, horizontal grid lines darken whole rows and vertical lines whole columns,
+    while the trace covers a few per cent of any row or column: the median along a row (within
+    one of a few column blocks, to follow residual tilt and lighting) is the horizontal lines'
+    darkness there, the median along a column that of the vertical lines. Ink printed over a line
+    keeps what the line did not already absorb.
+    """
+    H, W = dark.shape
+    g = np.zeros_like(dark)
+    xe = np.linspace(0, W, n_blocks + 1).astype(int)
+    ye = np.linspace(0, H, n_blocks + 1).astype(int)
+    ys = np.arange(H, dtype=np.float64)
+    period = 5.0 * ppm_y
+    for a, b in itertools.pairwise(xe):
+        h = np.median(dark[:, a:b], axis=1).astype(np.float64)
+        # A flat trace darkens its baseline row like a grid line: the same row one, two and three
+        # major squares away (the grid repeats, traces do not) outvotes it.
+        shifted = np.stack([np.interp(ys + k * period, ys, h) for k in range(-3, 4)])
+        g[:, a:b] = np.median(shifted, axis=0).astype(np.float32)[:, None]
+    for a, b in itertools.pairwise(ye):
+        v = np.median(dark[a:b], axis=0)
+        np.maximum(g[a:b], v[None, :], out=g[a:b])
+    out = (dark - g) / np.maximum(1.0 - g, 0.2)
+    return np.clip(out, 0.0, 1.0, out=out), g
 
 
 def _otsu(hist: np.ndarray, edges: np.ndarray) -> float:
@@ -264,8 +314,8 @@ def _check_blank(flat: np.ndarray) -> None:
         raise UnusableInputError(MSG_BLANK, extra={"reason": "blank"})
 
 
-def _grid_region(small: np.ndarray) -> np.ndarray:
-    """Binary mask of the printed grid area in a ~1000 px image.
+def _grid_region(small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Binary masks of the printed grid area in a ~1000 px image: (grown, dense).
 
     Thin dark lines on paper show up in the black-hat transform (closing minus image) of the
     darkest channel; where they are dense is the grid. Flat or softly textured backgrounds
@@ -280,7 +330,8 @@ def _grid_region(small: np.ndarray) -> np.ndarray:
     lines = (rel > 0.05) & (closed - mn > 6) & paper
     dens = cv2.boxFilter(lines.astype(np.float32), -1, (k, k))
     # Faint grids (light grey, blurred) are sparser: the cut follows the densest grid seen.
-    mask = (dens > max(0.08, 0.4 * float(np.percentile(dens, 97)))).astype(np.uint8)
+    top = float(np.percentile(dens, 97))
+    mask = (dens > max(0.08, 0.4 * top)).astype(np.uint8)
     # Opening wider than a printed text line drops header/footer text next to the grid.
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((k + 6, k + 6), np.uint8))
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((k, k), np.uint8))
@@ -290,7 +341,20 @@ def _grid_region(small: np.ndarray) -> np.ndarray:
     best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     if stats[best, cv2.CC_STAT_AREA] < 0.08 * mask.size:
         raise UnusableInputError(MSG_NO_GRID, extra={"reason": "no_grid"})
-    return (lab == best).astype(np.uint8)
+    dense = (lab == best).astype(np.uint8)
+    # Where a lamp washes part of the grid out it is sparser still: grow the dense grid into
+    # connected, less dense grid (the table has no thin lines at all). The wide opening drops
+    # bands of header/footer text, which are that sparse too.
+    weak = (dens > max(0.04, REGION_LOW * top)).astype(np.uint8)
+    kw = int(2 * (k + 6)) | 1
+    weak = cv2.morphologyEx(weak, cv2.MORPH_OPEN, np.ones((kw, kw), np.uint8))
+    n_w, lab_w = cv2.connectedComponents(weak, connectivity=8)
+    keep = np.zeros(n_w, bool)
+    keep[np.unique(lab_w[dense > 0])] = True
+    keep[0] = False
+    grown = dense | keep[lab_w].astype(np.uint8)
+    grown = cv2.morphologyEx(grown, cv2.MORPH_CLOSE, np.ones((k, k), np.uint8))
+    return grown, dense
 
 
 def _quad_from_mask(mask: np.ndarray) -> np.ndarray:
@@ -735,32 +799,21 @@ def _track(mask: np.ndarray, base: float, ppm_y: float) -> tuple[np.ndarray, np.
 
     Per column, the ink run continuous with the previous column's run is chosen (labels and
     neighbouring rows' tall waves are other runs). A steep stroke fills a long run in each column;
-    both of its ends are kept (see _entry_exit), so R peaks keep their height even where the
-    up- and down-strokes merge into one blob. Returns point x (column units), y (band px) and
-    the fraction of columns followed.
+    the centre line comes from the upper and lower edges of the chosen runs (see
+    _envelope_line), so R peaks keep their height even where up- and down-strokes merge into one
+    blob. Returns point x (column units), y (band px) and the fraction of columns followed.
     """
     if mask.size == 0:
         return np.empty(0), np.empty(0), 0.0
-    # Close pinholes in strokes (anti-aliasing, JPEG) so a stroke is one run per column.
-    mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 1), np.uint8))
+    # Close gaps in strokes (anti-aliasing, JPEG, thin steep strokes broken into dashes) so a
+    # stroke is one run per column.
+    k_close = max(3, int(STROKE_CLOSE_MM * ppm_y) | 1)
+    mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((k_close, 1), np.uint8))
     cols, tops, bots = _runs(mask)
     n_cols = mask.shape[1]
     if cols.size == 0:
         return np.empty(0), np.empty(0), 0.0
     thick = float(np.percentile(bots - tops + 1, 25))
-    k = 1 if thick < 3 else (3 if thick < 7 else 5)
-    if k > 1:
-        # Thin steep strokes horizontally: a thick near-vertical stroke otherwise spills into
-        # its neighbouring columns and inflates their runs.
-        thin = cv2.erode(mask, np.ones((1, k), np.uint8))
-        # A near-vertical stroke narrower than k vanishes under erosion: keep such columns as
-        # they were rather than lose the stroke (interpolating across it would slant it).
-        lost = ~thin.any(axis=0) & mask.any(axis=0)
-        thin[:, lost] = mask[:, lost]
-        mask = thin
-        cols, tops, bots = _runs(mask)
-        if cols.size == 0:
-            return np.empty(0), np.empty(0), 0.0
     idx = np.searchsorted(cols, np.arange(n_cols + 1))
     top = np.full(n_cols, np.nan)
     bot = np.full(n_cols, np.nan)
@@ -796,51 +849,46 @@ def _track(mask: np.ndarray, base: float, ppm_y: float) -> tuple[np.ndarray, np.
         return np.empty(0), np.empty(0), frac
     cidx = np.nonzero(ok)[0]
     t_, b_ = top[cidx], bot[cidx]
-    xs, ys = _entry_exit(cidx.astype(np.float64), t_, b_, thick, base)
+    xs, ys = _envelope_line(cidx.astype(np.float64), t_, b_, thick)
     return xs, ys, frac
 
 
-# Box filter over ~2 printed columns: the per-column points jitter by a pixel (stroke edges,
-# JPEG), which costs more SNR than the slight rounding of QRS peaks (tuned on non-held-out
-# records: +0.6 dB phone, +1.3 dB clean median).
-SMOOTH_COLUMNS = 2.0
-
-
-def _smooth(v: np.ndarray, px_per_s: float) -> np.ndarray:
-    n = round(SMOOTH_COLUMNS * FS_OUT / px_per_s)
-    if n < 2 or v.size < 3 * n:
-        return v
-    from scipy.ndimage import uniform_filter1d
-
-    return uniform_filter1d(v, size=n, mode="nearest")
-
-
-def _entry_exit(
-    cf: np.ndarray, t_: np.ndarray, b_: np.ndarray, thick: float, base: float
+def _envelope_line(
+    cf: np.ndarray, t_: np.ndarray, b_: np.ndarray, thick: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Centre line from per-column runs: a short run is a flat stretch (its middle); a long
-    run is a steep stroke that enters the column at one end and leaves at the other, so both
-    ends are kept (less half the line width), the end nearer the previous point first.
+    """Centre line of a trace drawn with a round pen, from the top and bottom edges of its ink.
+
+    A pen of radius r draws the signal s(x) (up = positive) as ink whose upper edge is the
+    grey-scale dilation of s by a half-disc and whose lower edge is its erosion. Eroding the upper
+    edge (a closing of s) recovers s exactly on strokes and at peaks but fills narrow troughs;
+    dilating the lower edge (an opening) recovers strokes and troughs but shaves narrow peaks.
+    Where they disagree (a QRS narrower than the pen, where up- and down-strokes share columns)
+    the one farther from the local baseline is the wave's tip.
     """
-    half = max(0.5, thick / 2)
-    long_run = (b_ - t_ + 1) > 2.0 * thick + 1
-    xs = np.empty(2 * cf.size)
-    ys = np.empty(2 * cf.size)
-    prev = base
-    tl, bl, ll = t_.tolist(), b_.tolist(), long_run.tolist()
-    for i, c in enumerate(cf.tolist()):
-        t, b = tl[i], bl[i]
-        if not ll[i]:
-            m = (t + b) / 2
-            xs[2 * i], ys[2 * i], xs[2 * i + 1], ys[2 * i + 1] = c - 0.25, m, c + 0.25, m
-            prev = m
-            continue
-        e1, e2 = t + half, b - half
-        if abs(prev - e1) > abs(prev - e2):
-            e1, e2 = e2, e1
-        xs[2 * i], ys[2 * i], xs[2 * i + 1], ys[2 * i + 1] = c - 0.3, e1, c + 0.3, e2
-        prev = e2
-    return xs, ys
+    c0, c1 = int(cf[0]), int(cf[-1])
+    cols = np.arange(c0, c1 + 1, dtype=np.float64)
+    up = np.interp(cols, cf, -(t_ - 0.5))  # upper ink edge, signal direction (up = +)
+    lo = np.interp(cols, cf, -(b_ + 0.5))
+    r = max(0.5, thick / 2)
+    R = int(np.floor(r))
+    n = cols.size
+    big = 1e9
+    clo = np.full(n, big)
+    ope = np.full(n, -big)
+    for d in range(-R, R + 1):
+        bd = float(np.sqrt(max(r * r - d * d, 0.0)))
+        a, b = max(0, -d), min(n, n - d)
+        clo[a:b] = np.minimum(clo[a:b], up[a + d : b + d] - bd)
+        ope[a:b] = np.maximum(ope[a:b], lo[a + d : b + d] + bd)
+    clo = np.minimum(clo, up - r)  # ends: the column itself always bounds it
+    ope = np.maximum(ope, lo + r)
+    mid = 0.5 * (clo + ope)
+    from scipy.ndimage import median_filter
+
+    ref = median_filter(mid, size=31, mode="nearest")
+    pick_clo = np.abs(clo - ref) > np.abs(ope - ref)
+    s = np.where(clo - ope > 1.0, np.where(pick_clo, clo, ope), mid)
+    return cols, -s
 
 
 def _pulse(
@@ -980,7 +1028,7 @@ def _vectorise(ink: np.ndarray, rows: _Rows, ppm_x: float, ppm_y: float) -> tupl
             t0, t1 = c * duration / n_seg, (c + 1) * duration / n_seg
             sel = (t_out >= t0 - 1e-9) & (t_out < t1 - 1e-9)
             out = np.full(n, np.nan)
-            out[sel] = _smooth(np.interp(t_out[sel], t_pts, v_pts), px_per_s)
+            out[sel] = np.interp(t_out[sel], t_pts, v_pts)
             if name in signals and np.isnan(signals[name]).sum() <= np.isnan(out).sum():
                 continue  # keep the longer print of a lead (3x4: the rhythm strip of II)
             signals[name] = out
