@@ -183,6 +183,28 @@ def summarise(results: dict[str, pd.DataFrame], n_records: int) -> str:
     return "\n".join(lines)
 
 
+def _provenance(args) -> str:
+    """First line of the results file: how and from which commit it was produced."""
+    import datetime
+    import subprocess
+
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+    except OSError:
+        rev = "?"
+    split = "tuning" if args.tuning else "held-out"
+    return (
+        f"# training/ecg/eval_digitize.py --n {args.n} --modes {args.modes} ({split}), "
+        f"{datetime.date.today().isoformat()}, digitiser at commit {rev or '?'}\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=200, help="sheets per mode (default 200)")
@@ -200,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     text = summarise(res, len(recs))
     print(text)
     if args.out:
-        args.out.write_text(text + "\n")
+        args.out.write_text(_provenance(args) + text + "\n")
     return 0
 
 
