@@ -157,3 +157,24 @@ def test_rr_stage_learns_rr_irregularity_and_exports_to_matching_onnx(tmp_path):
         None, {"cnn_logits": logits[:5], "features": feats[:5]}
     )
     assert np.allclose(onnx_logits, predict(model, logits[:5], feats[:5]), atol=1e-4)
+
+
+def test_rr_stage_crops_are_10s_windows_inside_the_strip_and_reproducible():
+    from training.ecg.rhythm_stack_train import CROP_S, crop_starts
+
+    fs, n = 300, 300 * 31
+    starts = crop_starts(n, fs, 2, seed=7)
+    assert starts[0] == 0  # the first 10 s, as a 10 s record would show
+    assert all(0 <= s <= n - int(CROP_S * fs) for s in starts)
+    assert 2 <= len(starts) <= 3 and starts == sorted(set(starts))
+    assert crop_starts(n, fs, 2, seed=7) == starts
+    assert crop_starts(n, fs, 2, seed=8) != starts
+    assert crop_starts(int(9.5 * fs), fs, 2, seed=7) == [0]  # a 9.5 s strip is its own crop
+
+
+def test_rr_stage_crop_rank_counts_crops_within_each_record():
+    from training.ecg.rhythm_stack_train import crop_rank
+
+    record = np.array([4, 4, 4, 9, 9, 12])
+    kind = np.array([0, 1, 1, 0, 1, 0])  # whole strip, then its first 10 s, then random crops
+    assert crop_rank(record, kind).tolist() == [-1, 0, 1, -1, 0, -1]
