@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import cv2
 import numpy as np
+import onnx
 import pandas as pd
 import pytest
 import torch
@@ -113,3 +114,42 @@ def test_training_smoke_one_step_export_and_ort_load(tmp_path: Path) -> None:
     with torch.no_grad():
         ref = model(torch.from_numpy(x))[0].numpy()
     assert np.abs(ref - logits).max() < 1e-3
+
+
+def test_head_retraining_rewrites_only_the_cam_head(tmp_path: Path) -> None:
+    """retrain_head: the pooled features are the head's input (logits = W f + b), and a new
+    head written back keeps the mask output and logits == mean(cam) (the saliency stays the
+    classifier's evidence)."""
+    import onnxruntime as ort
+
+    from training.skin.retrain_head import feature_model, head_parts, write_head
+
+    shipped = Path(__file__).resolve().parents[2] / "weights" / "skin_lesion.onnx"
+    images = [
+        load_image_rgb((FIXTURES / n).read_bytes())
+        for n in ("nv_ISIC_0024356.jpg", "mel_ISIC_0024516.jpg")
+    ]
+    x = np.concatenate([preprocess_skin(im) for im in images])
+
+    def run(path: Path, names: list[str] | None = None) -> list[np.ndarray]:
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return sess.run(names, {"image": x})
+
+    parts = head_parts(onnx.load(str(shipped)))
+    feat_path = tmp_path / "features.onnx"
+    feature_model(shipped, feat_path)
+    logits, mask, _, pooled = run(feat_path)
+    assert pooled.shape == (2, parts["weight"].shape[1])
+    # the shipped cam output may be int8-rounded: equal up to that rounding
+    np.testing.assert_allclose(pooled @ parts["weight"].T + parts["bias"], logits, atol=0.05)
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=parts["weight"].shape).astype(np.float32)
+    b = rng.normal(size=parts["bias"].shape).astype(np.float32)
+    new = tmp_path / "new.onnx"
+    write_head(shipped, new, w, b)
+    logits2, mask2, cam2 = run(new)
+    np.testing.assert_array_equal(mask2, mask)
+    np.testing.assert_allclose(logits2, pooled @ w.T + b, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(logits2, cam2.mean(axis=(2, 3)), rtol=1e-4, atol=1e-4)
+    assert [o.name for o in onnx.load(str(new)).graph.output] == ["logits", "mask_logits", "cam"]

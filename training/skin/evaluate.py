@@ -1,6 +1,11 @@
 """Evaluate weights/skin_lesion.onnx on the held-out lesion-grouped split and write its card.
 
     python -m training.skin.evaluate --history /work/scratch/skin/gpu1/history.json
+    python -m training.skin.evaluate --onnx NEW.onnx --base-card weights/skin_lesion.json \
+        --head-report /work/scratch/skin/head/head_report.json --version 1.1.0
+
+The second form is for a model whose head was re-fitted by training/skin/retrain_head.py:
+the training history, plot and quantisation report of the base model's card are carried over.
 
 Runs the exported model with ONNX Runtime (what the service runs) on the val and test splits,
 fits the temperature on val, measures on TEST: balanced accuracy, per-class recall, melanoma
@@ -126,7 +131,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--onnx", type=Path, default=WEIGHTS / f"{MODEL_NAME}.onnx")
     ap.add_argument("--pack", type=Path, default=SCRATCH / "pack.npz")
-    ap.add_argument("--history", type=Path, required=True, help="history.json of the training run")
+    ap.add_argument("--history", type=Path, help="history.json of the training run")
+    ap.add_argument(
+        "--base-card", type=Path, help="card whose training/quantisation blocks are carried over"
+    )
+    ap.add_argument("--head-report", type=Path, help="head_report.json of retrain_head.py")
+    ap.add_argument("--version", default=VERSION)
     ap.add_argument("--training-note", default="", help="how the weights were trained (card)")
     args = ap.parse_args()
 
@@ -144,15 +154,52 @@ def main() -> None:
     histo = pack.dx_type[pack.indices("test")] == "histo"
     test_histo = classification_report(test[0][histo], test[3][histo], CLASSES)
     test_histo["n_images"] = int(histo.sum())
-    history = json.loads(args.history.read_text())
-    plot_history(history, args.onnx.with_suffix(".training.png"))
+    if (args.history is None) == (args.base_card is None):
+        raise SystemExit("give exactly one of --history and --base-card")
+    base_card = json.loads(args.base_card.read_text()) if args.base_card else None
+    if args.history is not None:
+        history = json.loads(args.history.read_text())
+        plot_history(history, args.onnx.with_suffix(".training.png"))
 
     counts = {s: int((pack.split == s).sum()) for s in ("train", "val", "test")}
     quant = any(n.op_type == "QuantizeLinear" for n in onnx.load(str(args.onnx)).graph.node)
     quant_report = json.loads(QUANT_REPORT.read_text()) if QUANT_REPORT.exists() else None
+    if base_card is not None:
+        quant_report = base_card["quantisation"]
+    if args.head_report is not None:
+        quant_report = {
+            **quant_report,
+            "head": "the re-fitted CAM head (1x1 conv) is fp32 and its output is not "
+            "re-quantised; the val_* figures above are those of the base model",
+        }
+    if base_card is not None:
+        training = dict(base_card["training"])
+        if args.training_note:
+            training["note"] = training["note"] + " " + args.training_note
+    else:
+        training = {
+            "from_scratch": True,
+            "pretrained_weights": "none",
+            "epochs_run": len(history),
+            "selected_epoch": int(
+                max(
+                    history,
+                    key=lambda h: sum(
+                        h["val"][k] for k in ("balanced_accuracy", "melanoma_auc", "dice")
+                    ),
+                )["epoch"]
+            ),
+            "note": args.training_note,
+            "augmentation": "training/common/augment.py phone_photo: rotation, scale 0.6-1.35, "
+            "aspect, flips, colour cast, brightness/contrast/gamma/saturation, blur, glare, "
+            "noise, JPEG",
+            "class_balance": "sampler ~ freq^-0.5 and loss weights ~ freq^-0.5",
+        }
+    if args.head_report is not None:
+        training["head_retraining"] = json.loads(args.head_report.read_text())
     card = {
         "name": MODEL_NAME,
-        "version": VERSION,
+        "version": args.version,
         "task": "skin lesion: 7-class classification + lesion segmentation + class activation maps",
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "sha256": sha256_of(args.onnx),
@@ -192,24 +239,7 @@ def main() -> None:
             "split_rule": SPLIT_RULE,
             "split_file": "written by training/skin/data.py (/work/scratch/skin/split.csv)",
         },
-        "training": {
-            "from_scratch": True,
-            "pretrained_weights": "none",
-            "epochs_run": len(history),
-            "selected_epoch": int(
-                max(
-                    history,
-                    key=lambda h: sum(
-                        h["val"][k] for k in ("balanced_accuracy", "melanoma_auc", "dice")
-                    ),
-                )["epoch"]
-            ),
-            "note": args.training_note,
-            "augmentation": "training/common/augment.py phone_photo: rotation, scale 0.6-1.35, "
-            "aspect, flips, colour cast, brightness/contrast/gamma/saturation, blur, glare, "
-            "noise, JPEG",
-            "class_balance": "sampler ~ freq^-0.5 and loss weights ~ freq^-0.5",
-        },
+        "training": training,
         "metrics": {
             "test": test_metrics,
             "test_histopathology_confirmed_only": test_histo,
@@ -239,7 +269,8 @@ def main() -> None:
             "Trained from scratch (no pretrained weights available offline) in one short run.",
         ],
         "produced_by": "training/skin/evaluate.py (weights from training/skin/train.py, "
-        "exported by training/skin/export.py)",
+        "exported by training/skin/export.py"
+        + (", head re-fitted by training/skin/retrain_head.py)" if args.head_report else ")"),
     }
     card_path = args.onnx.with_suffix(".json")
     card_path.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
