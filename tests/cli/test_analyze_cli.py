@@ -119,11 +119,33 @@ def test_digitize_writes_a_12_lead_wfdb_record_in_mv_at_500_hz(tmp_path):
     assert np.isnan(v1).mean() > 0.5  # printed for 2.5 s of the 10 s in a 3x4 layout
 
 
-def test_digitize_rejects_a_blank_page_with_exit_2(tmp_path):
+def _blank_page(path: Path) -> None:
     from PIL import Image
 
-    blank = tmp_path / "blank.jpg"
-    Image.new("RGB", (1600, 1200), "white").save(blank)
-    done = carelens("digitize", str(blank), "--out", str(tmp_path / "out"))
-    assert done.returncode == 2
+    Image.new("RGB", (1600, 1200), "white").save(path)
+
+
+def _skin_photo(path: Path) -> None:
+    path.write_bytes(SKIN.read_bytes())  # a real HAM10000 lesion photo
+
+
+def _text_page(path: Path) -> None:
+    from PIL import Image, ImageDraw
+
+    page = Image.new("RGB", (1200, 1600), (245, 245, 245))
+    draw = ImageDraw.Draw(page)
+    for i, y in enumerate(range(80, 1540, 36)):
+        draw.text((60, y), f"Line {i}: the patient waits quietly for the results of the check.",
+                  fill=(25, 25, 25))
+    page.save(path, quality=92)
+
+
+@pytest.mark.parametrize("make_photo", [_blank_page, _skin_photo, _text_page],
+                         ids=["blank-page", "skin-photo", "text-page"])
+def test_digitize_rejects_what_is_not_an_ecg_sheet_with_exit_2(tmp_path, make_photo):
+    photo = tmp_path / "photo.jpg"
+    make_photo(photo)
+    done = carelens("digitize", str(photo), "--out", str(tmp_path / "out"))
+    assert done.returncode == 2, done.stdout + done.stderr[-2000:]
     assert json.loads(done.stdout)["error"]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
