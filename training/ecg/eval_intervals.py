@@ -303,11 +303,16 @@ def write_card(
         "single-lead (not global) durations, which run shorter.",
         "produced_by": "training/ecg/delineate_train.py, training/ecg/delineate_export.py, training/ecg/eval_intervals.py",
     }
+    card_path = weights / f"{dl.MODEL_NAME}.json"
     if history and history.exists():
         run = json.loads(history.read_text())
         card["training"] = {"args": run.get("args", {}), "final_loss": run["history"][-1]["loss"]}
         plot_history(run["history"], weights / f"{dl.MODEL_NAME}.training.png")
-    (weights / f"{dl.MODEL_NAME}.json").write_text(json.dumps(card, indent=2) + "\n")
+    elif card_path.exists():  # re-measuring the same weights keeps how they were trained
+        old = json.loads(card_path.read_text())
+        if old.get("sha256") == card["sha256"] and "training" in old:
+            card["training"] = old["training"]
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -128,6 +128,40 @@ def test_p_onset_search_stops_at_the_previous_qrs_and_within_50_ms():
     assert d.beats[1].p_on == 450
 
 
+def test_a_complete_twelve_lead_record_is_also_read_as_limb_and_chest_leads_alone():
+    filt = np.random.default_rng(0).normal(size=(1000, 12))
+    full, limb, chest = dl.lead_views(filt)
+    assert np.array_equal(full, filt)
+    assert np.array_equal(limb[:, :6], filt[:, :6]) and np.isnan(limb[:, 6:]).all()
+    assert np.array_equal(chest[:, 6:], filt[:, 6:]) and np.isnan(chest[:, :6]).all()
+    sheet = filt.copy()
+    sheet[:500, 6:] = np.nan  # a paper layout: chest leads printed over part of the time only
+    assert len(dl.lead_views(sheet)) == 1
+    lead_ii_only = np.full_like(filt, np.nan)
+    lead_ii_only[:, 1] = filt[:, 1]
+    assert len(dl.lead_views(lead_ii_only)) == 1
+
+
+class _ViewModel:
+    """Stands in for the ONNX model: view k says class k+1 everywhere, the full view P only."""
+
+    def run(self, x):
+        logits = np.zeros((x.shape[0], 4, x.shape[2]), dtype=np.float32)
+        for k in range(x.shape[0]):
+            logits[k, k + 1] = 20.0
+        return {"logits": logits}
+
+
+def test_wave_probabilities_are_the_mean_over_the_views():
+    probs = dl.wave_probabilities(_ViewModel(), np.ones((1000, 12)))
+    assert probs.shape == (4, 1000)
+    assert np.allclose(probs[1:], 1 / 3, atol=1e-6) and np.allclose(probs[0], 0, atol=1e-6)
+    single = dl.wave_probabilities(
+        _ViewModel(), np.where(np.arange(12) == 1, 1.0, np.nan) * np.ones((1000, 1))
+    )
+    assert np.allclose(single[dl.P], 1, atol=1e-6)
+
+
 def test_flat_line_has_no_beats(model):
     d = dl.beats_from_labels(np.zeros(5000, dtype=np.int8), np.zeros((5000, 12)))
     assert d.beats == []
