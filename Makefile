@@ -20,8 +20,12 @@ $(VENV)/.test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test,train]'
 	touch $(VENV)/.runtime $@
 
+# axe-core and lighthouse for the browser checks (npm writes this file on every install).
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+
 install: $(VENV)/.runtime
-install-test: $(VENV)/.test
+install-test: $(VENV)/.test node_modules/.package-lock.json
 
 migrate: install
 	$(BIN)/carelens migrate
