@@ -8,8 +8,9 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
-from litestar.params import Body, FromQuery
+from litestar.params import Body, FromPath, FromQuery, JSONBody
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_200_OK
 
@@ -60,21 +61,38 @@ class AdminApiController(Controller):
         return await admin_service.usage(request.app.state.pool)
 
     @get("/users")
-    async def users(self, request: Request, current_user: User, settings: Settings,
-                    q: FromQuery[str] = "", limit: FromQuery[int] = 50,
-                    offset: FromQuery[int] = 0) -> list[dict[str, Any]]:
+    async def users(
+        self,
+        request: Request,
+        current_user: NamedDependency[User],
+        settings: NamedDependency[Settings],
+        q: FromQuery[str] = "",
+        limit: FromQuery[int] = 50,
+        offset: FromQuery[int] = 0,
+    ) -> list[dict[str, Any]]:
         await admin_service.record_view(current_user, f"users?q={q}", _ip(request, settings))
         return await admin_service.search_members(q, limit, offset)
 
     @post("/users/{user_id:int}/{action:str}", status_code=HTTP_200_OK)
-    async def user_action(self, user_id: int, action: str, request: Request,
-                          current_user: User, settings: Settings) -> dict[str, Any]:
+    async def user_action(
+        self,
+        user_id: FromPath[int],
+        action: FromPath[str],
+        request: Request,
+        current_user: NamedDependency[User],
+        settings: NamedDependency[Settings],
+    ) -> dict[str, Any]:
         """disable | enable | promote | demote."""
         return await _member_action(current_user, user_id, action, _ip(request, settings))
 
     @post("/users/{user_id:int}/reset-link", status_code=HTTP_200_OK)
-    async def reset_link(self, user_id: int, request: Request, current_user: User,
-                         settings: Settings) -> ResetLinkOut:
+    async def reset_link(
+        self,
+        user_id: FromPath[int],
+        request: Request,
+        current_user: NamedDependency[User],
+        settings: NamedDependency[Settings],
+    ) -> ResetLinkOut:
         """A signed link, valid once for 24 hours, to give the member by a trusted channel."""
         url = await admin_service.reset_link(current_user, user_id,
                                              settings.resolved_secret_key(),
@@ -86,8 +104,15 @@ class AdminApiController(Controller):
         return await admin_service.report_queue()
 
     @post("/posts/{post_id:int}/{action:str}", status_code=HTTP_200_OK)
-    async def post_action(self, post_id: int, action: str, request: Request, current_user: User,
-                          settings: Settings, data: ReasonIn | None = None) -> dict[str, str]:
+    async def post_action(
+        self,
+        post_id: FromPath[int],
+        action: FromPath[str],
+        request: Request,
+        current_user: NamedDependency[User],
+        settings: NamedDependency[Settings],
+        data: JSONBody[ReasonIn | None] = None,
+    ) -> dict[str, str]:
         """hide | restore | delete, with a reason for the audit log (and the author)."""
         if action not in admin_service.ACTIONS:
             raise ServiceError("Unknown moderation action.", 404)
@@ -97,9 +122,15 @@ class AdminApiController(Controller):
         return {"status": action}
 
     @post("/comments/{comment_id:int}/{action:str}", status_code=HTTP_200_OK)
-    async def comment_action(self, comment_id: int, action: str, request: Request,
-                             current_user: User, settings: Settings,
-                             data: ReasonIn | None = None) -> dict[str, str]:
+    async def comment_action(
+        self,
+        comment_id: FromPath[int],
+        action: FromPath[str],
+        request: Request,
+        current_user: NamedDependency[User],
+        settings: NamedDependency[Settings],
+        data: JSONBody[ReasonIn | None] = None,
+    ) -> dict[str, str]:
         if action not in admin_service.ACTIONS:
             raise ServiceError("Unknown moderation action.", 404)
         await admin_service.moderate_comment(current_user, comment_id, action,
@@ -107,7 +138,7 @@ class AdminApiController(Controller):
         return {"status": action}
 
     @get("/models")
-    async def models(self, registry: ModelRegistry) -> list[dict[str, Any]]:
+    async def models(self, registry: NamedDependency[ModelRegistry]) -> list[dict[str, Any]]:
         return [asdict(m) for m in admin_service.model_status(registry)]
 
     @get("/audit")
@@ -136,7 +167,7 @@ class AdminPagesController(Controller):
     include_in_schema = False
 
     @get("/")
-    async def dashboard(self, request: Request, current_user: User) -> Template:
+    async def dashboard(self, request: Request, current_user: NamedDependency[User]) -> Template:
         stats = await admin_service.usage(request.app.state.pool)
         return Template("admin/dashboard.html", context={
             "user": current_user, "stats": stats, "section": "dashboard",
@@ -148,8 +179,14 @@ class AdminPagesController(Controller):
             "user": user, "members": members, "q": q, "section": "members", **context})
 
     @get("/members")
-    async def members(self, request: Request, current_user: User, settings: Settings,
-                      q: FromQuery[str] = "", done: FromQuery[str] = "") -> Template:
+    async def members(
+        self,
+        request: Request,
+        current_user: NamedDependency[User],
+        settings: NamedDependency[Settings],
+        q: FromQuery[str] = "",
+        done: FromQuery[str] = "",
+    ) -> Template:
         await admin_service.record_view(current_user, f"members?q={q}", _ip(request, settings))
         notice = {"disable": _("The member was disabled."), "enable": _("The member was enabled."),
                   "promote": _("The member is now an administrator."),
@@ -157,16 +194,27 @@ class AdminPagesController(Controller):
         return await self._members_page(current_user, q, notice=notice)
 
     @post("/members/{user_id:int}/reset-link")
-    async def member_reset_link(self, user_id: int, request: Request, current_user: User,
-                                settings: Settings) -> Template:
+    async def member_reset_link(
+        self,
+        user_id: FromPath[int],
+        request: Request,
+        current_user: NamedDependency[User],
+        settings: NamedDependency[Settings],
+    ) -> Template:
         url = await admin_service.reset_link(current_user, user_id,
                                              settings.resolved_secret_key(),
                                              str(request.base_url), _ip(request, settings))
         return await self._members_page(current_user, "", reset_url=url, reset_user=user_id)
 
     @post("/members/{user_id:int}/{action:str}")
-    async def member_action(self, user_id: int, action: str, request: Request,
-                            current_user: User, settings: Settings) -> Redirect | Template:
+    async def member_action(
+        self,
+        user_id: FromPath[int],
+        action: FromPath[str],
+        request: Request,
+        current_user: NamedDependency[User],
+        settings: NamedDependency[Settings],
+    ) -> Redirect | Template:
         try:
             await _member_action(current_user, user_id, action, _ip(request, settings))
         except ServiceError as exc:
@@ -176,14 +224,25 @@ class AdminPagesController(Controller):
         return Redirect(f"/admin/members?done={quote(action)}")
 
     @get("/moderation")
-    async def moderation(self, current_user: User, done: FromQuery[str] = "") -> Template:
+    async def moderation(
+        self,
+        current_user: NamedDependency[User],
+        done: FromQuery[str] = "",
+    ) -> Template:
         return Template("admin/moderation.html", context={
             "user": current_user, "queue": await admin_service.report_queue(),
             "section": "moderation", "done": done})
 
     @post("/posts/{post_id:int}/{action:str}")
-    async def post_action(self, post_id: int, action: str, request: Request, current_user: User,
-                          settings: Settings, data: Annotated[ReasonForm, Form]) -> Redirect:
+    async def post_action(
+        self,
+        post_id: FromPath[int],
+        action: FromPath[str],
+        request: Request,
+        current_user: NamedDependency[User],
+        settings: NamedDependency[Settings],
+        data: Annotated[ReasonForm, Form],
+    ) -> Redirect:
         if action not in admin_service.ACTIONS:
             raise ServiceError("Unknown moderation action.", 404)
         await admin_service.moderate_post(current_user, post_id, action, data.reason,
@@ -191,9 +250,15 @@ class AdminPagesController(Controller):
         return Redirect(f"/admin/moderation?done={quote(action)}")
 
     @post("/comments/{comment_id:int}/{action:str}")
-    async def comment_action(self, comment_id: int, action: str, request: Request,
-                             current_user: User, settings: Settings,
-                             data: Annotated[ReasonForm, Form]) -> Redirect:
+    async def comment_action(
+        self,
+        comment_id: FromPath[int],
+        action: FromPath[str],
+        request: Request,
+        current_user: NamedDependency[User],
+        settings: NamedDependency[Settings],
+        data: Annotated[ReasonForm, Form],
+    ) -> Redirect:
         if action not in admin_service.ACTIONS:
             raise ServiceError("Unknown moderation action.", 404)
         await admin_service.moderate_comment(current_user, comment_id, action, data.reason,
@@ -201,13 +266,21 @@ class AdminPagesController(Controller):
         return Redirect(f"/admin/moderation?done={quote(action)}")
 
     @get("/models")
-    async def models(self, current_user: User, registry: ModelRegistry) -> Template:
+    async def models(
+        self,
+        current_user: NamedDependency[User],
+        registry: NamedDependency[ModelRegistry],
+    ) -> Template:
         return Template("admin/models.html", context={
             "user": current_user, "models": admin_service.model_status(registry),
             "section": "models"})
 
     @get("/audit")
-    async def audit(self, current_user: User, action: FromQuery[str] = "") -> Template:
+    async def audit(
+        self,
+        current_user: NamedDependency[User],
+        action: FromQuery[str] = "",
+    ) -> Template:
         return Template("admin/audit.html", context={
             "user": current_user, "entries": await admin_service.audit_entries(200, action),
             "action": action, "section": "audit"})
@@ -241,7 +314,7 @@ class PasswordResetController(Controller):
     include_in_schema = False
 
     @get("/{token:str}")
-    async def page(self, token: str, settings: Settings) -> Template:
+    async def page(self, token: FromPath[str], settings: NamedDependency[Settings]) -> Template:
         try:
             user = await admin_service.user_for_reset_token(settings.resolved_secret_key(), token)
         except ServiceError as exc:
@@ -251,8 +324,13 @@ class PasswordResetController(Controller):
                         context={"user": None, "email": user.email, "token": token})
 
     @post("/{token:str}")
-    async def reset(self, token: str, request: Request, settings: Settings,
-                    data: Annotated[NewPasswordForm, Form]) -> Template | Redirect:
+    async def reset(
+        self,
+        token: FromPath[str],
+        request: Request,
+        settings: NamedDependency[Settings],
+        data: Annotated[NewPasswordForm, Form],
+    ) -> Template | Redirect:
         try:
             await admin_service.complete_reset(settings.resolved_secret_key(), token,
                                                data.new_password, _ip(request, settings))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from litestar import Controller, Request, delete, get, patch, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from backend.api.web import bearer_token, client_ip, requires_login
@@ -71,14 +73,24 @@ class AuthController(Controller):
     tags = ["auth"]
 
     @post("/register")
-    async def register(self, data: RegisterRequest, request: Request, settings: Settings) -> UserOut:
+    async def register(
+        self,
+        data: JSONBody[RegisterRequest],
+        request: Request,
+        settings: NamedDependency[Settings],
+    ) -> UserOut:
         user = await accounts.register_user(data.email, data.password, data.display_name)
         await accounts.record_audit("register", actor_id=user.id,
                                     ip=client_ip(request, settings.trusted_proxies))
         return UserOut.of(user)
 
     @post("/token", status_code=HTTP_200_OK)
-    async def token(self, data: TokenRequest, request: Request, settings: Settings) -> TokenResponse:
+    async def token(
+        self,
+        data: JSONBody[TokenRequest],
+        request: Request,
+        settings: NamedDependency[Settings],
+    ) -> TokenResponse:
         ip = client_ip(request, settings.trusted_proxies)
         await accounts.ensure_login_allowed(data.email)
         user = await accounts.authenticate(data.email, data.password)
@@ -102,22 +114,35 @@ class MeController(Controller):
     guards = [requires_login]
 
     @get("/")
-    async def me(self, current_user: User) -> UserOut:
+    async def me(self, current_user: NamedDependency[User]) -> UserOut:
         return UserOut.of(current_user)
 
     @patch("/")
-    async def update(self, data: ProfileUpdate, current_user: User) -> UserOut:
+    async def update(
+        self,
+        data: JSONBody[ProfileUpdate],
+        current_user: NamedDependency[User],
+    ) -> UserOut:
         await accounts.update_profile(current_user, **{
             k: v for k, v in data.__dict__.items() if v is not None})
         return UserOut.of(current_user)
 
     @post("/password", status_code=HTTP_204_NO_CONTENT)
-    async def change_password(self, data: PasswordChange, current_user: User) -> None:
+    async def change_password(
+        self,
+        data: JSONBody[PasswordChange],
+        current_user: NamedDependency[User],
+    ) -> None:
         await accounts.change_password(current_user, data.current_password, data.new_password)
         await accounts.record_audit("password_changed", actor_id=current_user.id)
 
     @delete("/", status_code=HTTP_204_NO_CONTENT)
-    async def delete_me(self, request: Request, current_user: User, settings: Settings) -> None:
+    async def delete_me(
+        self,
+        request: Request,
+        current_user: NamedDependency[User],
+        settings: NamedDependency[Settings],
+    ) -> None:
         await accounts.delete_account(current_user, settings.uploads_dir)
         await accounts.record_audit("account_deleted", actor_id=current_user.id,
                                     target=current_user.email,

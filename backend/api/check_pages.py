@@ -8,6 +8,8 @@ from typing import Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import UploadFile
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
 from backend.api.checks import MAX_BYTES
@@ -124,12 +126,18 @@ class CheckPagesController(Controller):
     include_in_schema = False
 
     @get(["/checks/ecg", "/checks/skin", "/checks/ear"])
-    async def capture_page(self, request: Request, current_user: User) -> Template:
+    async def capture_page(self, request: Request, current_user: NamedDependency[User]) -> Template:
         return _capture(request.url.path.rsplit("/", 1)[-1], current_user)
 
     @post(["/checks/ecg", "/checks/skin", "/checks/ear"], status_code=303)
-    async def submit(self, request: Request, current_user: User, settings: Settings,
-                     registry: ModelRegistry, pool: InferencePool) -> Template | Redirect:
+    async def submit(
+        self,
+        request: Request,
+        current_user: NamedDependency[User],
+        settings: NamedDependency[Settings],
+        registry: NamedDependency[ModelRegistry],
+        pool: NamedDependency[InferencePool],
+    ) -> Template | Redirect:
         """The no-JavaScript path: analyse now, then show the result page."""
         kind = request.url.path.rsplit("/", 1)[-1]
         try:
@@ -149,8 +157,8 @@ class CheckPagesController(Controller):
         return Redirect(f"/checks/{check.id}", status_code=303)
 
     @get("/checks/{check_id:int}")
-    async def result_page(self, check_id: int, current_user: User,
-                          settings: Settings) -> Template:
+    async def result_page(self, check_id: FromPath[int], current_user: NamedDependency[User],
+                          settings: NamedDependency[Settings]) -> Template:
         check = await check_service.get_own_check(current_user, check_id)
         if check.status != "done":
             return Template("checks/pending.html", context={
@@ -176,7 +184,12 @@ class CheckPagesController(Controller):
         return path.read_bytes() if check.input_file and path.exists() else None
 
     @get("/checks/{check_id:int}/card.png")
-    async def card_png(self, check_id: int, current_user: User, settings: Settings) -> Response:
+    async def card_png(
+        self,
+        check_id: FromPath[int],
+        current_user: NamedDependency[User],
+        settings: NamedDependency[Settings],
+    ) -> Response:
         check = await self._done_check(current_user, check_id)
         png = result_cards.render_card_png(_result_of(check), _created(check),
                                            self._input_bytes(check, settings))
@@ -185,7 +198,12 @@ class CheckPagesController(Controller):
             "Content-Disposition": f'attachment; filename="carelens-{check.kind}-{check.id}.png"'})
 
     @get("/checks/{check_id:int}/report.pdf")
-    async def report_pdf(self, check_id: int, current_user: User, settings: Settings) -> Response:
+    async def report_pdf(
+        self,
+        check_id: FromPath[int],
+        current_user: NamedDependency[User],
+        settings: NamedDependency[Settings],
+    ) -> Response:
         check = await self._done_check(current_user, check_id)
         pdf = result_cards.render_report_pdf(
             _result_of(check), created_at=_created(check), patient=current_user.display_name,
@@ -195,7 +213,11 @@ class CheckPagesController(Controller):
             "Content-Disposition": f'attachment; filename="carelens-{check.kind}-{check.id}.pdf"'})
 
     @get("/checks/{check_id:int}/ecg.svg")
-    async def ecg_svg(self, check_id: int, current_user: User) -> Response:
+    async def ecg_svg(
+        self,
+        check_id: FromPath[int],
+        current_user: NamedDependency[User],
+    ) -> Response:
         check = await self._done_check(current_user, check_id)
         trace = _result_of(check).get("trace")
         if check.kind != "ecg" or not trace:
@@ -207,7 +229,11 @@ class CheckPagesController(Controller):
                         headers={"Cache-Control": "private, max-age=3600"})
 
     @get("/checks/{check_id:int}/outline.png")
-    async def outline(self, check_id: int, current_user: User) -> Response:
+    async def outline(
+        self,
+        check_id: FromPath[int],
+        current_user: NamedDependency[User],
+    ) -> Response:
         check = await self._done_check(current_user, check_id)
         png = result_cards.outline_png(_result_of(check).get("mask_png_base64"))
         if png is None:
@@ -216,14 +242,14 @@ class CheckPagesController(Controller):
                         headers={"Cache-Control": "private, max-age=3600"})
 
     @post("/checks/{check_id:int}/delete", status_code=303)
-    async def delete_check(self, check_id: int, current_user: User,
-                           settings: Settings) -> Redirect:
+    async def delete_check(self, check_id: FromPath[int], current_user: NamedDependency[User],
+                           settings: NamedDependency[Settings]) -> Redirect:
         await check_service.delete_own_check(current_user, check_id, settings.uploads_dir)
         return Redirect("/history?deleted=1", status_code=303)
 
     @get("/history")
-    async def history(self, current_user: User, kind: str = "all",
-                      deleted: int = 0) -> Template:
+    async def history(self, current_user: NamedDependency[User], kind: FromQuery[str] = "all",
+                      deleted: FromQuery[int] = 0) -> Template:
         kind = kind if kind in {k for k, _n in HISTORY_FILTERS} else "all"
         entries: list[dict[str, Any]] = []
         if kind != "vitals":

@@ -7,8 +7,9 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, delete, get, post
 from litestar.datastructures import UploadFile
+from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
-from litestar.params import Body, Parameter
+from litestar.params import Body, FromPath, FromQuery, Parameter
 from litestar.response import File
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
@@ -62,14 +63,14 @@ class ChecksController(Controller):
     @post("/{kind:str}", status_code=HTTP_201_CREATED)
     async def create(
         self,
-        kind: str,
+        kind: FromPath[str],
         request: Request,
         data: Annotated[CheckUpload, Body(media_type=RequestEncodingType.MULTI_PART)],
-        current_user: User,
-        settings: Settings,
-        registry: ModelRegistry,
-        pool: InferencePool,
-        wait: bool = True,
+        current_user: NamedDependency[User],
+        settings: NamedDependency[Settings],
+        registry: NamedDependency[ModelRegistry],
+        pool: NamedDependency[InferencePool],
+        wait: FromQuery[bool] = True,
     ) -> dict[str, Any]:
         """Analyse a photo (ecg/skin/ear) or an ECG file. `wait=false` returns at once with
         status `queued`; poll GET /api/v1/checks/{id}."""
@@ -85,7 +86,11 @@ class ChecksController(Controller):
 
     @get("/")
     async def list_checks(
-        self, current_user: User, kind: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        current_user: NamedDependency[User],
+        kind: FromQuery[str | None] = None,
+        limit: FromQuery[int] = 50,
+        offset: FromQuery[int] = 0,
     ) -> list[dict[str, Any]]:
         query = Check.objects().where(Check.owner == current_user.id)
         if kind:
@@ -95,12 +100,17 @@ class ChecksController(Controller):
         return [check_service.check_to_json(c) for c in rows]
 
     @get("/{check_id:int}")
-    async def read(self, check_id: CheckId, current_user: User) -> dict[str, Any]:
+    async def read(self, check_id: CheckId, current_user: NamedDependency[User]) -> dict[str, Any]:
         return check_service.check_to_json(
             await check_service.get_own_check(current_user, check_id))
 
     @get("/{check_id:int}/input", media_type="application/octet-stream")
-    async def input_file(self, check_id: CheckId, current_user: User, settings: Settings) -> File:
+    async def input_file(
+        self,
+        check_id: CheckId,
+        current_user: NamedDependency[User],
+        settings: NamedDependency[Settings],
+    ) -> File:
         check = await check_service.get_own_check(current_user, check_id)
         path = settings.uploads_dir / check.input_file
         if not check.input_file or not path.exists():
@@ -109,5 +119,10 @@ class ChecksController(Controller):
                     headers={"Cache-Control": "private, max-age=3600"})
 
     @delete("/{check_id:int}", status_code=HTTP_204_NO_CONTENT)
-    async def remove(self, check_id: CheckId, current_user: User, settings: Settings) -> None:
+    async def remove(
+        self,
+        check_id: CheckId,
+        current_user: NamedDependency[User],
+        settings: NamedDependency[Settings],
+    ) -> None:
         await check_service.delete_own_check(current_user, check_id, settings.uploads_dir)

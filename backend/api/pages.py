@@ -7,8 +7,9 @@ from typing import Annotated
 from urllib.parse import urlparse
 
 from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import Body, FromQuery
 from litestar.response import File, Redirect, Template
 
 from backend.api.web import LANG_COOKIE, SESSION_USER_KEY, client_ip, requires_login
@@ -78,7 +79,7 @@ class PagesController(Controller):
     include_in_schema = False
 
     @get("/")
-    async def home(self, current_user: User | None) -> Template:
+    async def home(self, current_user: NamedDependency[User | None]) -> Template:
         return Template("home.html", context={"user": current_user})
 
     @get("/healthz")
@@ -102,13 +103,17 @@ class PagesController(Controller):
                     media_type="application/manifest+json", content_disposition_type="inline")
 
     @get("/login")
-    async def login_page(self, current_user: User | None, next: str = "/") -> Template | Redirect:
+    async def login_page(
+        self,
+        current_user: NamedDependency[User | None],
+        next: FromQuery[str] = "/",
+    ) -> Template | Redirect:
         if current_user:
             return Redirect(safe_next(next))
         return Template("login.html", context={"user": None, "next": safe_next(next)})
 
     @post("/login")
-    async def login(self, request: Request, settings: Settings,
+    async def login(self, request: Request, settings: NamedDependency[Settings],
                     data: Annotated[LoginForm, Form]) -> Template | Redirect:
         ip = client_ip(request, settings.trusted_proxies)
         try:
@@ -138,7 +143,7 @@ class PagesController(Controller):
         return Template("register.html", context={"user": None})
 
     @post("/register")
-    async def register(self, request: Request, settings: Settings,
+    async def register(self, request: Request, settings: NamedDependency[Settings],
                        data: Annotated[RegisterForm, Form]) -> Template | Redirect:
         try:
             user = await accounts.register_user(data.email, data.password, data.display_name)
@@ -153,7 +158,7 @@ class PagesController(Controller):
 
     @post("/lang")
     async def set_language(self, data: Annotated[LanguageForm, Form],
-                           current_user: User | None) -> Redirect:
+                           current_user: NamedDependency[User | None]) -> Redirect:
         lang = data.lang if data.lang in SUPPORTED_LOCALES else "en"
         if current_user:
             await accounts.update_profile(current_user, locale=lang)
@@ -171,11 +176,15 @@ class SettingsController(Controller):
         return Template("settings.html", status_code=status, context={"user": user, **context})
 
     @get("/")
-    async def page(self, current_user: User) -> Template:
+    async def page(self, current_user: NamedDependency[User]) -> Template:
         return self._page(current_user)
 
     @post("/profile")
-    async def profile(self, current_user: User, data: Annotated[ProfileForm, Form]) -> Template:
+    async def profile(
+        self,
+        current_user: NamedDependency[User],
+        data: Annotated[ProfileForm, Form],
+    ) -> Template:
         try:
             await accounts.update_profile(current_user, display_name=data.display_name,
                                           sex=data.sex, birth_year=data.birth_year,
@@ -185,7 +194,11 @@ class SettingsController(Controller):
         return self._page(current_user, notice=_("Your profile was saved."))
 
     @post("/password")
-    async def password(self, current_user: User, data: Annotated[PasswordForm, Form]) -> Template:
+    async def password(
+        self,
+        current_user: NamedDependency[User],
+        data: Annotated[PasswordForm, Form],
+    ) -> Template:
         try:
             await accounts.change_password(current_user, data.current_password, data.new_password)
         except ServiceError as exc:
@@ -194,8 +207,13 @@ class SettingsController(Controller):
         return self._page(current_user, notice=_("Your password was changed."))
 
     @post("/delete")
-    async def delete_account(self, request: Request, current_user: User, settings: Settings,
-                             data: Annotated[DeleteForm, Form]) -> Template | Redirect:
+    async def delete_account(
+        self,
+        request: Request,
+        current_user: NamedDependency[User],
+        settings: NamedDependency[Settings],
+        data: Annotated[DeleteForm, Form],
+    ) -> Template | Redirect:
         if not accounts.verify_password(current_user.password_hash, data.password):
             return self._page(current_user, 400,
                               error=_("The password is not correct; nothing was deleted."))

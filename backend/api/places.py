@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from litestar import Controller, get
+from litestar.di import NamedDependency
 from litestar.params import FromQuery
 from litestar.response import Template
 
@@ -49,9 +50,13 @@ class PlacesPageController(Controller):
     include_in_schema = False
 
     @get("/places")
-    async def page(self, current_user: User | None, lat: FromQuery[str | None] = None,
-                   lon: FromQuery[str | None] = None,
-                   kind: FromQuery[str | None] = None) -> Template:
+    async def page(
+        self,
+        current_user: NamedDependency[User | None],
+        lat: FromQuery[str | None] = None,
+        lon: FromQuery[str | None] = None,
+        kind: FromQuery[str | None] = None,
+    ) -> Template:
         context: dict = {
             "user": current_user,
             "kinds": [(k, _(place_service.KIND_LABELS[k])) for k in place_service.KINDS],

@@ -11,8 +11,9 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from litestar import Controller, Litestar, Request, delete, get, post
+from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import Body, FromPath, FromQuery, JSONBody
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
@@ -117,19 +118,28 @@ class PushController(Controller):
         return VapidKeyOut(public_key=push_of(request).public_key)
 
     @post("/subscriptions", guards=[requires_login], status_code=HTTP_201_CREATED)
-    async def subscribe(self, request: Request, data: SubscriptionIn, current_user: User,
-                        settings: Settings) -> SubscriptionOut:
+    async def subscribe(
+        self,
+        request: Request,
+        data: JSONBody[SubscriptionIn],
+        current_user: NamedDependency[User],
+        settings: NamedDependency[Settings],
+    ) -> SubscriptionOut:
         row = await push_service.subscribe(
             current_user, data.endpoint, data.keys.p256dh, data.keys.auth,
             user_agent=request.headers.get("user-agent", ""), production=settings.production)
         return SubscriptionOut(id=row.id, endpoint=row.endpoint)
 
     @delete("/subscriptions", guards=[requires_login], status_code=HTTP_204_NO_CONTENT)
-    async def unsubscribe(self, data: UnsubscribeIn, current_user: User) -> None:
+    async def unsubscribe(
+        self,
+        data: JSONBody[UnsubscribeIn],
+        current_user: NamedDependency[User],
+    ) -> None:
         await push_service.unsubscribe(current_user, data.endpoint)
 
     @post("/test", guards=[requires_login], status_code=HTTP_200_OK)
-    async def test(self, request: Request, current_user: User) -> SendReportOut:
+    async def test(self, request: Request, current_user: NamedDependency[User]) -> SendReportOut:
         """Sends a test notification to every device of the caller, now."""
         if not await push_service.subscriptions_of(current_user.id):
             raise ServiceError(_("No device is subscribed yet. Turn on notifications first."),
@@ -148,18 +158,22 @@ class RemindersController(Controller):
     guards = (requires_login,)
 
     @post("/", status_code=HTTP_201_CREATED)
-    async def create(self, data: ReminderIn, current_user: User) -> ReminderOut:
+    async def create(
+        self,
+        data: JSONBody[ReminderIn],
+        current_user: NamedDependency[User],
+    ) -> ReminderOut:
         row = await reminder_service.create_reminder(
             current_user, data.kind, data.time_of_day, data.timezone, data.days)
         return ReminderOut(**reminder_service.reminder_to_json(row))
 
     @get("/")
-    async def list_reminders(self, current_user: User) -> list[ReminderOut]:
+    async def list_reminders(self, current_user: NamedDependency[User]) -> list[ReminderOut]:
         return [ReminderOut(**reminder_service.reminder_to_json(r))
                 for r in await reminder_service.list_reminders(current_user)]
 
     @delete("/{reminder_id:int}", status_code=HTTP_204_NO_CONTENT)
-    async def remove(self, reminder_id: int, current_user: User) -> None:
+    async def remove(self, reminder_id: FromPath[int], current_user: NamedDependency[User]) -> None:
         await reminder_service.delete_reminder(current_user, reminder_id)
 
 
@@ -172,7 +186,11 @@ class NotificationSettingsController(Controller):
     include_in_schema = False
 
     @get("/notifications")
-    async def page(self, current_user: User, notice: str = "") -> Template:
+    async def page(
+        self,
+        current_user: NamedDependency[User],
+        notice: FromQuery[str] = "",
+    ) -> Template:
         notices = {
             "quiet_saved": ("notice", _("Quiet hours were saved.")),
             "quiet_invalid": ("error", _("Quiet hours need a start and an end like 22:00.")),
@@ -187,7 +205,7 @@ class NotificationSettingsController(Controller):
             "user": current_user, kind or "none": message, **context})
 
     @post("/quiet-hours")
-    async def quiet_hours(self, current_user: User,
+    async def quiet_hours(self, current_user: NamedDependency[User],
                           data: Annotated[QuietHoursForm, Form]) -> Redirect:
         start, end = data.quiet_start.strip(), data.quiet_end.strip()
         if (start or end) and not (push_service.parse_hhmm(start)
@@ -198,7 +216,7 @@ class NotificationSettingsController(Controller):
         return Redirect("/settings/notifications?notice=quiet_saved")
 
     @post("/reminders")
-    async def add_reminder(self, current_user: User,
+    async def add_reminder(self, current_user: NamedDependency[User],
                            data: Annotated[ReminderForm, Form]) -> Redirect:
         try:
             await reminder_service.create_reminder(
@@ -210,7 +228,11 @@ class NotificationSettingsController(Controller):
         return Redirect("/settings/notifications?notice=reminder_saved")
 
     @post("/reminders/{reminder_id:int}/delete")
-    async def remove_reminder(self, reminder_id: int, current_user: User) -> Redirect:
+    async def remove_reminder(
+        self,
+        reminder_id: FromPath[int],
+        current_user: NamedDependency[User],
+    ) -> Redirect:
         # Another member's reminder id answers 404 like any other foreign id.
         await reminder_service.delete_reminder(current_user, reminder_id)
         return Redirect("/settings/notifications?notice=reminder_deleted")

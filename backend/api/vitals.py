@@ -11,8 +11,9 @@ from urllib.parse import urlencode
 
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import UploadFile
+from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import Body, FromPath, FromQuery, JSONBody
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
@@ -125,28 +126,39 @@ class VitalsApiController(Controller):
     guards = (requires_login,)
 
     @post("/", status_code=HTTP_201_CREATED)
-    async def create(self, request: Request, data: VitalIn, current_user: User) -> VitalOut:
+    async def create(
+        self,
+        request: Request,
+        data: JSONBody[VitalIn],
+        current_user: NamedDependency[User],
+    ) -> VitalOut:
         """Log a reading; 422 with a readable message for an implausible one (300/20 mmHg)."""
         reading = vital_service.validate_reading(asdict(data), current_user.timezone)
         row = await vital_service.add_reading(current_user, reading)
         return (await vitals_out(current_user, [row], bmi_scale_for(request, current_user)))[0]
 
     @get("/")
-    async def list_vitals(self, request: Request, current_user: User, type: str | None = None,
-                          days: int | None = None, limit: int = 500,
-                          bmi_scale: str | None = None) -> list[VitalOut]:
+    async def list_vitals(
+        self,
+        request: Request,
+        current_user: NamedDependency[User],
+        type: FromQuery[str | None] = None,
+        days: FromQuery[int | None] = None,
+        limit: FromQuery[int] = 500,
+        bmi_scale: FromQuery[str | None] = None,
+    ) -> list[VitalOut]:
         """My readings, newest first, each with its guideline category and source."""
         rows = await vital_service.list_readings(current_user, type, days, limit)
         return await vitals_out(current_user, rows, bmi_scale_for(request, current_user,
                                                                   bmi_scale))
 
     @delete("/{vital_id:int}", status_code=HTTP_204_NO_CONTENT)
-    async def remove(self, vital_id: int, current_user: User) -> None:
+    async def remove(self, vital_id: FromPath[int], current_user: NamedDependency[User]) -> None:
         await vital_service.delete_reading(current_user, vital_id)
 
     @post("/from-check/{check_id:int}", status_code=HTTP_201_CREATED)
-    async def from_check(self, request: Request, check_id: int,
-                         current_user: User) -> VitalOut:
+    async def from_check(self, request: Request, check_id: FromPath[int],
+                         current_user: NamedDependency[User]) -> VitalOut:
         """A heart_rate reading (source ecg_check) from an ECG check's measured heart rate."""
         row = await vital_service.heart_rate_from_check(current_user, check_id)
         return (await vitals_out(current_user, [row], bmi_scale_for(request, current_user)))[0]
@@ -158,7 +170,7 @@ class RecordApiController(Controller):
     guards = (requires_login,)
 
     @get("/export.csv", media_type="text/csv")
-    async def export_csv(self, current_user: User) -> Response:
+    async def export_csv(self, current_user: NamedDependency[User]) -> Response:
         rows = await health_record.all_readings(current_user)
         return Response(health_record.vitals_to_csv(rows), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition":
@@ -166,7 +178,7 @@ class RecordApiController(Controller):
                                  "Cache-Control": "private, no-store"})
 
     @get("/export.fhir.json", media_type="application/fhir+json")
-    async def export_fhir(self, current_user: User) -> Response:
+    async def export_fhir(self, current_user: NamedDependency[User]) -> Response:
         """A FHIR R4 transaction Bundle of Observations (LOINC codes, UCUM units)."""
         rows = await health_record.all_readings(current_user)
         bundle = health_record.fhir_bundle(current_user, rows)
@@ -178,7 +190,7 @@ class RecordApiController(Controller):
 
     @post("/import", status_code=HTTP_201_CREATED)
     async def import_csv(
-        self, current_user: User,
+        self, current_user: NamedDependency[User],
         data: Annotated[ImportUpload, Body(media_type=RequestEncodingType.MULTI_PART)],
     ) -> ImportOut:
         """Import a CSV exported by CareLens (multipart field `file`); duplicates are skipped."""
@@ -217,14 +229,20 @@ class VitalsPagesController(Controller):
             "form": extra.pop("form", {}), **extra})
 
     @get("/vitals")
-    async def vitals_page(self, request: Request, current_user: User, days: int = 30,
-                          saved: str = "", type: str = "") -> Template:
+    async def vitals_page(
+        self,
+        request: Request,
+        current_user: NamedDependency[User],
+        days: FromQuery[int] = 30,
+        saved: FromQuery[str] = "",
+        type: FromQuery[str] = "",
+    ) -> Template:
         notice = _("Saved.") if saved else ""
         return await self._page(request, current_user, days=days, notice=notice,
                                 form={"type": type} if type in vital_service.TYPES else {})
 
     @post("/vitals")
-    async def log_reading(self, request: Request, current_user: User,
+    async def log_reading(self, request: Request, current_user: NamedDependency[User],
                           data: Annotated[VitalForm, Form]) -> Template | Redirect:
         try:
             reading = vital_service.validate_reading(_form_data(data), current_user.timezone)
@@ -235,12 +253,20 @@ class VitalsPagesController(Controller):
         return Redirect("/vitals?" + urlencode({"saved": 1, "type": reading.type}))
 
     @post("/vitals/{vital_id:int}/delete")
-    async def delete_reading(self, current_user: User, vital_id: int) -> Redirect:
+    async def delete_reading(
+        self,
+        current_user: NamedDependency[User],
+        vital_id: FromPath[int],
+    ) -> Redirect:
         await vital_service.delete_reading(current_user, vital_id)
         return Redirect("/vitals")
 
     @post("/vitals/from-check/{check_id:int}")
-    async def from_check(self, current_user: User, check_id: int) -> Redirect:
+    async def from_check(
+        self,
+        current_user: NamedDependency[User],
+        check_id: FromPath[int],
+    ) -> Redirect:
         await vital_service.heart_rate_from_check(current_user, check_id)
         return Redirect("/vitals?" + urlencode({"saved": 1, "type": "heart_rate"}))
 
@@ -254,8 +280,8 @@ class VitalsPagesController(Controller):
         return response
 
     @get("/record")
-    async def record_page(self, request: Request, current_user: User,
-                          imported: str = "") -> Template:
+    async def record_page(self, request: Request, current_user: NamedDependency[User],
+                          imported: FromQuery[str] = "") -> Template:
         return await self._record(request, current_user, notice=imported)
 
     async def _record(self, request: Request, user: User, status: int = 200,
@@ -274,7 +300,7 @@ class VitalsPagesController(Controller):
 
     @post("/record/import")
     async def import_page(
-        self, request: Request, current_user: User,
+        self, request: Request, current_user: NamedDependency[User],
         data: Annotated[ImportUpload, Body(media_type=RequestEncodingType.MULTI_PART)],
     ) -> Template:
         try:
