@@ -46,10 +46,10 @@ def quoted_figures(name: str) -> list[str]:
                 f"Ohio {sources['ohi']['balanced_accuracy']:.2f}",
                 f"Turkey {sources['tur']['balanced_accuracy']:.2f}"]
     if name == "ear_gate":
-        return [f"{100 * metrics['held_out_negatives']['rejection_rate']:.1f} % of held-out "
-                "non-eardrums rejected",
-                f"{100 * metrics['held_out_eardrums']['false_rejection_rate']:.1f} % of eardrums "
-                "falsely rejected"]
+        rejected = 100 * metrics["held_out_negatives"]["rejection_rate"]
+        falsely = 100 * metrics["held_out_eardrums"]["false_rejection_rate"]
+        return [f"{rejected:.1f} % of held-out non-eardrums rejected",
+                f"{falsely:.1f} % of eardrums falsely rejected"]
     if name == "ecg_rhythm":
         test = metrics["held_out_cinc2017_test"]
         return [f"challenge F1 {test['challenge_score_mean_f1_normal_af_other']:.2f}",
