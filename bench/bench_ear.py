@@ -112,9 +112,9 @@ def main() -> None:
     views = registry.get(ear.CLASSIFIER_NAME).card.get("test_time_views", {}).get("views")
     if views and len(views) > 1:
         # The shipped graph averages mirrored/rotated views; torch runs the same views.
-        from training.ear.evaluate import TestTimeViews
+        from training.ear.evaluate import AveragedViews
 
-        t_cls = TestTimeViews(t_cls, tuple(views)).eval()
+        t_cls = AveragedViews(t_cls, tuple(views)).eval()
 
     def torch_pipeline(data: bytes) -> None:
         crop = ear.crop_field_of_view(load_image_rgb(data))

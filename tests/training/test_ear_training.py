@@ -11,7 +11,7 @@ import torch
 from backend.inference.ear import INPUT_SIZE, crop_field_of_view
 from training.ear import data, model, synth, warmstart
 from training.ear.augment import augment, to_float
-from training.ear.evaluate import TTA_VIEWS, TestTimeViews, export_onnx, linear_probe
+from training.ear.evaluate import TTA_VIEWS, AveragedViews, export_onnx, linear_probe
 from training.ear.metrics import summary
 from training.ear.retrain_head import fit_head
 from training.ear.train import sampling_weights, train_classifier, train_gate
@@ -194,7 +194,7 @@ def test_test_time_views_average_mirrored_and_rotated_inputs():
     torch.manual_seed(0)
     net = model.classifier(len(data.CLASSES)).eval()
     x = to_float(torch.from_numpy(_tiny_arrays()["x_ear"][:3]))
-    tta = TestTimeViews(net, TTA_VIEWS["flip_rot"]).eval()
+    tta = AveragedViews(net, TTA_VIEWS["flip_rot"]).eval()
     with torch.no_grad():
         logits, feats = tta(x)
         expected = (
@@ -206,7 +206,7 @@ def test_test_time_views_average_mirrored_and_rotated_inputs():
         assert torch.allclose(logits, expected, atol=1e-5)
         assert feats.shape == (3, net.n_features)
         # With the mirror views, a mirrored photo gets the same answer as the original.
-        flip = TestTimeViews(net, TTA_VIEWS["flip"]).eval()
+        flip = AveragedViews(net, TTA_VIEWS["flip"]).eval()
         assert torch.allclose(flip(torch.flip(x, dims=(3,)))[0], flip(x)[0], atol=1e-5)
 
 

@@ -73,7 +73,7 @@ TTA_VIEWS = {
 }
 
 
-class TestTimeViews(torch.nn.Module):
+class AveragedViews(torch.nn.Module):
     """Averages logits and features over mirrored/rotated views, inside the exported graph.
 
     The eardrum has no fixed "up" across otoscopes (training augments any rotation and
@@ -108,7 +108,7 @@ def select_views(net: torch.nn.Module, x_val: np.ndarray, y_val: np.ndarray) -> 
     val balanced accuracy than the next smaller set."""
     scores = {}
     for name, views in TTA_VIEWS.items():
-        logits, _ = torch_outputs(TestTimeViews(net, views), x_val)
+        logits, _ = torch_outputs(AveragedViews(net, views), x_val)
         scores[name] = _r(summary(y_val, logits.argmax(1), len(data.CLASSES))["balanced_accuracy"])
     chosen = "none"
     for name in ("flip", "flip_rot"):
@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
         else f"set by --tta {args.tta}",
     }
     print("test-time views:", tta)
-    net = TestTimeViews(base_net, TTA_VIEWS[tta_name]).eval()
+    net = AveragedViews(base_net, TTA_VIEWS[tta_name]).eval()
 
     work = Path(tempfile.mkdtemp(prefix="ear_eval_"))
     cls_path, gate_path = work / "ear_classifier.onnx", work / "ear_gate.onnx"
