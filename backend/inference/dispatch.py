@@ -43,10 +43,11 @@ def analyze_files(
         photo = decode_photo(_single(files, "photo"), min_side=288)
         return analyze_skin(photo.pixels, registry, input_hw=photo.original_hw)
     if kind == "ear":
-        from backend.inference.ear import analyze_ear
+        from backend.inference.ear import PHOTO_MIN_SIDE, analyze_ear
 
         # The otoscope circle is cropped to 160 px: a reduced-scale JPEG decode loses nothing.
-        return analyze_ear(load_image_rgb(_single(files, "photo"), min_side=512), registry)
+        photo = load_image_rgb(_single(files, "photo"), min_side=PHOTO_MIN_SIDE)
+        return analyze_ear(photo, registry)
     if kind == "ecg":
         from backend.inference.ecg.analyze import analyze_ecg_record
 
