@@ -270,8 +270,15 @@ async def _resolve_reports(*, post_id: int | None = None, comment_id: int | None
 ACTIONS = ("hide", "restore", "delete")
 
 
+def _check_action(action: str) -> None:
+    """An action outside ACTIONS names no moderation route: 404, before anything is looked up."""
+    if action not in ACTIONS:
+        raise ServiceError(N_("Unknown moderation action."), 404)
+
+
 async def moderate_post(admin: User, post_id: int, action: str, reason: str = "",
                         uploads_dir: Path | None = None, ip: str = "") -> None:
+    _check_action(action)
     post = await Post.objects().where(Post.id == post_id).first()
     if post is None:
         raise NotFoundError(N_("This post does not exist or was removed."))
@@ -280,10 +287,8 @@ async def moderate_post(admin: User, post_id: int, action: str, reason: str = ""
         await Post.update({Post.hidden: True, Post.hidden_reason: reason}).where(Post.id == post_id)
     elif action == "restore":
         await Post.update({Post.hidden: False, Post.hidden_reason: ""}).where(Post.id == post_id)
-    elif action == "delete":
+    else:  # delete
         await board.remove_post(post_id, uploads_dir)
-    else:
-        raise ServiceError(N_("Unknown moderation action."), 400)
     if action != "delete":
         await _resolve_reports(post_id=post_id)
     await accounts.record_audit(f"admin_{action}_post", actor_id=admin.id, target=f"post:{post_id}",
@@ -293,6 +298,7 @@ async def moderate_post(admin: User, post_id: int, action: str, reason: str = ""
 
 async def moderate_comment(admin: User, comment_id: int, action: str, reason: str = "",
                            ip: str = "") -> None:
+    _check_action(action)
     comment = await Comment.objects().where(Comment.id == comment_id).first()
     if comment is None:
         raise NotFoundError(N_("This comment does not exist."))
@@ -300,10 +306,8 @@ async def moderate_comment(admin: User, comment_id: int, action: str, reason: st
     if action in ("hide", "restore"):
         await Comment.update({Comment.hidden: action == "hide"}).where(Comment.id == comment_id)
         await _resolve_reports(comment_id=comment_id)
-    elif action == "delete":
+    else:  # delete
         await Comment.delete().where(Comment.id == comment_id)
-    else:
-        raise ServiceError(N_("Unknown moderation action."), 400)
     count = await Comment.count().where((Comment.post == comment.post)
                                         & (Comment.hidden == False))
     await Post.update({Post.comment_count: count}).where(Post.id == comment.post)

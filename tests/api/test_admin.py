@@ -163,6 +163,22 @@ async def test_moderation_actions_are_audited_with_reason(client, make_user):
     assert [e["detail"]["reason"] for e in audit.json()] == ["spam"]
 
 
+async def test_unknown_moderation_action_is_404_and_changes_nothing(client, make_user):
+    admin = await make_admin(client)
+    ana = await make_user("ana@example.org")
+    post = (await client.post("/api/v1/posts", headers=ana, json={"title": "t", "body": "b"})).json()
+    comment = (await client.post(f"/api/v1/posts/{post['id']}/comments", headers=ana,
+                                 json={"body": "hello"})).json()
+    for path in (f"/api/v1/admin/posts/{post['id']}/purge",
+                 f"/api/v1/admin/comments/{comment['id']}/purge",
+                 "/api/v1/admin/posts/999999/purge"):
+        response = await client.post(path, headers=admin, json={"reason": "x"})
+        assert response.status_code == 404, path
+        assert "moderation action" in response.json()["error"]
+    assert await Post.count() == 1 and await Comment.count() == 1
+    assert not await AuditLog.exists().where(AuditLog.action.like("admin_%"))
+
+
 async def test_moderation_page_forms(client, make_user):
     await make_admin(client)
     ana = await make_user("ana@example.org")
