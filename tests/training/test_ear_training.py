@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from backend.inference.ear import INPUT_SIZE, crop_field_of_view
+from training.common.softmax_head import fit_softmax_head
 from training.ear import data, model, synth, warmstart
 from training.ear.augment import augment, to_float
 from training.ear.evaluate import TTA_VIEWS, AveragedViews, export_onnx, linear_probe
 from training.ear.metrics import summary
-from training.ear.retrain_head import fit_head
 from training.ear.train import sampling_weights, train_classifier, train_gate
 
 
@@ -216,7 +216,7 @@ def test_retrained_head_learns_a_rare_class_with_balanced_weights():
     y = (f[:, 0] > 1.6).astype(np.int64)  # ~11 % positives
     src = rng.integers(0, 3, size=400)
     w = sampling_weights(y, src, 2, class_power=1.0, source_power=0.5)
-    weight, bias = fit_head(f, y, w, 2, l2=1e-4)
+    weight, bias = fit_softmax_head(f, y, w, 2, l2=1e-4, iters=200, standardise=False)
     assert weight.shape == (2, 6) and bias.shape == (2,)
     pred = (f @ weight.T + bias).argmax(1)
     assert summary(y, pred, 2)["balanced_accuracy"] > 0.9

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from training.common.softmax_head import fit_softmax_head
 from training.ear import data, model
 from training.ear.augment import augment, to_float
 from training.ear.metrics import summary
@@ -39,28 +39,6 @@ def features(net: model.EarNet, x: np.ndarray, views: int, seed: int) -> np.ndar
             xb = to_float(xb) if v == 0 else augment(xb, g)
             out.append(net.embed(xb).numpy())
     return np.concatenate(out)
-
-
-def fit_head(
-    f: np.ndarray, y: np.ndarray, w: np.ndarray, n_cls: int, l2: float, iters: int = 200
-) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted softmax regression (L-BFGS) -> (weight (C, F), bias (C,)), raw feature space."""
-    a = torch.from_numpy(f).float()
-    t = torch.from_numpy(y)
-    sw = torch.from_numpy(w / w.sum()).float()
-    weight = torch.zeros(n_cls, f.shape[1], requires_grad=True)
-    bias = torch.zeros(n_cls, requires_grad=True)
-    opt = torch.optim.LBFGS([weight, bias], max_iter=iters, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        nll = F.cross_entropy(a @ weight.T + bias, t, reduction="none")
-        loss = (nll * sw).sum() + l2 * (weight**2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return weight.detach().numpy(), bias.detach().numpy()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -97,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     for source_power in (0.0, 0.5, 1.0):
         w = sampling_weights(y_tr, s_tr, n_cls, 1.0, source_power)
         for l2 in (1e-4, 1e-3, 1e-2):
-            wt, b = fit_head(f_tr, y_tr, w, n_cls, l2)
+            wt, b = fit_softmax_head(f_tr, y_tr, w, n_cls, l2, iters=200, standardise=False)
             pred = (f_va @ wt.T + b).argmax(1)
             m = summary(y[va], pred, n_cls)
             score = 0.5 * (m["balanced_accuracy"] + m["macro_f1"])

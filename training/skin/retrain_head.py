@@ -35,11 +35,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-import torch.nn.functional as F
 from onnx import helper, numpy_helper
 
 from backend.inference.skin import CLASSES, model_view, normalise
 from training.common.augment import phone_photo
+from training.common.softmax_head import fit_softmax_head
 from training.skin.data import SCRATCH, Pack, class_weights
 from training.skin.metrics import balanced_accuracy, per_class_recall, roc_auc, softmax
 
@@ -167,32 +167,6 @@ def extract(
     return np.stack(out)
 
 
-def fit_head(
-    f: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float, iters: int = 300
-) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted softmax regression (L-BFGS) on standardised features -> raw-space (W, b)."""
-    mu, sd = f.mean(0), f.std(0) + 1e-6
-    a = torch.from_numpy((f - mu) / sd).float()
-    t = torch.from_numpy(y)
-    sw = torch.from_numpy(w / w.sum()).float()
-    n_cls = len(CLASSES)
-    weight = torch.zeros(n_cls, f.shape[1], requires_grad=True)
-    bias = torch.zeros(n_cls, requires_grad=True)
-    opt = torch.optim.LBFGS([weight, bias], max_iter=iters, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        nll = F.cross_entropy(a @ weight.T + bias, t, reduction="none")
-        loss = (nll * sw).sum() + l2 * (weight**2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    wt = weight.detach().numpy().astype(np.float64) / sd
-    b = bias.detach().numpy().astype(np.float64) - wt @ mu
-    return wt.astype(np.float32), b.astype(np.float32)
-
-
 def val_report(logits: np.ndarray, y: np.ndarray) -> dict:
     pred = logits.argmax(1)
     mel = CLASSES.index("mel")
@@ -248,7 +222,8 @@ def main(argv: list[str] | None = None) -> None:
     for power in (0.5, 1.0):
         w = class_weights(y_tr, power)[y_tr]
         for l2 in (1e-3, 1e-2, 3e-2, 1e-1):
-            wt, b = fit_head(f_trn, y_tr, w, l2)
+            wt, b = fit_softmax_head(f_trn, y_tr, w, len(CLASSES), l2, iters=300,
+                                          standardise=True)
             for tau in (0.0, 0.25, 0.5, 0.75, 1.0):
                 # weights ~ freq^-power already remove `power` of the prior; tau adds more.
                 bb = b - tau * log_prior
