@@ -71,6 +71,16 @@ async def test_ecg_wfdb_upload_as_hea_and_dat(client, tmp_path):
     assert abs(result["intervals"]["hr_bpm"] - 55) <= 2
 
 
+async def poll_until_finished(client, headers: dict, check_id: int) -> dict:
+    """GET the check every 50 ms (10 s at most) until it is done or failed."""
+    for _ in range(200):
+        polled = (await client.get(f"/api/v1/checks/{check_id}", headers=headers)).json()
+        if polled["status"] in ("done", "failed"):
+            break
+        await asyncio.sleep(0.05)
+    return polled
+
+
 async def test_queued_check_is_polled_until_done(client):
     headers = await register_user(client, "queue@example.org")
     response = await client.post("/api/v1/checks/skin?wait=false", headers=headers, files={
@@ -78,11 +88,7 @@ async def test_queued_check_is_polled_until_done(client):
     assert response.status_code == 201
     assert response.json()["status"] in ("queued", "running")
     check_id = response.json()["id"]
-    for _ in range(200):
-        polled = (await client.get(f"/api/v1/checks/{check_id}", headers=headers)).json()
-        if polled["status"] in ("done", "failed"):
-            break
-        await asyncio.sleep(0.05)
+    polled = await poll_until_finished(client, headers, check_id)
     assert polled["status"] == "done"
     assert_contract_result(polled["result"], "skin")
 
@@ -94,9 +100,5 @@ async def test_queued_unusable_photo_ends_failed_with_the_reason(client):
     response = await client.post("/api/v1/checks/skin?wait=false", headers=headers,
                                  files={"file": ("white.jpg", white.getvalue(), "image/jpeg")})
     check_id = response.json()["id"]
-    for _ in range(200):
-        polled = (await client.get(f"/api/v1/checks/{check_id}", headers=headers)).json()
-        if polled["status"] in ("done", "failed"):
-            break
-        await asyncio.sleep(0.05)
+    polled = await poll_until_finished(client, headers, check_id)
     assert polled["status"] == "failed" and polled["error"]
