@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -26,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 from backend.inference import ear
 from backend.inference.images import load_image_rgb
 from backend.inference.registry import ModelRegistry
+from bench.timing import time_calls
 
 FIXTURE = ROOT / "tests" / "fixtures" / "ear"
 
@@ -72,23 +72,6 @@ def no_spin_registry(threads: int) -> ModelRegistry:
 
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
-
-
-def time_it(fn, runs: int) -> tuple[list[float], list[float]]:
-    """Wall-clock and process CPU milliseconds per call (CPU time includes ORT's pool threads).
-
-    On a shared, overloaded machine wall time mostly measures waiting for a core; CPU time
-    is what the check itself costs (wall time on an idle machine is at most this).
-    """
-    for _ in range(3):
-        fn()
-    wall, cpu = [], []
-    for _ in range(runs):
-        t, c = time.perf_counter(), time.process_time()
-        fn()
-        wall.append((time.perf_counter() - t) * 1000)
-        cpu.append((time.process_time() - c) * 1000)
-    return wall, cpu
 
 
 def main() -> None:
@@ -144,20 +127,20 @@ def main() -> None:
         image = decode(data)
         x = ear.to_model_input(ear.crop_field_of_view(image))
         rows = {
-            "decode full size": time_it(lambda data=data: load_image_rgb(data), args.runs),
-            "decode as served": time_it(lambda data=data: decode(data), args.runs),
-            "crop + quality": time_it(
+            "decode full size": time_calls(lambda data=data: load_image_rgb(data), args.runs, warmup=3),
+            "decode as served": time_calls(lambda data=data: decode(data), args.runs, warmup=3),
+            "crop + quality": time_calls(
                 lambda image=image: ear.image_quality(ear.crop_field_of_view(image)), args.runs
             ),
-            "gate (ORT)": time_it(lambda x=x: gate.run(x), args.runs),
-            "classifier (ORT)": time_it(lambda x=x: classifier.run(x), args.runs),
-            "onnxruntime e2e": time_it(
+            "gate (ORT)": time_calls(lambda x=x: gate.run(x), args.runs, warmup=3),
+            "classifier (ORT)": time_calls(lambda x=x: classifier.run(x), args.runs, warmup=3),
+            "onnxruntime e2e": time_calls(
                 lambda data=data: ear.analyze_ear(decode(data), registry), args.runs
             ),
-            "ORT e2e no-spin": time_it(
+            "ORT e2e no-spin": time_calls(
                 lambda data=data: ear.analyze_ear(decode(data), quiet), args.runs
             ),
-            "torch eager e2e": time_it(lambda data=data: torch_pipeline(data), args.runs),
+            "torch eager e2e": time_calls(lambda data=data: torch_pipeline(data), args.runs, warmup=3),
         }
         for name, (wall, cpu) in rows.items():
             print(

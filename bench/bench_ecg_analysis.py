@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 THREADS = 2
@@ -28,21 +26,15 @@ import numpy as np
 from backend.inference.ecg.analyze import analyze_ecg_record
 from backend.inference.ecg.readers import read_ecg_path
 from backend.inference.registry import ModelRegistry
+from bench.timing import time_calls
 
 LUDB_RECORD = Path("/work/shared/data/ecg/records/ludb/ludb_002.hea")
 
 
 def timed(fn, runs: int) -> tuple[float, float, float]:
-    """p50 and p90 wall time and p50 process CPU time (ms). On a shared, loaded machine the CPU
-    time is the steadier figure: wall time there includes waiting for a core."""
-    fn()  # warm-up
-    times, cpu = [], []
-    for _ in range(runs):
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000)
-        cpu.append((time.process_time() - c0) * 1000)
-    return statistics.median(times), float(np.percentile(times, 90)), statistics.median(cpu)
+    """p50 and p90 wall time and p50 process CPU time (ms)."""
+    wall, cpu = time_calls(fn, runs)
+    return float(np.median(wall)), float(np.percentile(wall, 90)), float(np.median(cpu))
 
 
 def synthetic_record(tmp: Path) -> Path:

@@ -15,7 +15,6 @@ import argparse
 import io
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from backend.inference.images import decode_photo, load_image_rgb
 from backend.inference.registry import ModelRegistry
-from backend.inference.skin import MODEL_NAME, analyze_skin, preprocess_skin
+from backend.inference.skin import MODEL_NAME, PHOTO_MIN_SIDE, analyze_skin, preprocess_skin
+from bench.timing import time_calls
 from training.skin.model import OUTPUT_NAMES, SkinNet
 
 FIXTURE = ROOT / "tests" / "fixtures" / "skin" / "mel_ISIC_0024516.jpg"
@@ -128,22 +128,8 @@ def make_12mp_jpeg() -> bytes:
 
 def shipped_decode(data: bytes) -> tuple[np.ndarray, tuple[int, int]]:
     """The serving path's decode (backend.inference.dispatch): JPEG at reduced scale, true size."""
-    photo = decode_photo(data, min_side=288)
+    photo = decode_photo(data, min_side=PHOTO_MIN_SIDE)
     return photo.pixels, photo.original_hw
-
-
-def timed(fn, iters: int, warmup: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Wall-clock and process CPU milliseconds per call (on a shared machine the wall time
-    includes waiting for a core; the CPU time shows the work itself)."""
-    for _ in range(warmup):
-        fn()
-    wall, cpu = [], []
-    for _ in range(iters):
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        wall.append((time.perf_counter() - t0) * 1e3)
-        cpu.append((time.process_time() - c0) * 1e3)
-    return np.array(wall), np.array(cpu)
 
 
 def main() -> None:
@@ -171,17 +157,19 @@ def main() -> None:
 
     n = args.iters
     rows = {
-        "decode 12 MP JPEG (load_image_rgb)": timed(lambda: load_image_rgb(data), n),
-        "decode 12 MP JPEG, reduced (as shipped)": timed(lambda: shipped_decode(data), n),
-        "preprocess (resize + normalise)": timed(lambda: preprocess_skin(image), n),
-        "model only, ONNX Runtime": timed(lambda: ort_model.run(x), n),
-        "model only, torch eager fp32": timed(lambda: torch_model.run(x), n),
-        "end to end, full decode + ONNX Runtime": timed(lambda: analyze_skin(load_image_rgb(data), registry), n),
-        "end to end, full decode + torch eager": timed(
-            lambda: analyze_skin(load_image_rgb(data), torch_registry), n
+        "decode 12 MP JPEG (load_image_rgb)": time_calls(lambda: load_image_rgb(data), n, warmup=2),
+        "decode 12 MP JPEG, reduced (as shipped)": time_calls(lambda: shipped_decode(data), n, warmup=2),
+        "preprocess (resize + normalise)": time_calls(lambda: preprocess_skin(image), n, warmup=2),
+        "model only, ONNX Runtime": time_calls(lambda: ort_model.run(x), n, warmup=2),
+        "model only, torch eager fp32": time_calls(lambda: torch_model.run(x), n, warmup=2),
+        "end to end, full decode + ONNX Runtime": time_calls(
+            lambda: analyze_skin(load_image_rgb(data), registry), n, warmup=2
         ),
-        "end to end, as shipped, ONNX Runtime": timed(lambda: draft_e2e(registry), n),
-        "end to end, as shipped, torch eager": timed(lambda: draft_e2e(torch_registry), n),
+        "end to end, full decode + torch eager": time_calls(
+            lambda: analyze_skin(load_image_rgb(data), torch_registry), n, warmup=2
+        ),
+        "end to end, as shipped, ONNX Runtime": time_calls(lambda: draft_e2e(registry), n, warmup=2),
+        "end to end, as shipped, torch eager": time_calls(lambda: draft_e2e(torch_registry), n, warmup=2),
     }
     size = sum(p.stat().st_size for p in (ROOT / "weights").glob("skin_*.onnx"))
 

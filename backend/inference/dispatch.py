@@ -36,16 +36,14 @@ def analyze_files(
     if not files or not any(files.values()):
         raise UnusableInputError("No file was received. Please choose a photo or a file.")
     if kind == "skin":
-        from backend.inference.skin import analyze_skin
+        from backend.inference.skin import PHOTO_MIN_SIDE, analyze_skin
 
-        # The model sees 192x144: decode the JPEG at 1/8 scale or so, keep the outline at the
-        # photo's true size (CONTRACT: mask at input size).
-        photo = decode_photo(_single(files, "photo"), min_side=288)
+        # Keep the outline at the photo's true size (CONTRACT: mask at input size).
+        photo = decode_photo(_single(files, "photo"), min_side=PHOTO_MIN_SIDE)
         return analyze_skin(photo.pixels, registry, input_hw=photo.original_hw)
     if kind == "ear":
         from backend.inference.ear import PHOTO_MIN_SIDE, analyze_ear
 
-        # The otoscope circle is cropped to 160 px: a reduced-scale JPEG decode loses nothing.
         photo = load_image_rgb(_single(files, "photo"), min_side=PHOTO_MIN_SIDE)
         return analyze_ear(photo, registry)
     if kind == "ecg":

@@ -24,6 +24,9 @@ MODEL_NAME = "skin_lesion"
 CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 # HAM10000 images are 4:3 landscape (600x450 originals, 200x150 in our copy).
 INPUT_W, INPUT_H = 192, 144
+# A JPEG upload is decoded at the smallest reduced scale that keeps this many pixels on its
+# shorter side (twice the model's 144): the outline is still drawn at the photo's true size.
+PHOTO_MIN_SIDE = 288
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.25, 0.25, 0.25)
 
