@@ -71,13 +71,13 @@ def usable_bounds(x: np.ndarray) -> tuple[int, int]:
     return int(starts[k]), int(ends[k])
 
 
-def _usable_span(x: np.ndarray) -> np.ndarray:
+def _usable_length(x: np.ndarray) -> int:
     start, end = usable_bounds(x)
-    return x[start:end]
+    return end - start
 
 
 def choose_leads(leads_250: dict[str, np.ndarray]) -> list[str]:
-    long_enough = {n: len(_usable_span(x)) for n, x in leads_250.items()}
+    long_enough = {n: _usable_length(x) for n, x in leads_250.items()}
     chosen = [n for n in RHYTHM_LEADS if long_enough.get(n, 0) >= MIN_LEAD_S * RHYTHM_FS][:1]
     return chosen or [max(long_enough, key=long_enough.get)]
 
@@ -89,39 +89,30 @@ def classify(
     second stage, turns the CNN's scores + the first rhythm lead's RR features into the family
     probabilities (without it the CNN's own)."""
     chosen = choose_leads(leads_250)
-    inputs = {name: rhythm_input(_usable_span(leads_250[name])) for name in chosen}
-    logits, cams = [], {}
-    by_length: dict[int, list[str]] = {}
-    for name, x in inputs.items():
-        by_length.setdefault(len(x), []).append(name)
-    for names in by_length.values():  # one batched run per span length (12-lead: one run)
-        out = model.run(np.stack([inputs[n] for n in names])[:, None, :])
-        for k, name in enumerate(names):
-            logits.append(out["logits"][k])
-            cams[name] = out["cam"][k]
-    cnn_logits = np.mean(logits, axis=0).astype(np.float32)
+    lead = leads_250[chosen[0]]
+    start, end = usable_bounds(lead)
+    span = lead[start:end]
+    out = model.run(rhythm_input(span)[None, None, :])
+    cnn_logits = out["logits"][0].astype(np.float32)
     cnn_probs = _softmax(cnn_logits)
-    features = rr_features(_usable_span(leads_250[chosen[0]]), RHYTHM_FS)
+    features = rr_features(span, RHYTHM_FS)
     if stack is not None:
-        out = stack.run({"cnn_logits": cnn_logits[None], "features": features[None]})
-        probs = _softmax(out["logits"][0])
+        stage2 = stack.run({"cnn_logits": cnn_logits[None], "features": features[None]})
+        probs = _softmax(stage2["logits"][0])
     else:
         probs = cnn_probs
     top = int(np.argmax(probs))
-    saliency_lead = chosen[0]
-    full = leads_250[saliency_lead]
-    start, end = usable_bounds(full)
-    cam = cams[saliency_lead][top]
+    cam = out["cam"][0][top]
     span_n = end - start
     cam_up = np.interp(np.arange(span_n), (np.arange(len(cam)) + 0.5) * span_n / len(cam), cam)
     cam_up = np.maximum(cam_up, 0)
     cam_up = cam_up / cam_up.max() if cam_up.max() > 0 else cam_up
-    saliency = np.full(len(full), np.nan)
+    saliency = np.full(len(lead), np.nan)
     saliency[start:end] = cam_up
     return RhythmModelOutput(
         probabilities={f: float(p) for f, p in zip(FAMILIES, probs)},
         leads_used=chosen,
-        saliency_lead=saliency_lead,
+        saliency_lead=chosen[0],
         saliency=saliency,
         cnn_probabilities={f: float(p) for f, p in zip(FAMILIES, cnn_probs)},
         rr_features={n: float(v) for n, v in zip(FEATURE_NAMES, features)},
