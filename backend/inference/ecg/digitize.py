@@ -703,8 +703,7 @@ def _find_rows(ink: np.ndarray, ppm_y: float) -> _Rows:
     heights = prof[peaks]
     keep = heights >= 0.3 * np.median(np.sort(heights)[-min(4, heights.size) :])
     # A trace row has ink across most of the width; a line of printed text does not.
-    half = int(2.5 * ppm_y)
-    cover = np.array([ink[max(0, p - half) : p + half].any(axis=0).mean() for p in peaks])
+    cover = _row_coverage(ink, peaks, ppm_y)
     span = cover / max(cover.max(), 1e-6)
     strong = peaks[keep & (span > 0.45)]
     layout = LAYOUT_BY_ROWS.get(int(strong.size))
@@ -717,12 +716,17 @@ def _find_rows(ink: np.ndarray, ppm_y: float) -> _Rows:
         lat = _row_lattice(prof, ink, ppm_y)
         if lat is not None:
             return _Rows(baselines=lat, layout=LAYOUT_BY_ROWS[lat.size])
-        peaks = strong
         raise UnusableInputError(
-            MSG_NO_ROWS + f" (found {peaks.size} rows; 3x4, 6x2 and single-strip sheets are read).",
+            MSG_NO_ROWS + f" (found {strong.size} rows; 3x4, 6x2 and single-strip sheets are read).",
             extra={"reason": "layout"},
         )
     return _Rows(baselines=strong.astype(np.float64), layout=layout)
+
+
+def _row_coverage(ink: np.ndarray, rows: np.ndarray, ppm_y: float) -> np.ndarray:
+    """Share of columns with ink within 2.5 mm of each candidate row."""
+    half = int(2.5 * ppm_y)
+    return np.array([ink[max(0, r - half) : r + half].any(axis=0).mean() for r in rows])
 
 
 def _row_lattice(prof: np.ndarray, ink: np.ndarray, ppm_y: float) -> np.ndarray | None:
@@ -736,8 +740,7 @@ def _row_lattice(prof: np.ndarray, ink: np.ndarray, ppm_y: float) -> np.ndarray 
     from scipy.signal import find_peaks
 
     cand, _ = find_peaks(prof, distance=max(2, int(10 * ppm_y)), prominence=prof.max() * 0.04)
-    half = int(2.5 * ppm_y)
-    cover = np.array([ink[max(0, p - half) : p + half].any(axis=0).mean() for p in cand])
+    cover = _row_coverage(ink, cand, ppm_y)
     cand = cand[cover > 0.3 * max(cover.max(initial=0.0), 1e-6)]
     if cand.size < 2 or cand.size > 20:
         return None
