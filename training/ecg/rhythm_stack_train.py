@@ -32,14 +32,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backend.inference.ecg.preprocess import RHYTHM_FS, rhythm_input
+from backend.inference.ecg.preprocess import RHYTHM_FS
 from backend.inference.ecg.rr_features import FEATURE_NAMES, detect_r_peaks, rr_features
 from backend.inference.registry import sha256_of
+from training.ecg import rhythm_evaluate
 from training.ecg.rhythm_dataset import CLASSES, load_cinc2017, prepared_strip, split_records
 from training.ecg.rhythm_export import export_onnx
 from training.ecg.rhythm_train import challenge_f1
@@ -90,16 +90,8 @@ class RhythmStack(nn.Module):
 
 
 def cnn_logits(onnx_path: Path, strips: list[np.ndarray]) -> np.ndarray:
-    """The CNN's logits on each whole band-passed strip, as the app runs it."""
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    sess = ort.InferenceSession(
-        str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"]
-    )
-    return np.array(
-        [sess.run(["logits"], {"signal": rhythm_input(x)[None, None, :]})[0][0] for x in strips],
-        dtype=np.float32,
-    )
+    """The CNN's logits on each whole band-passed strip, as rhythm_evaluate scores it."""
+    return rhythm_evaluate.predict(rhythm_evaluate.session(onnx_path), strips).astype(np.float32)
 
 
 def fit(logits: np.ndarray, feats: np.ndarray, y: np.ndarray, weight_decay: float) -> RhythmStack:
