@@ -3,10 +3,10 @@
     .venv/bin/python bench/bench_skin.py [--iters 20]
 
 End to end = decode (load_image_rgb) + preprocess + classify + segment + saliency + result JSON
-(analyze_skin), 2 intra-op threads for both engines. The torch model is SkinNet in fp32 with the
-weights of weights/skin_lesion.onnx read back from the file (BatchNorm already folded into the
-convolutions; int8 weights dequantised), so both engines run the same network; ORT runs the
-int8 graph as shipped.
+(analyze_skin), 2 intra-op threads for both engines. The torch model is the card's architecture
+(training/skin/model.py) in fp32 with the weights of weights/skin_lesion.onnx read back from the
+file (BatchNorm already folded into the convolutions; int8 weights dequantised), so both engines
+run the same network; ORT runs the int8 graph as shipped.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from backend.inference.images import decode_photo, load_image_rgb
 from backend.inference.registry import ModelRegistry
 from backend.inference.skin import MODEL_NAME, PHOTO_MIN_SIDE, analyze_skin, preprocess_skin
 from bench.timing import time_calls
-from training.skin.model import OUTPUT_NAMES, SkinNet
+from training.skin.model import OUTPUT_NAMES, build_model
 
 FIXTURE = ROOT / "tests" / "fixtures" / "skin" / "mel_ISIC_0024516.jpg"
 
@@ -49,8 +49,8 @@ def module_path(node_name: str) -> str:
     return path
 
 
-def torch_model_from_onnx(path: Path) -> SkinNet:
-    """SkinNet whose convolutions carry the ONNX file's (BN-folded) weights; BN is identity."""
+def torch_model_from_onnx(path: Path, arch: str) -> torch.nn.Module:
+    """The network `arch` with the ONNX file's (BN-folded) conv weights; BN is identity."""
     graph = onnx.load(str(path)).graph
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     dequant = {n.output[0]: n for n in graph.node if n.op_type == "DequantizeLinear"}
@@ -71,11 +71,11 @@ def torch_model_from_onnx(path: Path) -> SkinNet:
             zero = np.reshape(zero, shape) if np.ndim(zero) else zero
         return (q - zero) * scale
 
-    model = SkinNet().eval()
+    model = build_model(arch, pretrained=False).eval()
     modules = dict(model.named_modules())
     convs = [n for n in graph.node if n.op_type == "Conv"]
     if len(convs) != sum(isinstance(m, torch.nn.Conv2d) for m in modules.values()):
-        raise RuntimeError("the ONNX file does not hold SkinNet's convolutions")
+        raise RuntimeError(f"the ONNX file does not hold the convolutions of {arch}")
     with torch.no_grad():
         for node in convs:
             conv = modules[module_path(node.name)]
@@ -97,7 +97,7 @@ def torch_model_from_onnx(path: Path) -> SkinNet:
 class TorchModel:
     """Duck-types registry.LoadedModel so analyze_skin runs unchanged on torch."""
 
-    def __init__(self, model: SkinNet, card: dict[str, Any]):
+    def __init__(self, model: torch.nn.Module, card: dict[str, Any]):
         self.model = model
         self.card = card
 
@@ -142,7 +142,10 @@ def main() -> None:
 
     registry = ModelRegistry(ROOT / "weights", threads=args.threads)
     ort_model = registry.get(MODEL_NAME)
-    torch_model = TorchModel(torch_model_from_onnx(registry.onnx_path(MODEL_NAME)), ort_model.card)
+    arch = ort_model.card.get("architecture", "skinnet")
+    torch_model = TorchModel(
+        torch_model_from_onnx(registry.onnx_path(MODEL_NAME), arch), ort_model.card
+    )
     torch_registry = TorchRegistry(torch_model)
 
     data = make_12mp_jpeg()
@@ -158,7 +161,9 @@ def main() -> None:
     n = args.iters
     rows = {
         "decode 12 MP JPEG (load_image_rgb)": time_calls(lambda: load_image_rgb(data), n, warmup=2),
-        "decode 12 MP JPEG, reduced (as shipped)": time_calls(lambda: shipped_decode(data), n, warmup=2),
+        "decode 12 MP JPEG, reduced (as shipped)": time_calls(
+            lambda: shipped_decode(data), n, warmup=2
+        ),
         "preprocess (resize + normalise)": time_calls(lambda: preprocess_skin(image), n, warmup=2),
         "model only, ONNX Runtime": time_calls(lambda: ort_model.run(x), n, warmup=2),
         "model only, torch eager fp32": time_calls(lambda: torch_model.run(x), n, warmup=2),
@@ -168,8 +173,12 @@ def main() -> None:
         "end to end, full decode + torch eager": time_calls(
             lambda: analyze_skin(load_image_rgb(data), torch_registry), n, warmup=2
         ),
-        "end to end, as shipped, ONNX Runtime": time_calls(lambda: draft_e2e(registry), n, warmup=2),
-        "end to end, as shipped, torch eager": time_calls(lambda: draft_e2e(torch_registry), n, warmup=2),
+        "end to end, as shipped, ONNX Runtime": time_calls(
+            lambda: draft_e2e(registry), n, warmup=2
+        ),
+        "end to end, as shipped, torch eager": time_calls(
+            lambda: draft_e2e(torch_registry), n, warmup=2
+        ),
     }
     size = sum(p.stat().st_size for p in (ROOT / "weights").glob("skin_*.onnx"))
 

@@ -110,7 +110,9 @@ def test_training_smoke_one_step_export_and_ort_load(tmp_path: Path) -> None:
     logits, mask_logits, cam = sess.run(None, {"image": x})
     assert logits.shape == (1, len(CLASSES))
     assert mask_logits.shape == (1, 1, INPUT_H, INPUT_W)
-    assert cam.shape == (1, len(CLASSES), INPUT_H // 16, INPUT_W // 16)
+    # SkinLiteNet's CAM is its /32 map: coarse, but the logits are exactly its mean.
+    assert cam.shape[:2] == (1, len(CLASSES)) and min(cam.shape[2:]) >= 4
+    assert np.abs(cam.mean(axis=(2, 3)) - logits).max() < 1e-4
     with torch.no_grad():
         ref = model(torch.from_numpy(x))[0].numpy()
     assert np.abs(ref - logits).max() < 1e-3

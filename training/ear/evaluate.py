@@ -25,6 +25,7 @@ import torch
 
 from backend.inference import ear as serving
 from backend.inference.registry import ModelRegistry, sha256_of
+from training.common.efficientnet_lite import WEIGHTS_SOURCE
 from training.common.onnx_quant import quantize_int8_static
 from training.ear import data, model
 from training.ear.metrics import confusion, per_class, summary
@@ -89,8 +90,9 @@ class AveragedViews(torch.nn.Module):
         make = {
             "identity": lambda t: t,
             "mirror": lambda t: torch.flip(t, dims=(3,)),
-            "rot90": lambda t: torch.rot90(t, 1, dims=(2, 3)),
-            "rot270": lambda t: torch.rot90(t, 3, dims=(2, 3)),
+            # torch.rot90 written as transpose + flip: the ONNX exporter has no rot90.
+            "rot90": lambda t: t.transpose(2, 3).flip(2),
+            "rot270": lambda t: t.transpose(2, 3).flip(3),
         }
         k = len(self.views)
         if k == 1:
@@ -349,7 +351,7 @@ def main(argv: list[str] | None = None) -> None:
     cls_ckpts = {}
     for p in sorted(args.run.glob("ear_classifier_adv*.pt")):
         ck = torch.load(p, map_location="cpu")
-        net = model.classifier(len(data.CLASSES))
+        net = model.classifier(len(data.CLASSES), ck.get("arch", "earnet"), pretrained=False)
         net.load_state_dict(ck["state"])
         cls_ckpts[float(ck["adv"])] = (net.eval(), ck["val_score"])
     selected = max(cls_ckpts, key=lambda a: cls_ckpts[a][1])
@@ -509,6 +511,8 @@ def main(argv: list[str] | None = None) -> None:
     recipe = history.get("recipe")
     if recipe:
         cls_card["training_recipe"] = recipe
+        if recipe.get("arch") == "lite0":
+            cls_card["training_recipe"]["pretrained_weights"] = WEIGHTS_SOURCE
         if recipe.get("init_onnx"):
             cls_card["training_recipe"]["init_onnx_sha256"] = sha256_of(Path(recipe["init_onnx"]))
     gate_card: dict[str, Any] = {

@@ -93,7 +93,36 @@ class EarNet(nn.Module):
         return self.head(self.drop(f)), f
 
 
-def classifier(n_classes: int) -> EarNet:
+class EarLiteNet(nn.Module):
+    """The same field mask + grey-world normalisation, then EfficientNet-Lite0 with ImageNet
+    weights (training/common/efficientnet_lite.py), global pooling and a linear head."""
+
+    def __init__(self, n_out: int, dropout: float = 0.3, pretrained: bool = True):
+        super().__init__()
+        from training.common.efficientnet_lite import CHANNELS, LiteEncoder
+
+        self.norm = ColourNorm(grey_world=True)
+        mean, std = (TARGET_MEAN,) * 3, (TARGET_STD,) * 3
+        self.encoder = LiteEncoder(mean, std, pretrained=pretrained)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(CHANNELS[-1], n_out)
+        self.n_features = CHANNELS[-1]
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.pool(self.encoder(self.norm(x))[-1]), 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.embed(x)
+        return self.head(self.drop(f)), f
+
+
+CLASSIFIER_ARCHS = ("earnet", "lite0")
+
+
+def classifier(n_classes: int, arch: str = "earnet", pretrained: bool = True) -> nn.Module:
+    if arch == "lite0":
+        return EarLiteNet(n_classes, pretrained=pretrained)
     return EarNet(n_classes, grey_world=True)
 
 

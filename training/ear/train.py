@@ -66,6 +66,7 @@ class Recipe:
     label_smoothing: float = 0.05
     init_onnx: str | None = None
     ema: float = 0.0
+    arch: str = "earnet"
 
 
 def sampling_weights(
@@ -119,7 +120,7 @@ def train_classifier(
         sampling_weights(y[tr], src[tr], n_cls, recipe.class_power, recipe.source_power)
     ).to(device)
 
-    net = model.classifier(n_cls)
+    net = model.classifier(n_cls, recipe.arch)
     if recipe.init_onnx:
         biases = warmstart.state_from_onnx(net, Path(recipe.init_onnx))
         calib = torch.from_numpy(arrays["x_ear"][tr][:: max(1, len(tr) // 256)])
@@ -314,6 +315,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--warmup", type=float, default=Recipe.warmup)
     ap.add_argument("--label-smoothing", type=float, default=Recipe.label_smoothing)
     ap.add_argument("--ema", type=float, default=Recipe.ema)
+    ap.add_argument("--arch", choices=model.CLASSIFIER_ARCHS, default=Recipe.arch)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads on CPU")
     ap.add_argument(
         "--init-onnx", default=None, help="warm start from this exported classifier (int8 or fp32)"
     )
@@ -327,10 +330,11 @@ def main(argv: list[str] | None = None) -> None:
         label_smoothing=args.label_smoothing,
         init_onnx=args.init_onnx,
         ema=args.ema,
+        arch=args.arch,
     )
 
     if args.device == "cpu":
-        torch.set_num_threads(1)
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     t0 = time.time()
     arrays = data.load_or_build(
@@ -386,6 +390,7 @@ def main(argv: list[str] | None = None) -> None:
             {
                 "state": r["state"],
                 "adv": adv,
+                "arch": recipe.arch,
                 "val_score": r["val_score"],
                 "classes": list(data.CLASSES),
             },

@@ -39,6 +39,7 @@ from backend.inference.skin import (
     sigmoid,
     urgency_for,
 )
+from training.common.efficientnet_lite import WEIGHTS_SOURCE
 from training.skin.data import SCRATCH, SPLIT_RULE, Pack, mask_to_model
 from training.skin.export import QUANT_REPORT
 from training.skin.metrics import classification_report, dice_iou, ece, fit_temperature, softmax
@@ -138,6 +139,12 @@ def main() -> None:
     ap.add_argument("--head-report", type=Path, help="head_report.json of retrain_head.py")
     ap.add_argument("--version", default=VERSION)
     ap.add_argument("--training-note", default="", help="how the weights were trained (card)")
+    ap.add_argument(
+        "--architecture",
+        choices=("skinnet", "lite0"),
+        default="lite0",
+        help="training/skin/model.py network the weights belong to (card; bench/bench_skin.py)",
+    )
     args = ap.parse_args()
 
     pack = Pack(args.pack)
@@ -162,6 +169,13 @@ def main() -> None:
         plot_history(history, args.onnx.with_suffix(".training.png"))
 
     counts = {s: int((pack.split == s).sum()) for s in ("train", "val", "test")}
+    from training.skin.export import session
+
+    cam_h, cam_w = (
+        session(args.onnx)
+        .run(["cam"], {"image": np.zeros((1, 3, INPUT_H, INPUT_W), np.float32)})[0]
+        .shape[2:]
+    )
     quant = any(n.op_type == "QuantizeLinear" for n in onnx.load(str(args.onnx)).graph.node)
     quant_report = json.loads(QUANT_REPORT.read_text()) if QUANT_REPORT.exists() else None
     if base_card is not None:
@@ -178,8 +192,8 @@ def main() -> None:
             training["note"] = training["note"] + " " + args.training_note
     else:
         training = {
-            "from_scratch": True,
-            "pretrained_weights": "none",
+            "from_scratch": args.architecture == "skinnet",
+            "pretrained_weights": "none" if args.architecture == "skinnet" else WEIGHTS_SOURCE,
             "epochs_run": len(history),
             "selected_epoch": int(
                 max(
@@ -201,6 +215,7 @@ def main() -> None:
         "name": MODEL_NAME,
         "version": args.version,
         "task": "skin lesion: 7-class classification + lesion segmentation + class activation maps",
+        "architecture": args.architecture,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "sha256": sha256_of(args.onnx),
         "size_bytes": args.onnx.stat().st_size,
@@ -221,7 +236,7 @@ def main() -> None:
         "outputs": {
             "logits": "(N, 7) class scores; probabilities = softmax(logits / temperature)",
             "mask_logits": "(N, 1, 144, 192) lesion mask logits; lesion where > 0",
-            "cam": "(N, 7, 9, 12) class activation maps; logits = mean(cam) exactly",
+            "cam": f"(N, 7, {cam_h}, {cam_w}) class activation maps; logits = mean(cam) exactly",
         },
         "classes": list(CLASSES),
         "temperature": round(temperature, 4),
@@ -266,7 +281,16 @@ def main() -> None:
                 "infections) are forced into one of them."
             ),
             "Small test classes (df, vasc) make their per-class recall noisy.",
-            "Trained from scratch (no pretrained weights available offline) in one short run.",
+            *(
+                ["Trained from scratch (no pretrained weights available offline) in one short run."]
+                if args.architecture == "skinnet"
+                else [
+                    (
+                        "Fine-tuned from ImageNet weights for a few epochs on 2 CPU cores (no GPU "
+                        "this session); longer training and ensembles would likely gain more."
+                    )
+                ]
+            ),
         ],
         "produced_by": "training/skin/evaluate.py (weights from training/skin/train.py, "
         "exported by training/skin/export.py"

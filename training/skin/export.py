@@ -1,4 +1,4 @@
-"""Export a SkinNet checkpoint to one ONNX file, check ORT against torch, try int8.
+"""Export a skin checkpoint (SkinNet or SkinLiteNet) to one ONNX file, check ORT against torch, try int8.
 
     python -m training.skin.export --ckpt /work/scratch/skin/gpu1/best.pt --out weights/skin_lesion.onnx
 
@@ -23,21 +23,23 @@ import torch
 from backend.inference.skin import CLASSES, INPUT_H, INPUT_W, preprocess_skin
 from training.common.onnx_quant import METHOD, quantize_int8_static
 from training.skin.data import SCRATCH, Pack
-from training.skin.model import OUTPUT_NAMES, SkinNet
+from training.skin.model import OUTPUT_NAMES, build_model
 
 OPSET = 17
 QUANT_REPORT = SCRATCH / "quantisation.json"
 
 
-def load_model(ckpt: Path) -> SkinNet:
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["model"]
-    state = {k.removeprefix("module."): v for k, v in state.items() if k != "n_averaged"}
-    model = SkinNet(len(CLASSES))
+def load_model(ckpt: Path) -> torch.nn.Module:
+    saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state = {k.removeprefix("module."): v for k, v in saved["model"].items() if k != "n_averaged"}
+    model = build_model(
+        saved.get("args", {}).get("arch", "skinnet"), len(CLASSES), pretrained=False
+    )
     model.load_state_dict(state)
     return model.eval()
 
 
-def export_onnx(model: SkinNet, out: Path) -> None:
+def export_onnx(model: torch.nn.Module, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     dummy = torch.zeros(1, 3, INPUT_H, INPUT_W)
     # The TorchScript exporter writes one self-contained opset-17 file and folds BatchNorm;
@@ -63,7 +65,7 @@ def session(path: Path, threads: int = 2) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-def max_abs_diff(model: SkinNet, onnx_path: Path, batch: np.ndarray) -> dict[str, float]:
+def max_abs_diff(model: torch.nn.Module, onnx_path: Path, batch: np.ndarray) -> dict[str, float]:
     with torch.no_grad():
         ref = [t.numpy() for t in model(torch.from_numpy(batch))]
     got = session(onnx_path).run(None, {"image": batch})

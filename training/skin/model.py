@@ -1,11 +1,14 @@
-"""SkinNet: one small ResNet-style encoder, a CAM classification head and a U-Net decoder.
+"""Skin lesion networks: an encoder, a CAM classification head and a mask decoder.
+
+SkinNet is the small from-scratch ResNet-style network of skin_lesion 1.0.0; SkinLiteNet puts
+the same heads on EfficientNet-Lite0 with ImageNet weights (training/common/efficientnet_lite.py).
 
 One network, three outputs (one ONNX file, one forward pass per photo):
   logits       (N, 7)            class scores (before temperature)
   mask_logits  (N, 1, H, W)      lesion mask at the model's input size
-  cam          (N, 7, H/16, W/16) class activation maps; logits == mean(cam) + bias exactly,
-                                 because the head is a 1x1 conv applied before the pooling.
-Trained from scratch (no pretrained weights are available offline).
+  cam          (N, 7, h, w)      class activation maps (stride 16 for SkinNet, 32 for
+                                 SkinLiteNet); logits == mean(cam) exactly, because the head is a
+                                 1x1 conv applied before the pooling.
 """
 
 from __future__ import annotations
@@ -94,6 +97,48 @@ class SkinNet(nn.Module):
             self.seg_out(d), size=x.shape[-2:], mode="bilinear", align_corners=False
         )
         return logits, mask_logits, cam
+
+
+class SkinLiteNet(nn.Module):
+    """EfficientNet-Lite0 encoder, CAM head on its 1280-channel /32 map, FPN-style mask decoder
+    (1x1 lateral projections summed top-down, one 3x3 conv per level, out at /2)."""
+
+    def __init__(self, n_classes: int = 7, dropout: float = 0.3, pretrained: bool = True):
+        super().__init__()
+        from backend.inference.skin import MEAN, STD
+        from training.common.efficientnet_lite import CHANNELS, LiteEncoder
+
+        self.encoder = LiteEncoder(MEAN, STD, pretrained=pretrained)
+        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        self.cam_head = nn.Conv2d(CHANNELS[-1], n_classes, 1)
+        widths = (32, 32, 48, 64, 64)  # decoder channels at strides 2..32
+        self.lateral = nn.ModuleList(
+            nn.Conv2d(c, w, 1, bias=False) for c, w in zip(CHANNELS, widths)
+        )
+        self.smooth = nn.ModuleList(conv_bn(widths[i + 1], widths[i]) for i in range(4))
+        self.seg_out = nn.Conv2d(widths[0], 1, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        feats = self.encoder(x)
+        cam = self.cam_head(self.dropout(feats[-1]))
+        logits = cam.mean(dim=(2, 3))
+        d = self.lateral[4](feats[4])
+        for i in (3, 2, 1, 0):
+            d = F.interpolate(d, size=feats[i].shape[-2:], mode="bilinear", align_corners=False)
+            d = self.smooth[i](d) + self.lateral[i](feats[i])
+        mask_logits = F.interpolate(
+            self.seg_out(d), size=x.shape[-2:], mode="bilinear", align_corners=False
+        )
+        return logits, mask_logits, cam
+
+
+ARCHS = {"skinnet": SkinNet, "lite0": SkinLiteNet}
+
+
+def build_model(arch: str, n_classes: int = 7, pretrained: bool = True) -> nn.Module:
+    if arch == "lite0":
+        return SkinLiteNet(n_classes, pretrained=pretrained)
+    return SkinNet(n_classes)
 
 
 OUTPUT_NAMES = ("logits", "mask_logits", "cam")

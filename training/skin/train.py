@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from backend.inference.skin import CLASSES
 from training.skin.data import SCRATCH, Pack, SkinDataset, class_weights
 from training.skin.metrics import classification_report, dice_iou
-from training.skin.model import SkinNet
+from training.skin.model import ARCHS, build_model
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,6 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--init", type=Path, default=None, help="start from this checkpoint's weights")
     ap.add_argument("--warmup-epochs", type=float, default=2.0)
+    ap.add_argument("--arch", choices=sorted(ARCHS), default="lite0")
+    ap.add_argument(
+        "--encoder-lr-scale", type=float, default=1.0, help="lr factor for a pretrained encoder"
+    )
+    ap.add_argument("--no-pretrained", action="store_true", help="lite0 from random weights")
     return ap.parse_args(argv)
 
 
@@ -129,13 +134,23 @@ def train(args: argparse.Namespace) -> Path:
     )
     val_loader = DataLoader(SkinDataset(pack, val_idx, train=False), batch_size=256, **common)
 
-    model = SkinNet(len(CLASSES)).to(device).to(memory_format=torch.channels_last)
+    model = build_model(args.arch, len(CLASSES), pretrained=not args.no_pretrained)
+    model = model.to(device).to(memory_format=torch.channels_last)
     if args.init is not None:
         model.load_state_dict(
             torch.load(args.init, map_location=device, weights_only=False)["model"]
         )
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema), use_buffers=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    encoder = getattr(model, "encoder", None)
+    enc_ids = {id(p) for p in encoder.parameters()} if encoder is not None else set()
+    groups = [
+        {
+            "params": [p for p in model.parameters() if id(p) in enc_ids],
+            "lr": args.lr * args.encoder_lr_scale,
+        },
+        {"params": [p for p in model.parameters() if id(p) not in enc_ids], "lr": args.lr},
+    ]
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=args.weight_decay)
     cw = torch.as_tensor(class_weights(y_tr, 0.5), dtype=torch.float32, device=device)
     steps_per_epoch = len(train_loader)
     warmup = max(1, int(args.warmup_epochs * steps_per_epoch))
@@ -193,7 +208,7 @@ def train(args: argparse.Namespace) -> Path:
         metrics = evaluate_split(ema.module, val_loader, device)
         row = {
             "epoch": epoch,
-            "lr": opt.param_groups[0]["lr"],
+            "lr": opt.param_groups[-1]["lr"],
             "train_ce": sums[0] / max(n, 1),
             "train_seg": sums[1] / max(n, 1),
             "train_s": round(train_s, 2),
