@@ -132,7 +132,7 @@ class SkinLiteNet(nn.Module):
         return logits, mask_logits, cam
 
 
-ARCHS = {"skinnet": SkinNet, "lite0": SkinLiteNet}
+ARCHS = ("skinnet", "lite0")
 
 
 def build_model(arch: str, n_classes: int = 7, pretrained: bool = True) -> nn.Module:

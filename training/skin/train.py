@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--init", type=Path, default=None, help="start from this checkpoint's weights")
     ap.add_argument("--warmup-epochs", type=float, default=2.0)
-    ap.add_argument("--arch", choices=sorted(ARCHS), default="lite0")
+    ap.add_argument("--arch", choices=ARCHS, default="lite0")
     ap.add_argument(
         "--encoder-lr-scale", type=float, default=1.0, help="lr factor for a pretrained encoder"
     )
