@@ -118,6 +118,25 @@ def test_training_smoke_one_step_export_and_ort_load(tmp_path: Path) -> None:
     assert np.abs(ref - logits).max() < 1e-3
 
 
+@pytest.mark.slow
+def test_time_budget_ends_the_run_at_the_replanned_epoch_count(tmp_path: Path) -> None:
+    """--time-budget measures the first two epochs and shortens --epochs to what fits (at least
+    those two plus one); the loop must then stop there, not run the original count."""
+    import json
+
+    from training.skin.train import main as train_main
+
+    data = synthetic_skin_dir(tmp_path / "data")
+    pack = tmp_path / "pack.npz"
+    build_pack(data, pack, tmp_path / "split.csv")
+    out = tmp_path / "run"
+    args = ["--pack", str(pack), "--out", str(out), "--epochs", "6", "--batch", "8"]
+    train_main(args + ["--time-budget", "0.001", "--device", "cpu"])
+    history = json.loads((out / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [0, 1, 2]
+    assert torch.load(out / "last.pt", weights_only=False)["epochs"] == 3
+
+
 def test_head_retraining_rewrites_only_the_cam_head(tmp_path: Path) -> None:
     """retrain_head: the pooled features are the head's input (logits = W f + b), and a new
     head written back keeps the mask output and logits == mean(cam) (the saliency stays the

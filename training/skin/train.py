@@ -179,7 +179,9 @@ def train(args: argparse.Namespace) -> Path:
 
     t_start = time.time()
     step = start_epoch * steps_per_epoch
-    for epoch in range(start_epoch, state["epochs"]):
+    epoch = start_epoch
+    # A while loop, not range(): --time-budget may shorten state["epochs"] after epoch 2.
+    while epoch < state["epochs"]:
         model.train()
         t0 = time.time()
         sums = np.zeros(2)
@@ -256,6 +258,7 @@ def train(args: argparse.Namespace) -> Path:
         )
         if args.max_steps and step >= args.max_steps:
             break
+        epoch += 1
     return best_path
 
 
