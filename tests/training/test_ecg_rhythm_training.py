@@ -99,6 +99,32 @@ def test_one_epoch_trains_and_saves_a_member(tmp_path):
     assert (tmp_path / "out" / "rhythm_history0.json").exists()
 
 
+@pytest.mark.slow
+def test_a_stopped_run_resumes_from_its_last_epoch(tmp_path):
+    import json
+
+    _tiny_dataset(tmp_path / "tiny.npz")
+    base = [sys.executable, "-m", "training.ecg.rhythm_train", "--data", str(tmp_path / "tiny.npz")]
+    base += ["--out", str(tmp_path / "out"), "--batch", "8", "--width", "8"]
+
+    def run(*extra):
+        done = subprocess.run(
+            base + list(extra), cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    run("--epochs", "1")  # the "stopped" run: one epoch, then its checkpoint
+    first = torch.load(tmp_path / "out" / "rhythm_member0.last.pt", weights_only=False)
+    assert first["epoch"] == 1
+    out = run("--epochs", "3", "--resume")
+    assert "resumed member 0 at epoch 1" in out
+    epochs = [json.loads(line)["epoch"] for line in out.splitlines() if line.startswith("{")]
+    assert epochs == [2, 3]  # epoch 1 is not trained again
+    history = json.loads((tmp_path / "out" / "rhythm_history0.json").read_text())
+    assert [row["epoch"] for row in history["members"][0]["history"]] == [1, 2, 3]
+
+
 def test_onnx_export_matches_torch(tmp_path):
     torch.manual_seed(0)
     net = RhythmNet(width=8).eval()

@@ -84,8 +84,19 @@ def train_member(seed: int, data: dict, args: argparse.Namespace, device: str, l
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-2)
     padded, lengths, y_all = data["padded"], data["lengths"], data["y_t"]
     history, best, best_state = [], -1.0, None
-    t0 = time.time()
-    for epoch in range(args.epochs):
+    start_epoch, elapsed = 0, 0.0
+    last_path = args.out / f"rhythm_member{seed}.last.pt"
+    if args.resume and last_path.exists():
+        ck = torch.load(last_path, weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        rng.bit_generator.state = ck["rng"]
+        torch.set_rng_state(ck["torch_rng"])
+        history, best, best_state = ck["history"], ck["best"], ck["best_state"]
+        start_epoch, elapsed = ck["epoch"], ck["elapsed_s"]
+        log(f"resumed member {seed} at epoch {start_epoch} ({elapsed:.0f} s done)")
+    t0 = time.time() - elapsed
+    for epoch in range(start_epoch, args.epochs):
         if time.time() - t0 > args.budget_s:
             break
         model.train()
@@ -140,6 +151,21 @@ def train_member(seed: int, data: dict, args: argparse.Namespace, device: str, l
                 torch.save(best_state, args.out / f"rhythm_member{seed}.pt")
         history.append(row)
         log(json.dumps(row))
+        # Every epoch, so a stopped CPU run resumes where it was (--resume).
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "opt": opt.state_dict(),
+                "rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+                "history": history,
+                "best": best,
+                "best_state": best_state,
+                "epoch": epoch + 1,
+                "elapsed_s": time.time() - t0,
+            },
+            last_path,
+        )
     return {"state": best_state, "best_val_score": best, "history": history}
 
 
@@ -157,6 +183,9 @@ def main() -> None:
     )
     ap.add_argument("--limit", type=int, default=None, help="records per split for a dry run")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--resume", action="store_true", help="continue from each member's last epoch checkpoint"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
