@@ -2,14 +2,18 @@
 
     python -m training.ecg.rhythm_export --members /work/scratch/ecg/gpu/rhythm_member0.pt \
         --out weights/ecg_rhythm.onnx
+    python -m training.ecg.rhythm_export --members NEW.pt --onnx-member weights/ecg_rhythm.onnx \
+        --fp16-weights --out weights/ecg_rhythm.onnx   # average a new member with the shipped one
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import warnings
 from pathlib import Path
 
+import onnx
 import torch
 
 from training.ecg.rhythm_model import RhythmEnsemble, RhythmNet
@@ -62,6 +66,62 @@ def export(model: torch.nn.Module, out: Path) -> None:
     )
 
 
+def ensemble_onnx(members: list[Path], out: Path) -> None:
+    """One graph from exported RhythmNets: every member reads "signal"; "logits" and "cam" are the
+    members' means (as RhythmEnsemble), so logits stay the time-mean of the CAM. Members trained
+    at different times (one kept only as ONNX) can be combined this way."""
+    from onnx import helper
+
+    models = [onnx.load(str(p)) for p in members]
+    nodes, inits = [], []
+    for k, m in enumerate(models):
+        m = onnx.compose.add_prefix(m, f"m{k}_")
+        for node in m.graph.node:
+            node.input[:] = ["signal" if i == f"m{k}_signal" else i for i in node.input]
+        nodes += list(m.graph.node)
+        inits += list(m.graph.initializer)
+    for name in ("logits", "cam"):
+        nodes.append(helper.make_node("Mean", [f"m{k}_{name}" for k in range(len(models))], [name]))
+    first = models[0].graph
+    graph = helper.make_graph(
+        nodes, "ecg_rhythm_ensemble", list(first.input), list(first.output), inits
+    )
+    model = helper.make_model(graph, opset_imports=list(models[0].opset_import))
+    model.ir_version = models[0].ir_version
+    onnx.checker.check_model(model)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(out))
+
+
+def store_weights_fp16(path: Path, min_elements: int = 256) -> None:
+    """Keep the large float32 weights as float16 in the file, each followed by a Cast back to
+    float32: the file halves and the network still computes in float32 (ONNX Runtime folds the
+    Casts once, when the session is created). Rounding the weights to fp16 moves the logits by
+    ~1e-3; rhythm_evaluate measures the stored model, so the card holds its true figures.
+    (onnxconverter-common's float16 conversion would also run the convolutions in fp16, which
+    ONNX Runtime's CPU kernels do slowly or not at all; this keeps the compute fp32.)"""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    casts = []
+    for init in list(graph.initializer):
+        if init.data_type != TensorProto.FLOAT or np.prod(init.dims) < min_elements:
+            continue
+        half = numpy_helper.from_array(
+            numpy_helper.to_array(init).astype(np.float16), f"{init.name}_fp16"
+        )
+        graph.initializer.remove(init)
+        graph.initializer.append(half)
+        casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT))
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
 def quantise(fp32: Path, out: Path, calibration: Path, n: int = 200) -> None:
     """Static int8 (QDQ) quantisation, calibrated on 10 s crops of CinC training strips."""
     import numpy as np
@@ -109,7 +169,17 @@ def quantise(fp32: Path, out: Path, calibration: Path, n: int = 200) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--members", type=Path, nargs="+", required=True)
+    ap.add_argument("--members", type=Path, nargs="+", required=True, help="trained states")
+    ap.add_argument(
+        "--onnx-member",
+        type=Path,
+        action="append",
+        default=[],
+        help="an already exported member (e.g. the shipped model) to average with --members",
+    )
+    ap.add_argument(
+        "--fp16-weights", action="store_true", help="store the weights as fp16 (compute stays fp32)"
+    )
     ap.add_argument("--out", type=Path, default=Path("weights/ecg_rhythm.onnx"))
     ap.add_argument(
         "--quantise-with",
@@ -123,8 +193,18 @@ def main() -> None:
         export(load_model(args.members), fp32)
         quantise(fp32, args.out, args.quantise_with)
         fp32.unlink()
+    elif args.onnx_member:
+        with tempfile.TemporaryDirectory() as tmp:
+            trained = Path(tmp) / "trained.onnx"
+            export(load_model(args.members), trained)
+            members = [p.resolve() for p in args.onnx_member] + [trained]
+            staged = Path(tmp) / "ensemble.onnx"  # a member may be the file being replaced
+            ensemble_onnx(members, staged)
+            args.out.write_bytes(staged.read_bytes())
     else:
         export(load_model(args.members), args.out)
+    if args.fp16_weights:
+        store_weights_fp16(args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
 
 
