@@ -131,14 +131,21 @@ def plot_history(history_files: list[Path], out: Path) -> None:
 
 
 def write_card(
-    onnx_path: Path, metrics: dict, history_files: list[Path], members: int, quantised: bool
+    onnx_path: Path,
+    metrics: dict,
+    history_files: list[Path],
+    members: int,
+    quantised: bool,
+    fp16_weights: bool = False,
+    selection_note: str | None = None,
+    version: str = "1.0.0",
 ) -> None:
     _, _, y, _ = load_cinc2017()
     split = split_records(y)
     card_path = onnx_path.with_suffix(".json")
     card = {
         "name": onnx_path.stem,
-        "version": "1.0.0",
+        "version": version,
         "task": "ECG rhythm family from one lead: normal / atrial_fibrillation / other / noisy",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "sha256": sha256_of(onnx_path),
@@ -161,6 +168,10 @@ def write_card(
         "classes": list(CLASSES),
         "ensemble_members": members,
         "quantised": quantised,
+        "weights_storage": "float16 initializers, each cast to float32 when the session is created: "
+        "compute is float32 (training/ecg/rhythm_export.py --fp16-weights)"
+        if fp16_weights
+        else "float32",
         "training_data": {
             "dataset": "PhysioNet/Computing in Cardiology Challenge 2017 (AliveCor single lead, revised v3 labels)",
             "source": "Clifford GD et al., CinC 44 (2017), doi:10.22489/CinC.2017.065-469",
@@ -186,7 +197,7 @@ def write_card(
     if history_files:
         runs = [json.loads(h.read_text()) for h in history_files]
         best = max((m for r in runs for m in r["members"]), key=lambda m: m["best_val_score"])
-        card["selection"] = (
+        card["selection"] = selection_note or (
             f"{members} member(s); trained seeds {[m['seed'] for r in runs for m in r['members']]}, "
             f"best validation challenge score: seed {best['seed']} ({best['best_val_score']:.4f}). "
             "An int8 (QDQ, per-channel) 3-seed ensemble scored lower on validation, so the fp32 "
@@ -220,6 +231,9 @@ def main() -> None:
     ap.add_argument("--history", type=Path, nargs="*", default=[])
     ap.add_argument("--members", type=int, default=1)
     ap.add_argument("--quantised", action="store_true")
+    ap.add_argument("--fp16-weights", action="store_true", help="the file stores fp16 weights")
+    ap.add_argument("--selection-note", default=None, help="how the members were chosen (card)")
+    ap.add_argument("--version", default="1.0.0", help="the card's model version")
     ap.add_argument(
         "--stack", action="store_true", help="measure CNN + second stage from the --onnx folder"
     )
@@ -229,7 +243,16 @@ def main() -> None:
     if args.write_card and args.stack:
         write_stack_metrics(args.onnx.parent, metrics)
     elif args.write_card:
-        write_card(args.onnx, metrics, args.history, args.members, args.quantised)
+        write_card(
+            args.onnx,
+            metrics,
+            args.history,
+            args.members,
+            args.quantised,
+            args.fp16_weights,
+            args.selection_note,
+            args.version,
+        )
 
 
 if __name__ == "__main__":
