@@ -17,11 +17,13 @@ from backend.inference.images import load_image_rgb
 from backend.inference.registry import ModelRegistry
 from backend.inference.skin import (
     CLASSES,
+    FLIP_VIEWS,
     INPUT_H,
     INPUT_W,
     MODEL_NAME,
     analyze_skin,
     preprocess_skin,
+    run_with_flips,
     urgency_for,
 )
 from backend.settings import PROJECT_ROOT
@@ -156,3 +158,37 @@ def test_urgency_rule() -> None:
     assert urgency_for({**base, "nv": 1.0})[0] == "routine"
     assert urgency_for({**base, "mel": 0.9, "nv": 0.1}) == ("urgent", ["mel"])
     assert urgency_for({**base, "bcc": 0.6, "nv": 0.4}) == ("soon", ["bcc"])
+
+
+def test_flip_averaging_flips_spatial_outputs_back_before_averaging() -> None:
+    """A stand-in model whose mask is its input's first channel and whose logits read the left
+    half: the averaged mask must be the photo's own (flipped back), and the logits the mean over
+    the four views (left half, right half, left, right -> the whole image's mean)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 3, 6, 8)).astype(np.float32)
+    seen = []
+
+    def run(views: np.ndarray) -> dict[str, np.ndarray]:
+        seen.append(views.shape)
+        left = views[:, 0, :, :4].mean(axis=(1, 2))
+        return {"logits": np.stack([left, -left], axis=1), "mask_logits": views[:, :1].copy()}
+
+    out = run_with_flips(run, x)
+    assert seen == [(8, 3, 6, 8)]  # one batch: 4 views of each of the 2 photos
+    np.testing.assert_allclose(out["mask_logits"], x[:, :1], rtol=1e-6)
+    whole = x[:, 0].mean(axis=(1, 2))
+    np.testing.assert_allclose(out["logits"][:, 0], whole, rtol=1e-5, atol=1e-6)
+    assert len(FLIP_VIEWS) == 4
+
+
+def test_served_result_is_the_flip_average_of_the_model(registry: ModelRegistry) -> None:
+    image = load_image_rgb((FIXTURES / "mel_ISIC_0024516.jpg").read_bytes())
+    model = registry.get("skin_lesion")
+    x = preprocess_skin(image)
+    single = model.run(x)["logits"][0]
+    averaged = run_with_flips(model.run, x)["logits"][0]
+    assert not np.allclose(single, averaged)  # the flips do change the numbers
+    temperature = model.card["temperature"]
+    expected = np.exp(averaged / temperature) / np.exp(averaged / temperature).sum()
+    got = analyze_skin(image, registry)["probabilities"]
+    np.testing.assert_allclose([got[c] for c in CLASSES], expected, atol=1e-4)
