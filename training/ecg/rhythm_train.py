@@ -6,6 +6,9 @@ challenge score (mean F1 of normal, AF, other) on the validation split, never on
 Several seeds can be trained; each member's best-on-validation weights are saved.
 
     python -m training.ecg.rhythm_train --data .gpu/ecg/cinc250.npz --out /work/scratch/ecg/rhythm
+
+A checkpoint is written after every epoch; the same command with --resume continues a stopped
+run (on 2 CPU threads an epoch takes ~155 s: 40 epochs are about 6300 s).
 """
 
 from __future__ import annotations
