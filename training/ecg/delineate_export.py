@@ -19,7 +19,7 @@ import torch
 from onnx import helper
 
 from training.ecg.delineate_model import DelineationUNet
-from training.ecg.rhythm_export import export_onnx
+from training.ecg.rhythm_export import export_onnx, merge_members
 
 MEMBERS_KEY = "ensemble_members"  # ONNX metadata: "sha256 of each member ONNX, comma separated"
 
@@ -37,31 +37,22 @@ def export(state: Path, out: Path) -> None:
 
 def ensemble(members: list[Path], out: Path) -> None:
     """One graph: every member reads "signal"; "logits" = log(mean of the members' softmax)."""
-    models = [onnx.load(str(p)) for p in members]
-    nodes, inits, probs = [], [], []
-    for k, m in enumerate(models):
-        m = onnx.compose.add_prefix(m, f"m{k}_")
-        for node in m.graph.node:
-            node.input[:] = ["signal" if i == f"m{k}_signal" else i for i in node.input]
-        nodes += list(m.graph.node)
-        inits += list(m.graph.initializer)
-        probs.append(f"m{k}_prob")
-        nodes.append(helper.make_node("Softmax", [f"m{k}_logits"], [probs[-1]], axis=1))
-    nodes += [
-        helper.make_node("Mean", probs, ["mean_prob"]),
-        helper.make_node("Log", ["mean_prob"], ["logits"]),
-    ]
-    first = models[0].graph
-    graph = helper.make_graph(
-        nodes, "ecg_delineate_ensemble", list(first.input), list(first.output), inits
-    )
-    model = helper.make_model(graph, opset_imports=list(models[0].opset_import))
-    model.ir_version = models[0].ir_version
+
+    def log_mean_softmax(prefixes: list[str]) -> list[onnx.NodeProto]:
+        probs = [f"{p}prob" for p in prefixes]
+        return [
+            *(
+                helper.make_node("Softmax", [f"{p}logits"], [prob], axis=1)
+                for p, prob in zip(prefixes, probs)
+            ),
+            helper.make_node("Mean", probs, ["mean_prob"]),
+            helper.make_node("Log", ["mean_prob"], ["logits"]),
+        ]
+
     sums = [hashlib.sha256(p.read_bytes()).hexdigest() for p in members]
-    helper.set_model_props(model, {MEMBERS_KEY: ",".join(sums)})
-    onnx.checker.check_model(model)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(out))
+    merge_members(
+        members, out, log_mean_softmax, "ecg_delineate_ensemble", {MEMBERS_KEY: ",".join(sums)}
+    )
 
 
 def members_of(onnx_path: Path) -> list[str]:
