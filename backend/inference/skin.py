@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from backend.inference.errors import UnusableInputError
+from backend.inference.images import png_bilevel
 from backend.inference.registry import ModelRegistry, default_registry
 from backend.inference.result import Urgency, make_result
 
@@ -219,12 +220,8 @@ def lesion_mask(mask_logits: np.ndarray, view: ModelView) -> np.ndarray:
 
 
 def mask_png_base64(mask: np.ndarray) -> str:
-    """A 0/1 mask as a 1-bit PNG (bits packed here: ~25% faster than PIL on 12 MP masks)."""
-    h, w = mask.shape
-    image = Image.frombytes("1", (w, h), np.packbits(mask, axis=1).tobytes())
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", compress_level=1)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    """A 0/1 mask as a base64 1-bit PNG."""
+    return base64.b64encode(png_bilevel(mask)).decode("ascii")
 
 
 def saliency_png(cam: np.ndarray, view: ModelView, max_side: int = 384) -> str:
