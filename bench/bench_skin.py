@@ -15,6 +15,7 @@ import argparse
 import io
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,8 @@ def module_path(node_name: str) -> str:
 
 
 def torch_model_from_onnx(path: Path, arch: str) -> torch.nn.Module:
-    """The network `arch` with the ONNX file's (BN-folded) conv weights; BN is identity."""
+    """The network `arch` with the ONNX file's (BN-folded) conv weights; BN is identity.
+    For an ensemble file, the mean of one such network per member."""
     graph = onnx.load(str(path)).graph
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     dequant = {n.output[0]: n for n in graph.node if n.op_type == "DequantizeLinear"}
@@ -71,14 +73,27 @@ def torch_model_from_onnx(path: Path, arch: str) -> torch.nn.Module:
             zero = np.reshape(zero, shape) if np.ndim(zero) else zero
         return (q - zero) * scale
 
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    # An ensemble (training/skin/export.py ensemble_onnx) prefixes each member's node names
+    # with m<k>_ ("m0_/encoder/..."); a single model's names start with "/".
+    prefixes = sorted({n.name.split("/", 1)[0] for n in convs})
+    members = [
+        member_from_convs(arch, [n for n in convs if n.name.startswith(p + "/")], p, value)
+        for p in prefixes
+    ]
+    return members[0] if len(members) == 1 else MeanOfMembers(members).eval()
+
+
+def member_from_convs(
+    arch: str, convs: list[onnx.NodeProto], prefix: str, value: Callable[[str], np.ndarray]
+) -> torch.nn.Module:
     model = build_model(arch, pretrained=False).eval()
     modules = dict(model.named_modules())
-    convs = [n for n in graph.node if n.op_type == "Conv"]
     if len(convs) != sum(isinstance(m, torch.nn.Conv2d) for m in modules.values()):
         raise RuntimeError(f"the ONNX file does not hold the convolutions of {arch}")
     with torch.no_grad():
         for node in convs:
-            conv = modules[module_path(node.name)]
+            conv = modules[module_path(node.name[len(prefix) :])]
             w = torch.from_numpy(value(node.input[1]))
             if tuple(w.shape) != tuple(conv.weight.shape):
                 raise RuntimeError(f"shape mismatch at {node.name}")
@@ -92,6 +107,18 @@ def torch_model_from_onnx(path: Path, arch: str) -> torch.nn.Module:
                 m.running_mean.zero_()
                 m.running_var.fill_(1.0 - m.eps)
     return model
+
+
+class MeanOfMembers(torch.nn.Module):
+    """What the ensemble graph computes: every output averaged over the members."""
+
+    def __init__(self, members: list[torch.nn.Module]):
+        super().__init__()
+        self.members = torch.nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outs = [m(x) for m in self.members]
+        return tuple(torch.stack(o).mean(0) for o in zip(*outs))
 
 
 class TorchModel:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -174,3 +175,34 @@ def test_head_retraining_rewrites_only_the_cam_head(tmp_path: Path) -> None:
     np.testing.assert_allclose(logits2, pooled @ w.T + b, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(logits2, cam2.mean(axis=(2, 3)), rtol=1e-4, atol=1e-4)
     assert [o.name for o in onnx.load(str(new)).graph.output] == ["logits", "mask_logits", "cam"]
+
+
+def test_ensemble_onnx_outputs_the_members_mean(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from training.skin.export import ensemble_onnx, export_onnx, members_of
+    from training.skin.model import OUTPUT_NAMES, build_model
+
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        paths.append(tmp_path / f"m{seed}.onnx")
+        export_onnx(build_model("skinnet", len(CLASSES), pretrained=False).eval(), paths[-1])
+    ensemble_onnx(paths, tmp_path / "ens.onnx")
+
+    x = preprocess_skin(load_image_rgb((FIXTURES / "nv_ISIC_0024356.jpg").read_bytes()))
+    x = np.concatenate([x, x[:, :, ::-1, :].copy()])
+
+    def run(path: Path) -> list[np.ndarray]:
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return sess.run(list(OUTPUT_NAMES), {"image": x})
+
+    members, ens = [run(p) for p in paths], run(tmp_path / "ens.onnx")
+    assert not np.allclose(members[0][0], members[1][0])  # two different networks
+    for k in range(len(OUTPUT_NAMES)):
+        assert np.abs(ens[k] - (members[0][k] + members[1][k]) / 2).max() < 1e-4
+    assert np.abs(ens[2].mean(axis=(2, 3)) - ens[0]).max() < 1e-4  # logits = mean(cam) still
+    assert members_of(tmp_path / "ens.onnx") == [
+        hashlib.sha256(p.read_bytes()).hexdigest() for p in paths
+    ]
+    assert members_of(paths[0]) == []

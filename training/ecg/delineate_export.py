@@ -18,8 +18,9 @@ import onnx
 import torch
 from onnx import helper
 
+from training.common.onnx_members import merge_members
 from training.ecg.delineate_model import DelineationUNet
-from training.ecg.rhythm_export import export_onnx, merge_members
+from training.ecg.rhythm_export import export_onnx
 
 MEMBERS_KEY = "ensemble_members"  # ONNX metadata: "sha256 of each member ONNX, comma separated"
 

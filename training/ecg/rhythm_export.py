@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import tempfile
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import onnx
 import torch
 
+from training.common.onnx_members import mean_outputs, merge_members
 from training.ecg.rhythm_model import RhythmEnsemble, RhythmNet
 
 
@@ -67,54 +67,11 @@ def export(model: torch.nn.Module, out: Path) -> None:
     )
 
 
-def merge_members(
-    members: list[Path],
-    out: Path,
-    combine: Callable[[list[str]], list[onnx.NodeProto]],
-    graph_name: str,
-    metadata: dict[str, str] | None = None,
-) -> None:
-    """One ONNX graph from exported members that share the input "signal" and their output names.
-
-    Every member's names get the prefix m<k>_ and its nodes read the shared "signal";
-    `combine(prefixes)` returns the nodes that turn the members' outputs (prefix + output name)
-    into the graph's outputs. Used by the rhythm and the delineation ensembles."""
-    from onnx import helper
-
-    models = [onnx.load(str(p)) for p in members]
-    nodes, inits, prefixes = [], [], []
-    for k, m in enumerate(models):
-        prefixes.append(f"m{k}_")
-        m = onnx.compose.add_prefix(m, prefixes[-1])
-        for node in m.graph.node:
-            node.input[:] = ["signal" if i == f"m{k}_signal" else i for i in node.input]
-        nodes += list(m.graph.node)
-        inits += list(m.graph.initializer)
-    nodes += combine(prefixes)
-    first = models[0].graph
-    graph = helper.make_graph(nodes, graph_name, list(first.input), list(first.output), inits)
-    model = helper.make_model(graph, opset_imports=list(models[0].opset_import))
-    model.ir_version = models[0].ir_version
-    if metadata:
-        helper.set_model_props(model, metadata)
-    onnx.checker.check_model(model)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(out))
-
-
 def ensemble_onnx(members: list[Path], out: Path) -> None:
     """One graph from exported RhythmNets: "logits" and "cam" are the members' means (as
     RhythmEnsemble), so logits stay the time-mean of the CAM. Members trained at different times
     (one kept only as ONNX) can be combined this way."""
-    from onnx import helper
-
-    def means(prefixes: list[str]) -> list[onnx.NodeProto]:
-        return [
-            helper.make_node("Mean", [f"{p}{name}" for p in prefixes], [name])
-            for name in ("logits", "cam")
-        ]
-
-    merge_members(members, out, means, "ecg_rhythm_ensemble")
+    merge_members(members, out, mean_outputs(("logits", "cam")), "ecg_rhythm_ensemble")
 
 
 def store_weights_fp16(path: Path, min_elements: int = 256) -> None:

@@ -2,6 +2,9 @@
 
     python -m training.skin.export --ckpt /work/scratch/skin/gpu1/best.pt --out weights/skin_lesion.onnx
 
+    python -m training.skin.export --ckpt NEW/best.pt --try-int8 --with-member OLD.onnx \
+        --out weights/skin_lesion.onnx      # an ensemble: OLD and NEW averaged in one graph
+
 Prints the max abs difference between ONNX Runtime and torch for every output. With
 --try-int8, a statically quantised (QDQ, per-channel) copy is calibrated on training images and
 compared with fp32 on the validation split; it replaces the fp32 file only if it keeps
@@ -11,22 +14,27 @@ balanced accuracy (-0.01), melanoma AUC (-0.005) and Dice (-0.005).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
 
 from backend.inference.skin import CLASSES, INPUT_H, INPUT_W, preprocess_skin
+from training.common.onnx_members import mean_outputs, merge_members
 from training.common.onnx_quant import METHOD, quantize_int8_static
 from training.skin.data import SCRATCH, Pack
 from training.skin.model import OUTPUT_NAMES, build_model
 
 OPSET = 17
 QUANT_REPORT = SCRATCH / "quantisation.json"
+MEMBERS_KEY = "ensemble_members"  # ONNX metadata: sha256 of each member file, comma separated
 
 
 def load_model(ckpt: Path) -> torch.nn.Module:
@@ -58,6 +66,27 @@ def export_onnx(model: torch.nn.Module, out: Path) -> None:
         )
 
 
+def ensemble_onnx(members: list[Path], out: Path) -> None:
+    """One graph in which every output is the mean of the members' outputs. The mean of the
+    logits (softmax with the ensemble's own temperature), of the mask logits, and of the CAMs,
+    so logits stay the spatial mean of the CAM."""
+    sums = [hashlib.sha256(p.read_bytes()).hexdigest() for p in members]
+    merge_members(
+        members,
+        out,
+        mean_outputs(OUTPUT_NAMES),
+        "skin_lesion_ensemble",
+        {MEMBERS_KEY: ",".join(sums)},
+        input_name="image",
+    )
+
+
+def members_of(onnx_path: Path) -> list[str]:
+    """sha256 of the member files of an ensemble ONNX ([] for a single model)."""
+    props = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
+    return [s for s in props.get(MEMBERS_KEY, "").split(",") if s]
+
+
 def session(path: Path, threads: int = 2) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
@@ -83,8 +112,31 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("weights/skin_lesion.onnx"))
     ap.add_argument("--pack", type=Path, default=SCRATCH / "pack.npz")
     ap.add_argument("--try-int8", action="store_true")
+    ap.add_argument(
+        "--with-member",
+        type=Path,
+        action="append",
+        default=[],
+        help="an exported skin ONNX to average with the new model (repeatable; may be --out)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(2)
+    with tempfile.TemporaryDirectory() as tmp:
+        # copied first: a member may be the file --out is about to replace
+        members = [
+            Path(shutil.copy(m, Path(tmp) / f"member{i}.onnx"))
+            for i, m in enumerate(args.with_member)
+        ]
+        export_checked(args)
+        if members:
+            new = Path(shutil.copy(args.out, Path(tmp) / "new.onnx"))
+            ensemble_onnx([*members, new], args.out)
+            size = args.out.stat().st_size / 1e6
+            print(f"wrote {args.out}: mean of {len(members) + 1} members ({size:.2f} MB)")
+
+
+def export_checked(args: argparse.Namespace) -> None:
+    """Export --ckpt to --out, check ORT against torch, and with --try-int8 keep int8 if it holds."""
     model = load_model(args.ckpt)
     export_onnx(model, args.out)
     pack = Pack(args.pack)
