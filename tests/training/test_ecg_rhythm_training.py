@@ -144,7 +144,8 @@ def test_onnx_export_matches_torch(tmp_path):
 
 
 def test_onnx_ensemble_averages_members_and_fp16_storage_halves_the_file(tmp_path):
-    from training.ecg.rhythm_export import ensemble_onnx, store_weights_fp16
+    from training.common.onnx_quant import store_weights_fp16
+    from training.ecg.rhythm_export import ensemble_onnx
 
     nets = []
     for seed in (0, 1):

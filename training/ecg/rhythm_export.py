@@ -13,10 +13,10 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import onnx
 import torch
 
 from training.common.onnx_members import mean_outputs, merge_members
+from training.common.onnx_quant import store_weights_fp16
 from training.ecg.rhythm_model import RhythmEnsemble, RhythmNet
 
 
@@ -72,35 +72,6 @@ def ensemble_onnx(members: list[Path], out: Path) -> None:
     RhythmEnsemble), so logits stay the time-mean of the CAM. Members trained at different times
     (one kept only as ONNX) can be combined this way."""
     merge_members(members, out, mean_outputs(("logits", "cam")), "ecg_rhythm_ensemble")
-
-
-def store_weights_fp16(path: Path, min_elements: int = 256) -> None:
-    """Keep the large float32 weights as float16 in the file, each followed by a Cast back to
-    float32: the file halves and the network still computes in float32 (ONNX Runtime folds the
-    Casts once, when the session is created). Rounding the weights to fp16 moves the logits by
-    ~1e-3; rhythm_evaluate measures the stored model, so the card holds its true figures.
-    (onnxconverter-common's float16 conversion would also run the convolutions in fp16, which
-    ONNX Runtime's CPU kernels do slowly or not at all; this keeps the compute fp32.)"""
-    import numpy as np
-    from onnx import TensorProto, helper, numpy_helper
-
-    model = onnx.load(str(path))
-    graph = model.graph
-    casts = []
-    for init in list(graph.initializer):
-        if init.data_type != TensorProto.FLOAT or np.prod(init.dims) < min_elements:
-            continue
-        half = numpy_helper.from_array(
-            numpy_helper.to_array(init).astype(np.float16), f"{init.name}_fp16"
-        )
-        graph.initializer.remove(init)
-        graph.initializer.append(half)
-        casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT))
-    nodes = casts + list(graph.node)
-    del graph.node[:]
-    graph.node.extend(nodes)
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
 
 
 def quantise(fp32: Path, out: Path, calibration: Path, n: int = 200) -> None:

@@ -4,6 +4,9 @@
     python -m training.skin.evaluate --onnx NEW.onnx --base-card weights/skin_lesion.json \
         --head-report /work/scratch/skin/head/head_report.json --version 1.1.0
 
+    python -m training.skin.evaluate --history NEW/history.json --member-card OLD_CARD.json \
+        --version 3.0.0 --training-note "..."     # an ensemble made by export --with-member
+
 The second form is for a model whose head was re-fitted by training/skin/retrain_head.py:
 the training history, plot and quantisation report of the base model's card are carried over.
 
@@ -21,7 +24,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import onnx
 
 from backend.inference.registry import sha256_of
 from backend.inference.skin import (
@@ -42,7 +44,7 @@ from backend.inference.skin import (
 )
 from training.common.efficientnet_lite import WEIGHTS_SOURCE
 from training.skin.data import SCRATCH, SPLIT_RULE, Pack, mask_to_model
-from training.skin.export import QUANT_REPORT
+from training.skin.export import QUANT_REPORT, has_fp16_weights, is_int8, members_of
 from training.skin.metrics import classification_report, dice_iou, ece, fit_temperature, softmax
 
 WEIGHTS = Path("weights")
@@ -152,6 +154,13 @@ def main() -> None:
         default="lite0",
         help="training/skin/model.py network the weights belong to (card; bench/bench_skin.py)",
     )
+    ap.add_argument(
+        "--member-card",
+        type=Path,
+        action="append",
+        default=[],
+        help="card of an earlier model averaged into --onnx by export --with-member (repeatable)",
+    )
     args = ap.parse_args()
 
     pack = Pack(args.pack)
@@ -184,7 +193,14 @@ def main() -> None:
         .run(["cam"], {"image": np.zeros((1, 3, INPUT_H, INPUT_W), np.float32)})[0]
         .shape[2:]
     )
-    quant = any(n.op_type == "QuantizeLinear" for n in onnx.load(str(args.onnx)).graph.node)
+    quant = is_int8(args.onnx)
+    storage = (
+        "int8 QDQ"
+        if quant
+        else "fp32 compute, weights stored as fp16 (export --fp16-weights)"
+        if has_fp16_weights(args.onnx)
+        else "fp32"
+    )
     quant_report = json.loads(QUANT_REPORT.read_text()) if QUANT_REPORT.exists() else None
     if base_card is not None:
         quant_report = base_card["quantisation"]
@@ -219,6 +235,29 @@ def main() -> None:
         }
     if args.head_report is not None:
         training["head_retraining"] = json.loads(args.head_report.read_text())
+    member_sums = members_of(args.onnx)
+    if member_sums:
+        earlier = [json.loads(p.read_text()) for p in args.member_card]
+        if len(earlier) != len(member_sums) - 1:
+            raise SystemExit(
+                f"{len(member_sums)} members: give a --member-card for all but the last"
+            )
+        training = {
+            "ensemble": "the graph averages the outputs (logits, mask logits, CAMs) of these "
+            "members, as exported; the temperature and every metric below are the ensemble's",
+            "members": [
+                {
+                    "sha256": sha,
+                    "from_card": f"{c['name']} {c['version']}",
+                    "val_balanced_accuracy_as_served": c["metrics"]["val"]["balanced_accuracy"],
+                    "training": c["training"],
+                    "quantisation": c["quantisation"],
+                }
+                for sha, c in zip(member_sums, earlier)
+            ]
+            + [{"sha256": member_sums[-1], "training": training, "quantisation": quant_report}],
+        }
+        quant_report = {"kept": "int8", "note": "each member's own quantisation: see members"}
     card = {
         "name": MODEL_NAME,
         "version": args.version,
@@ -227,7 +266,7 @@ def main() -> None:
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "sha256": sha256_of(args.onnx),
         "size_bytes": args.onnx.stat().st_size,
-        "format": "ONNX opset 17, single file, " + ("int8 QDQ" if quant else "fp32"),
+        "format": "ONNX opset 17, single file, " + storage,
         "quantisation": quant_report,
         "input": {
             "name": "image",

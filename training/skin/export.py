@@ -2,6 +2,7 @@
 
     python -m training.skin.export --ckpt /work/scratch/skin/gpu1/best.pt --out weights/skin_lesion.onnx
 
+    python -m training.skin.export --ckpt NEW/best.pt --try-int8 --fp16-weights  # int8, else fp16-stored
     python -m training.skin.export --ckpt NEW/best.pt --try-int8 --with-member OLD.onnx \
         --out weights/skin_lesion.onnx      # an ensemble: OLD and NEW averaged in one graph
 
@@ -28,7 +29,7 @@ import torch
 
 from backend.inference.skin import CLASSES, INPUT_H, INPUT_W, preprocess_skin
 from training.common.onnx_members import mean_outputs, merge_members
-from training.common.onnx_quant import METHOD, quantize_int8_static
+from training.common.onnx_quant import METHOD, quantize_int8_static, store_weights_fp16
 from training.skin.data import SCRATCH, Pack
 from training.skin.model import OUTPUT_NAMES, build_model
 
@@ -113,6 +114,11 @@ def main() -> None:
     ap.add_argument("--pack", type=Path, default=SCRATCH / "pack.npz")
     ap.add_argument("--try-int8", action="store_true")
     ap.add_argument(
+        "--fp16-weights",
+        action="store_true",
+        help="store the weights of an fp32 result as fp16 (half the file, compute stays fp32)",
+    )
+    ap.add_argument(
         "--with-member",
         type=Path,
         action="append",
@@ -175,6 +181,18 @@ def export_checked(args: argparse.Namespace) -> None:
         }
         QUANT_REPORT.write_text(json.dumps(report, indent=1))
         print(f"wrote {QUANT_REPORT}")
+    if args.fp16_weights and not is_int8(args.out):
+        store_weights_fp16(args.out)
+        print(f"stored the weights as fp16: {args.out.stat().st_size / 1e6:.2f} MB")
+
+
+def is_int8(path: Path) -> bool:
+    return any(n.op_type == "QuantizeLinear" for n in onnx.load(str(path)).graph.node)
+
+
+def has_fp16_weights(path: Path) -> bool:
+    model = onnx.load(str(path))
+    return any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
 
 
 if __name__ == "__main__":

@@ -222,8 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     for power in (0.5, 1.0):
         w = class_weights(y_tr, power)[y_tr]
         for l2 in (1e-3, 1e-2, 3e-2, 1e-1):
-            wt, b = fit_softmax_head(f_trn, y_tr, w, len(CLASSES), l2, iters=300,
-                                          standardise=True)
+            wt, b = fit_softmax_head(f_trn, y_tr, w, len(CLASSES), l2, iters=300, standardise=True)
             for tau in (0.0, 0.25, 0.5, 0.75, 1.0):
                 # weights ~ freq^-power already remove `power` of the prior; tau adds more.
                 bb = b - tau * log_prior
