@@ -174,7 +174,11 @@ def test_head_retraining_rewrites_only_the_cam_head(tmp_path: Path) -> None:
     np.testing.assert_array_equal(mask2, mask)
     np.testing.assert_allclose(logits2, pooled @ w.T + b, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(logits2, cam2.mean(axis=(2, 3)), rtol=1e-4, atol=1e-4)
-    assert [o.name for o in onnx.load(str(new)).graph.output] == ["logits", "mask_logits", "cam"]
+    graph = onnx.load(str(new)).graph
+    assert [o.name for o in graph.output] == ["logits", "mask_logits", "cam"]
+    # the old head's weight nodes (int8 DequantizeLinear or fp16 Cast) are gone, not left dangling
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    assert all(o in used for n in graph.node for o in n.output)
 
 
 def test_ensemble_onnx_outputs_the_members_mean(tmp_path: Path) -> None:

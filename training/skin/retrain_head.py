@@ -57,7 +57,8 @@ def _graph_maps(g: onnx.GraphProto) -> tuple[dict, dict]:
 
 
 def head_parts(model: onnx.ModelProto) -> dict:
-    """The CAM head conv, its feature input, and the (int8) weight/bias it uses now."""
+    """The CAM head conv, its feature input, and the weight/bias it uses now (int8 or fp16
+    storage read back as fp32)."""
     g = model.graph
     prod, _ = _graph_maps(g)
     conv = next(n for n in g.node if n.name == HEAD_CONV)
@@ -67,6 +68,8 @@ def head_parts(model: onnx.ModelProto) -> dict:
         if name in inits:
             return numpy_helper.to_array(inits[name]).astype(np.float32)
         dq = prod[name]
+        if dq.op_type == "Cast":  # stored as fp16 (export --fp16-weights)
+            return numpy_helper.to_array(inits[dq.input[0]]).astype(np.float32)
         assert dq.op_type == "DequantizeLinear", dq.op_type
         q, s = (numpy_helper.to_array(inits[i]) for i in dq.input[:2])
         zp = numpy_helper.to_array(inits[dq.input[2]]) if len(dq.input) > 2 else 0
@@ -102,18 +105,19 @@ def feature_model(src: Path, dst: Path) -> None:
 
 
 def write_head(src: Path, dst: Path, weight: np.ndarray, bias: np.ndarray) -> None:
-    """Replace the CAM head by fp32 `weight` (C, F) / `bias` (C,); drop its int8 Q/DQ nodes."""
+    """Replace the CAM head by fp32 `weight` (C, F) / `bias` (C,); drop its int8 Q/DQ nodes
+    (or the Casts of fp16-stored weights)."""
     model = onnx.load(str(src))
     g = model.graph
     parts = head_parts(model)
     conv = parts["conv"]
     prod, cons = _graph_maps(g)
-    drop = set()
-    # weight / bias DequantizeLinear nodes (only used by the head)
+    drop: list[onnx.NodeProto] = []  # by identity: the Casts have no names
+    # weight / bias DequantizeLinear or Cast nodes (only used by the head)
     for name in conv.input[1:3]:
-        if name in prod and prod[name].op_type == "DequantizeLinear":
+        if name in prod and prod[name].op_type in ("DequantizeLinear", "Cast"):
             assert len(cons[name]) == 1
-            drop.add(prod[name].name)
+            drop.append(prod[name])
     # Q -> DQ on the conv output: the head writes `cam` itself
     out = conv.output[0]
     q = cons.get(out, [])
@@ -121,11 +125,11 @@ def write_head(src: Path, dst: Path, weight: np.ndarray, bias: np.ndarray) -> No
         dq = cons[q[0].output[0]]
         assert len(dq) == 1 and dq[0].op_type == "DequantizeLinear"
         final = dq[0].output[0]
-        drop.update({q[0].name, dq[0].name})
+        drop += [q[0], dq[0]]
         conv.output[0] = final
     w_name, b_name = "cam_head.weight_fp32", "cam_head.bias_fp32"
     conv.input[1], conv.input[2] = w_name, b_name
-    kept = [n for n in g.node if n.name not in drop]
+    kept = [n for n in g.node if not any(n is d for d in drop)]
     del g.node[:]
     g.node.extend(kept)
     used = {i for n in g.node for i in n.input}
