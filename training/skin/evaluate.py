@@ -257,7 +257,9 @@ def main() -> None:
             ]
             + [{"sha256": member_sums[-1], "training": training, "quantisation": quant_report}],
         }
-        quant_report = {"kept": "int8", "note": "each member's own quantisation: see members"}
+        quant_report = {
+            "note": "each member keeps its own storage (int8, fp16 or fp32): see members"
+        }
     card = {
         "name": MODEL_NAME,
         "version": args.version,
