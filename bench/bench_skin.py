@@ -23,7 +23,6 @@ import cv2
 import numpy as np
 import onnx
 import torch
-from onnx import numpy_helper
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +38,7 @@ from backend.inference.skin import (
     run_with_flips,
 )
 from bench.timing import time_calls
+from training.common.onnx_quant import weight_reader
 from training.skin.model import OUTPUT_NAMES, build_model
 
 FIXTURE = ROOT / "tests" / "fixtures" / "skin" / "mel_ISIC_0024516.jpg"
@@ -60,28 +60,7 @@ def torch_model_from_onnx(path: Path, arch: str) -> torch.nn.Module:
     """The network `arch` with the ONNX file's (BN-folded) conv weights; BN is identity.
     For an ensemble file, the mean of one such network per member."""
     graph = onnx.load(str(path)).graph
-    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    dequant = {n.output[0]: n for n in graph.node if n.op_type == "DequantizeLinear"}
-    casts = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Cast"}
-
-    def value(name: str) -> np.ndarray:
-        """An initialiser (also one stored as fp16 and cast to fp32), or an int8 weight
-        dequantised the way ORT does: (q - zero) * scale."""
-        name = casts.get(name, name) if casts.get(name) in inits else name
-        if name in inits:
-            return inits[name].astype(np.float32)
-        node = dequant[name]
-        q = inits[node.input[0]].astype(np.float32)
-        scale = inits[node.input[1]].astype(np.float32)
-        zero = inits[node.input[2]].astype(np.float32) if len(node.input) > 2 else 0.0
-        if np.ndim(scale) == 1 and q.ndim > 1:
-            axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
-            shape = [1] * q.ndim
-            shape[axis] = -1
-            scale = scale.reshape(shape)
-            zero = np.reshape(zero, shape) if np.ndim(zero) else zero
-        return (q - zero) * scale
-
+    value = weight_reader(graph)
     convs = [n for n in graph.node if n.op_type == "Conv"]
     # An ensemble (training/skin/export.py ensemble_onnx) prefixes each member's node names
     # with m<k>_ ("m0_/encoder/..."); a single model's names start with "/".

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 import torch
 
+from training.common.onnx_members import members_of
 from training.ecg.delineate_dataset import ludb_split, tuning_folds
-from training.ecg.delineate_export import ensemble, export, members_of
+from training.ecg.delineate_export import ensemble, export
 from training.ecg.delineate_model import DelineationUNet
 from training.ecg.delineate_train import crops
 

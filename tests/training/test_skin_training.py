@@ -184,7 +184,8 @@ def test_head_retraining_rewrites_only_the_cam_head(tmp_path: Path) -> None:
 def test_ensemble_onnx_outputs_the_members_mean(tmp_path: Path) -> None:
     import onnxruntime as ort
 
-    from training.skin.export import ensemble_onnx, export_onnx, members_of
+    from training.common.onnx_members import members_of
+    from training.skin.export import ensemble_onnx, export_onnx
     from training.skin.model import OUTPUT_NAMES, build_model
 
     paths = []

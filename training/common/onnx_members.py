@@ -7,10 +7,13 @@ Used by the rhythm and delineation ensembles (ECG) and the skin ensemble.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
 import onnx
+
+MEMBERS_KEY = "ensemble_members"  # ONNX metadata: sha256 of each member file, comma separated
 
 
 def merge_members(
@@ -57,3 +60,16 @@ def mean_outputs(names: tuple[str, ...]) -> Callable[[list[str]], list[onnx.Node
         return [helper.make_node("Mean", [f"{p}{n}" for p in prefixes], [n]) for n in names]
 
     return means
+
+
+def members_metadata(members: list[Path]) -> dict[str, str]:
+    """The `metadata` for merge_members that records which files were merged."""
+    return {MEMBERS_KEY: ",".join(hashlib.sha256(p.read_bytes()).hexdigest() for p in members)}
+
+
+def members_of(onnx_path: Path) -> list[str]:
+    """sha256 of the members of an ensemble ONNX ([] for a single model)."""
+    props = {
+        p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props
+    }
+    return [s for s in props.get(MEMBERS_KEY, "").split(",") if s]

@@ -9,6 +9,7 @@ before keeping the int8 file.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -91,3 +92,31 @@ def store_weights_fp16(path: Path, min_elements: int = 256) -> None:
     graph.node.extend(nodes)
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
+
+
+def weight_reader(graph: onnx.GraphProto) -> Callable[[str], np.ndarray]:
+    """name -> the float32 value a node input holds when it is a weight: an initializer, an fp16
+    initializer behind a Cast (store_weights_fp16), or an int8 one behind a DequantizeLinear,
+    dequantised the way ONNX Runtime does: (q - zero) * scale, per channel along `axis`."""
+    from onnx import numpy_helper
+
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    producers = {n.output[0]: n for n in graph.node if n.op_type in ("Cast", "DequantizeLinear")}
+
+    def value(name: str) -> np.ndarray:
+        if name in inits:
+            return inits[name].astype(np.float32)
+        node = producers[name]
+        if node.op_type == "Cast":
+            return inits[node.input[0]].astype(np.float32)
+        q = inits[node.input[0]].astype(np.float32)
+        scale = inits[node.input[1]].astype(np.float32)
+        zero = inits[node.input[2]].astype(np.float32) if len(node.input) > 2 else 0.0
+        if np.ndim(scale) == 1 and q.ndim > 1:
+            shape = [1] * q.ndim
+            shape[next((a.i for a in node.attribute if a.name == "axis"), 1)] = -1
+            scale = scale.reshape(shape)
+            zero = np.reshape(zero, shape) if np.ndim(zero) else zero
+        return ((q - zero) * scale).astype(np.float32)
+
+    return value

@@ -10,7 +10,6 @@ interval metrics, is written by training/ecg/eval_intervals.py.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import tempfile
 from pathlib import Path
 
@@ -18,11 +17,9 @@ import onnx
 import torch
 from onnx import helper
 
-from training.common.onnx_members import merge_members
+from training.common.onnx_members import members_metadata, merge_members
 from training.ecg.delineate_model import DelineationUNet
 from training.ecg.rhythm_export import export_onnx
-
-MEMBERS_KEY = "ensemble_members"  # ONNX metadata: "sha256 of each member ONNX, comma separated"
 
 
 def export(state: Path, out: Path) -> None:
@@ -50,18 +47,9 @@ def ensemble(members: list[Path], out: Path) -> None:
             helper.make_node("Log", ["mean_prob"], ["logits"]),
         ]
 
-    sums = [hashlib.sha256(p.read_bytes()).hexdigest() for p in members]
     merge_members(
-        members, out, log_mean_softmax, "ecg_delineate_ensemble", {MEMBERS_KEY: ",".join(sums)}
+        members, out, log_mean_softmax, "ecg_delineate_ensemble", members_metadata(members)
     )
-
-
-def members_of(onnx_path: Path) -> list[str]:
-    """sha256 of the members of an ensemble ONNX ([] for a single model)."""
-    props = {
-        p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props
-    }
-    return [s for s in props.get(MEMBERS_KEY, "").split(",") if s]
 
 
 def main() -> None:

@@ -43,8 +43,9 @@ from backend.inference.skin import (
     urgency_for,
 )
 from training.common.efficientnet_lite import WEIGHTS_SOURCE
+from training.common.onnx_members import members_of
 from training.skin.data import SCRATCH, SPLIT_RULE, Pack, mask_to_model
-from training.skin.export import QUANT_REPORT, has_fp16_weights, is_int8, members_of
+from training.skin.export import QUANT_REPORT, has_fp16_weights, is_int8
 from training.skin.metrics import classification_report, dice_iou, ece, fit_temperature, softmax
 
 WEIGHTS = Path("weights")

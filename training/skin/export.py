@@ -15,7 +15,6 @@ balanced accuracy (-0.01), melanoma AUC (-0.005) and Dice (-0.005).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import tempfile
@@ -28,14 +27,13 @@ import onnxruntime as ort
 import torch
 
 from backend.inference.skin import CLASSES, INPUT_H, INPUT_W, preprocess_skin
-from training.common.onnx_members import mean_outputs, merge_members
+from training.common.onnx_members import mean_outputs, members_metadata, merge_members
 from training.common.onnx_quant import METHOD, quantize_int8_static, store_weights_fp16
 from training.skin.data import SCRATCH, Pack
 from training.skin.model import OUTPUT_NAMES, build_model
 
 OPSET = 17
 QUANT_REPORT = SCRATCH / "quantisation.json"
-MEMBERS_KEY = "ensemble_members"  # ONNX metadata: sha256 of each member file, comma separated
 
 
 def load_model(ckpt: Path) -> torch.nn.Module:
@@ -71,21 +69,14 @@ def ensemble_onnx(members: list[Path], out: Path) -> None:
     """One graph in which every output is the mean of the members' outputs. The mean of the
     logits (softmax with the ensemble's own temperature), of the mask logits, and of the CAMs,
     so logits stay the spatial mean of the CAM."""
-    sums = [hashlib.sha256(p.read_bytes()).hexdigest() for p in members]
     merge_members(
         members,
         out,
         mean_outputs(OUTPUT_NAMES),
         "skin_lesion_ensemble",
-        {MEMBERS_KEY: ",".join(sums)},
+        members_metadata(members),
         input_name="image",
     )
-
-
-def members_of(onnx_path: Path) -> list[str]:
-    """sha256 of the member files of an ensemble ONNX ([] for a single model)."""
-    props = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
-    return [s for s in props.get(MEMBERS_KEY, "").split(",") if s]
 
 
 def session(path: Path, threads: int = 2) -> ort.InferenceSession:

@@ -39,6 +39,7 @@ from onnx import helper, numpy_helper
 
 from backend.inference.skin import CLASSES, model_view, normalise
 from training.common.augment import phone_photo
+from training.common.onnx_quant import weight_reader
 from training.common.softmax_head import fit_softmax_head
 from training.skin.data import SCRATCH, Pack, class_weights
 from training.skin.metrics import balanced_accuracy, per_class_recall, roc_auc, softmax
@@ -59,28 +60,8 @@ def _graph_maps(g: onnx.GraphProto) -> tuple[dict, dict]:
 def head_parts(model: onnx.ModelProto) -> dict:
     """The CAM head conv, its feature input, and the weight/bias it uses now (int8 or fp16
     storage read back as fp32)."""
-    g = model.graph
-    prod, _ = _graph_maps(g)
-    conv = next(n for n in g.node if n.name == HEAD_CONV)
-    inits = {t.name: t for t in g.initializer}
-
-    def value(name: str) -> np.ndarray:
-        if name in inits:
-            return numpy_helper.to_array(inits[name]).astype(np.float32)
-        dq = prod[name]
-        if dq.op_type == "Cast":  # stored as fp16 (export --fp16-weights)
-            return numpy_helper.to_array(inits[dq.input[0]]).astype(np.float32)
-        assert dq.op_type == "DequantizeLinear", dq.op_type
-        q, s = (numpy_helper.to_array(inits[i]) for i in dq.input[:2])
-        zp = numpy_helper.to_array(inits[dq.input[2]]) if len(dq.input) > 2 else 0
-        axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
-        shape = [1] * q.ndim
-        if np.ndim(s) == 1:
-            shape[axis if q.ndim > 1 else 0] = -1
-        return ((q.astype(np.float32) - np.reshape(zp, shape)) * np.reshape(s, shape)).astype(
-            np.float32
-        )
-
+    conv = next(n for n in model.graph.node if n.name == HEAD_CONV)
+    value = weight_reader(model.graph)
     w = value(conv.input[1])
     return {
         "conv": conv,
