@@ -99,7 +99,7 @@ def _result_context(check: Check) -> dict[str, Any]:
         "confidence_pct": round(100 * float(result.get("confidence", 0.0))),
         "urgency": urgency,
         "urgency_name": result_cards.urgency_name(urgency) or _("Routine"),
-        "next_steps": _(result_cards.NEXT_STEPS.get(urgency, result_cards.NEXT_STEPS["routine"])),
+        "next_steps": _(result_cards.next_steps(kind, urgency)),
         "explanation": result_cards.explanation_for(result),
         "probabilities": [
             {"label": label, "name": result_cards.label_name(kind, label), "value": float(p),

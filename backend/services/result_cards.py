@@ -65,6 +65,22 @@ NEXT_STEPS = {
     "urgent": N_("See a doctor today. If you have chest pain, fainting, shortness of breath or "
                  "feel very unwell, call emergency services now."),
 }
+# The warning signs in the generic "urgent" text are the heart's; a mole or an eardrum has its
+# own, worded as backend/inference/skin.py and ear.py word them in the result's explanation.
+URGENT_NEXT_STEPS_BY_KIND = {
+    "skin": N_("See a doctor or dermatologist within the next few days, sooner if the spot "
+               "bleeds, grows or changes quickly. Take this result (the PDF) with you."),
+    "ear": N_("See a doctor today, and at once for a baby under 6 months, a high fever, a stiff "
+              "neck or a child who seems very unwell."),
+}
+
+
+def next_steps(kind: str, urgency: str) -> str:
+    """The (untranslated) "what to do next" text for a result of this kind and urgency."""
+    if urgency == "urgent" and kind in URGENT_NEXT_STEPS_BY_KIND:
+        return URGENT_NEXT_STEPS_BY_KIND[kind]
+    return NEXT_STEPS.get(urgency, NEXT_STEPS["routine"])
+
 URGENCY_COLOURS = {"routine": "#1d6b35", "soon": "#8a5300", "urgent": "#a61b1b"}
 
 # Adult resting normal ranges (AHA/ACCF/HRS recommendations for the standardisation and

@@ -170,6 +170,23 @@ async def test_skin_result_page_overlays_outline_and_saliency(client, app_settin
     assert ring[120, 160, 3] == 0 and ring[120, 120, 3] == 255  # centre clear, edge drawn
 
 
+async def test_urgent_advice_names_the_warning_signs_of_the_check_kind(client, app_settings):
+    user, _token = await logged_in(client)
+    photo, mask = photo_and_mask()
+    skin = await stored_check(user, "skin", skin_result(mask), app_settings.uploads_dir, photo)
+    ecg = await stored_check(user, "ecg", {**ecg_result(), "urgency": "urgent"},
+                             app_settings.uploads_dir)
+    skin_html = (await client.get(f"/checks/{skin.id}")).text
+    assert "dermatologist within the next few days" in skin_html
+    assert "call emergency services now" not in skin_html  # the heart's urgent advice
+    ecg_html = (await client.get(f"/checks/{ecg.id}")).text
+    assert "call emergency services now" in ecg_html
+    client.cookies.set("lang", "ko")
+    skin_ko = (await client.get(f"/checks/{skin.id}")).text
+    client.cookies.delete("lang")
+    assert "피부과 전문의" in skin_ko and "지금 119에 연락하세요" not in skin_ko
+
+
 async def test_ear_result_page_and_take_away_files(client, app_settings):
     user, _token = await logged_in(client)
     photo, _mask = photo_and_mask()
