@@ -37,8 +37,9 @@ run: install
 test: install-test
 	$(BIN)/python -m pytest -q -ra
 
+# ruff pinned: a newer release brings new default rules and formatting.
 lint: install-test
-	$(BIN)/pip install -q ruff && $(BIN)/ruff check backend tests training bench
+	$(BIN)/pip install -q ruff==0.17.6 && $(BIN)/ruff check backend tests training bench
 
 # Re-extract translatable strings and merge them into the Korean catalog.
 messages: install-test
