@@ -5,6 +5,7 @@ its members' probabilities."""
 from __future__ import annotations
 
 import hashlib
+import json
 
 import numpy as np
 import onnxruntime as ort
@@ -12,7 +13,9 @@ import pandas as pd
 import pytest
 import torch
 
+from backend.inference.registry import sha256_of
 from training.common.onnx_members import members_of
+from training.ecg import eval_intervals
 from training.ecg.delineate_dataset import ludb_split, tuning_folds
 from training.ecg.delineate_export import ensemble, export
 from training.ecg.delineate_model import DelineationUNet
@@ -90,3 +93,47 @@ def test_ensemble_onnx_gives_the_log_of_the_members_mean_softmax(tmp_path):
     assert np.allclose(run(out), expected, atol=1e-4)
     assert members_of(out) == [hashlib.sha256(m.read_bytes()).hexdigest() for m in members]
     assert members_of(members[0]) == []
+
+
+def test_ensemble_card_keeps_the_carried_members_training_and_adds_the_new_run(
+    tmp_path, monkeypatch, ludb_dir
+):
+    monkeypatch.setattr(eval_intervals, "ludb_labels", lambda: pd.read_csv(ludb_dir / "labels.csv"))
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    members = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        state = tmp_path / f"m{seed}.pt"
+        torch.save(DelineationUNet().state_dict(), state)
+        members.append(tmp_path / f"m{seed}.onnx")
+        export(state, members[-1])
+    shipped_training = {"args": {"seed": "0"}, "final_loss": 0.07}
+    (weights / "ecg_delineate.json").write_text(
+        json.dumps(
+            {"version": "1.0.0", "sha256": sha256_of(members[0]), "training": shipped_training}
+        )
+    )
+    ensemble(members, weights / "ecg_delineate.onnx")
+    history = tmp_path / "history.json"
+    history.write_text(
+        json.dumps(
+            {
+                "args": {"seed": "1"},
+                "history": [{"step": 100, "loss": 0.5}, {"step": 200, "loss": 0.2}],
+            }
+        )
+    )
+
+    for _ in range(2):  # main() writes the card before measuring and again after
+        eval_intervals.write_card(
+            weights, {}, ["ludb_000"], {"ludb_001": "train"}, [history], "1.1.0"
+        )
+    card = json.loads((weights / "ecg_delineate.json").read_text())
+    assert card["version"] == "1.1.0"
+    assert card["ensemble_members"] == 2
+    assert card["training"]["members"] == [
+        {**shipped_training, "sha256": sha256_of(members[0])},
+        {"args": {"seed": "1"}, "final_loss": 0.2},
+    ]
+    assert (weights / "ecg_delineate.training.png").exists()
