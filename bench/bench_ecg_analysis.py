@@ -77,7 +77,7 @@ def main() -> None:
 
     import torch
 
-    from training.ecg.delineate_model import DelineationUNet
+    from training.ecg.delineate_model import DelineationEnsemble, DelineationUNet
     from training.ecg.rhythm_model import RhythmEnsemble, RhythmNet
 
     torch.set_num_threads(THREADS)
@@ -88,7 +88,12 @@ def main() -> None:
     ).eval()
     x_r = np.random.default_rng(0).standard_normal((1, 1, 2500)).astype(np.float32)
     delin = registry.get("ecg_delineate")
-    torch_delin = DelineationUNet().eval()
+    delin_members = int(delin.card.get("ensemble_members", 1))
+    torch_delin = (
+        DelineationUNet()
+        if delin_members == 1
+        else DelineationEnsemble([DelineationUNet() for _ in range(delin_members)])
+    ).eval()
     x_d = np.random.default_rng(0).standard_normal((1, 12, 5008)).astype(np.float32)
 
     def torch_run(model, x):
@@ -102,8 +107,8 @@ def main() -> None:
     rows += [
         ("rhythm CNN, 1 lead x 10 s, ONNX Runtime", *ort_r),
         ("rhythm CNN, 1 lead x 10 s, torch eager", *tch_r),
-        ("delineation U-Net, 12 x 10 s, ONNX Runtime", *ort_d),
-        ("delineation U-Net, 12 x 10 s, torch eager", *tch_d),
+        (f"delineation U-Net x{delin_members}, 12 x 10 s, ONNX Runtime", *ort_d),
+        (f"delineation U-Net x{delin_members}, 12 x 10 s, torch eager", *tch_d),
     ]
     print(f"record: {path} ({len(result['leads'])} leads); threads: {THREADS}; runs: {args.runs}")
     print(

@@ -137,3 +137,24 @@ def test_ensemble_card_keeps_the_carried_members_training_and_adds_the_new_run(
         {"args": {"seed": "1"}, "final_loss": 0.2},
     ]
     assert (weights / "ecg_delineate.training.png").exists()
+
+
+def test_torch_ensemble_twin_matches_the_ensemble_onnx(tmp_path):
+    from training.ecg.delineate_model import DelineationEnsemble
+
+    nets, members = [], []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        nets.append(DelineationUNet().eval())
+        state = tmp_path / f"m{seed}.pt"
+        torch.save(nets[-1].state_dict(), state)
+        members.append(tmp_path / f"m{seed}.onnx")
+        export(state, members[-1])
+    ensemble(members, tmp_path / "ensemble.onnx")
+    x = np.random.default_rng(1).normal(size=(2, 12, 256)).astype(np.float32)
+    session = ort.InferenceSession(
+        str(tmp_path / "ensemble.onnx"), providers=["CPUExecutionProvider"]
+    )
+    with torch.inference_mode():
+        twin = DelineationEnsemble(nets)(torch.from_numpy(x)).numpy()
+    assert np.allclose(session.run(None, {"signal": x})[0], twin, atol=1e-4)

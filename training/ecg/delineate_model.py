@@ -48,3 +48,16 @@ class DelineationUNet(nn.Module):
         for block in self.dec:
             x = block(torch.cat([self.up(x), skips.pop()], dim=1))
         return self.out(self.drop(x))
+
+
+class DelineationEnsemble(nn.Module):
+    """Several U-Nets as the ensemble ONNX computes them (delineate_export.ensemble): logits are
+    the log of the members' mean softmax. The torch twin of that graph for the benchmark."""
+
+    def __init__(self, members: list[DelineationUNet]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([m(x).softmax(dim=1) for m in self.members]).mean(0)
+        return probs.log()
