@@ -170,6 +170,12 @@ def main() -> None:
     )
     ap.add_argument("--version", default=None, help="card version (default: keep the card's)")
     ap.add_argument(
+        "--selection-note",
+        default=None,
+        help="how the model (e.g. an ensemble) was chosen, on the tuning fold; kept when the same "
+        "weights are re-measured",
+    )
+    ap.add_argument(
         "--split",
         choices=("test", "val"),
         default="test",
@@ -184,7 +190,7 @@ def main() -> None:
             ap.error("--split val needs its own --weights (a fit-fold model) and --out")
         eval_ids = sorted(r for r, s in tuning_folds().items() if s == "val")
     # the registry needs a card to load
-    write_card(args.weights, {}, test_ids, split, args.history, args.version)
+    write_card(args.weights, {}, test_ids, split, args.history, args.version, args.selection_note)
     registry = ModelRegistry(args.weights, threads=1)
     fid_all = fiducials()
     methods = {"ours (ecg_delineate)": "ours"}
@@ -271,21 +277,22 @@ def main() -> None:
     print(text)
     args.out.write_text(text + "\n")
     if args.split == "test":
-        write_card(args.weights, summary, test_ids, split, args.history, args.version)
+        write_card(
+            args.weights, summary, test_ids, split, args.history, args.version, args.selection_note
+        )
 
 
-def plot_history(histories: list[list[dict]], out: Path) -> None:
+def plot_history(histories: list[tuple[str, list[dict]]], out: Path) -> None:
+    """Loss curves of the runs given (a member carried over from an earlier card has none here)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for i, history in enumerate(histories):
-        label = f"run {i + 1}" if len(histories) > 1 else None
-        ax.plot([r["step"] for r in history], [r["loss"] for r in history], label=label)
-    if len(histories) > 1:
-        ax.legend()
+    for seed, history in histories:
+        ax.plot([r["step"] for r in history], [r["loss"] for r in history], label=f"seed {seed}")
+    ax.legend()
     ax.set(
         xlabel="step",
         ylabel="cross-entropy (per sample)",
@@ -303,6 +310,7 @@ def write_card(
     split: dict,
     histories: list[Path],
     version: str | None = None,
+    selection_note: str | None = None,
 ) -> None:
     onnx_path = weights / f"{dl.MODEL_NAME}.onnx"
     card_path = weights / f"{dl.MODEL_NAME}.json"
@@ -351,11 +359,14 @@ def write_card(
         "single-lead (not global) durations, which run shorter.",
         "produced_by": "training/ecg/delineate_train.py, training/ecg/delineate_export.py, training/ecg/eval_intervals.py",
     }
+    same_weights = old.get("sha256") == card["sha256"]
+    if selection_note or (same_weights and "selection" in old):
+        card["selection"] = selection_note or old["selection"]
     runs = [json.loads(h.read_text()) for h in histories if h.exists()]
     trained = [
         {"args": run.get("args", {}), "final_loss": run["history"][-1]["loss"]} for run in runs
     ]
-    if old.get("sha256") == card["sha256"] and "training" in old:
+    if same_weights and "training" in old:
         # re-measuring the same weights keeps how they were trained
         card["training"] = old["training"]
     elif members and trained:
@@ -367,7 +378,10 @@ def write_card(
     elif trained:
         card["training"] = trained[0]
     if runs:
-        plot_history([run["history"] for run in runs], weights / f"{dl.MODEL_NAME}.training.png")
+        plot_history(
+            [(run.get("args", {}).get("seed", "?"), run["history"]) for run in runs],
+            weights / f"{dl.MODEL_NAME}.training.png",
+        )
     card_path.write_text(json.dumps(card, indent=2) + "\n")
 
 
