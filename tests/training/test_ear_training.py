@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from backend.inference.ear import INPUT_SIZE, crop_field_of_view
+from training.common.classification_metrics import summary
 from training.common.softmax_head import fit_softmax_head
 from training.ear import data, model, synth, warmstart
 from training.ear.augment import augment, to_float
 from training.ear.evaluate import TTA_VIEWS, AveragedViews, export_onnx, linear_probe
-from training.ear.metrics import summary
 from training.ear.train import sampling_weights, train_classifier, train_gate
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from training.common.classification_metrics import confusion, per_class
+
 N_RESAMPLES = 5000
 
 
@@ -28,26 +30,14 @@ def pairs_from_confusion(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.repeat(true, reps), np.repeat(pred, reps)
 
 
-def per_class_f1_recall(
-    true: np.ndarray, pred: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """F1 and recall per class (NaN recall for a class absent from `true`)."""
-    tp = np.bincount(true[true == pred], minlength=k).astype(float)
-    n_true = np.bincount(true, minlength=k).astype(float)
-    n_pred = np.bincount(pred, minlength=k).astype(float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f1 = np.where(n_true + n_pred > 0, 2 * tp / (n_true + n_pred), 0.0)
-        recall = np.where(n_true > 0, tp / n_true, np.nan)
-    return f1, recall
-
-
-def scores(true: np.ndarray, pred: np.ndarray, k: int, classes: list[str]) -> dict[str, float]:
-    """Balanced accuracy and macro F1 over the classes present in `true`, per-class F1, and the
-    CinC 2017 challenge score when the classes are the rhythm families."""
-    f1, recall = per_class_f1_recall(true, pred, k)
-    present = np.bincount(true, minlength=k) > 0
+def scores(cm: np.ndarray, classes: list[str]) -> dict[str, float]:
+    """Balanced accuracy and macro F1 over the classes present (classification_metrics), per-class
+    F1, and the CinC 2017 challenge score when the classes are the rhythm families."""
+    metrics = per_class(cm)
+    f1 = metrics["f1"]
+    present = metrics["support"] > 0
     out = {
-        "balanced_accuracy": float(np.nanmean(recall[present])),
+        "balanced_accuracy": float(metrics["recall"][present].mean()),
         "macro_f1": float(f1[present].mean()),
     }
     out.update({f"f1_{c}": float(f1[i]) for i, c in enumerate(classes)})
@@ -62,12 +52,12 @@ def bootstrap(
     """Each score on the matrix itself and its 2.5 / 97.5 percentiles over `n` resamples."""
     true, pred = pairs_from_confusion(counts)
     k = counts.shape[0]
-    point = scores(true, pred, k, classes)
+    point = scores(counts, classes)
     rng = np.random.default_rng(seed)
     draws = {name: [] for name in point}
     for _ in range(n):
         idx = rng.integers(0, len(true), len(true))
-        for name, value in scores(true[idx], pred[idx], k, classes).items():
+        for name, value in scores(confusion(true[idx], pred[idx], k), classes).items():
             draws[name].append(value)
     return {
         name: {

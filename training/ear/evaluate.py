@@ -25,10 +25,10 @@ import torch
 
 from backend.inference import ear as serving
 from backend.inference.registry import ModelRegistry, sha256_of
+from training.common.classification_metrics import confusion, per_class, summary
 from training.common.efficientnet_lite import WEIGHTS_SOURCE
 from training.common.onnx_quant import quantize_int8_static
 from training.ear import data, model
-from training.ear.metrics import confusion, per_class, summary
 
 ROOT = Path(__file__).resolve().parents[2]
 VERSION = "1.1.0"  # 1.0.0: the GPU run; 1.1.0: CPU fine-tune + re-fitted head

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from training.common.classification_metrics import summary
 from training.common.softmax_head import fit_softmax_head
 from training.ear import data, model
 from training.ear.augment import augment, to_float
-from training.ear.metrics import summary
 from training.ear.train import sampling_weights
 
 

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from training.common.classification_metrics import summary
 from training.ear import data, model, warmstart
 from training.ear.augment import augment, to_float
-from training.ear.metrics import summary
 
 # Classes seen in more than one source: there the source carries no label information, so
 # the source adversary may remove it from the features at no cost to the task.
