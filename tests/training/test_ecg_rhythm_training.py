@@ -172,6 +172,80 @@ def test_onnx_ensemble_averages_members_and_fp16_storage_halves_the_file(tmp_pat
     assert not np.array_equal(half_logits, logits)  # the weights really were rounded
 
 
+def test_ensemble_records_its_members_through_fp16_storage(tmp_path):
+    import hashlib
+
+    from training.common.onnx_members import members_of
+    from training.common.onnx_quant import store_weights_fp16
+    from training.ecg.rhythm_export import ensemble_onnx
+
+    members = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        members.append(tmp_path / f"m{seed}.onnx")
+        export(RhythmNet(width=8).eval(), members[-1])
+    ensemble_onnx(members, tmp_path / "ens.onnx")
+    store_weights_fp16(tmp_path / "ens.onnx")
+    assert members_of(tmp_path / "ens.onnx") == [
+        hashlib.sha256(m.read_bytes()).hexdigest() for m in members
+    ]
+
+
+def test_ensemble_card_carries_the_shipped_members_training_and_curves(tmp_path, monkeypatch):
+    import json
+
+    from backend.inference.registry import sha256_of
+    from training.ecg import rhythm_evaluate
+    from training.ecg.rhythm_export import ensemble_onnx
+
+    labels = np.repeat(np.arange(4), 10).astype(np.int8)
+    monkeypatch.setattr(rhythm_evaluate, "load_cinc2017", lambda: ([], [], labels, 300))
+    members = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        members.append(tmp_path / f"m{seed}.onnx")
+        export(RhythmNet(width=8).eval(), members[-1])
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    shipped_training = {"args": {"seeds": "[0]"}, "best_val_score_per_member": [0.84]}
+    (weights / "ecg_rhythm.json").write_text(
+        json.dumps(
+            {
+                "version": "1.0.0",
+                "sha256": sha256_of(members[0]),
+                "selection": "seed 0, best on validation",
+                "training": shipped_training,
+            }
+        )
+    )
+    (weights / "ecg_rhythm.training.png").write_bytes(b"the GPU run's curves")
+    ensemble_onnx(members, weights / "ecg_rhythm.onnx")
+    history = tmp_path / "rhythm_history1.json"
+    rows = [{"epoch": 1, "train_loss": 1.0}, {"epoch": 2, "train_loss": 0.8, "val_score": 0.83}]
+    history.write_text(
+        json.dumps(
+            {
+                "args": {"seeds": "[1]"},
+                "members": [{"seed": 1, "best_val_score": 0.83, "history": rows}],
+            }
+        )
+    )
+
+    rhythm_evaluate.write_card(
+        weights / "ecg_rhythm.onnx", {}, [history], 2, False, True, "both members", "1.1.0"
+    )
+    card = json.loads((weights / "ecg_rhythm.json").read_text())
+    assert card["version"] == "1.1.0" and card["selection"] == "both members"
+    old, new = card["training"]["members"]
+    assert old["sha256"] == sha256_of(members[0]) and old["version"] == "1.0.0"
+    assert old["best_val_score_per_member"] == [0.84]
+    assert new == {"seed": 1, "args": {"seeds": "[1]"}, "best_val_score": 0.83}
+    kept = weights / old["training_curves"]
+    assert kept.name == "ecg_rhythm.training.1.0.0.png"
+    assert kept.read_bytes() == b"the GPU run's curves"
+    assert (weights / "ecg_rhythm.training.png").read_bytes() != kept.read_bytes()
+
+
 def test_global_boundaries_are_earliest_onset_latest_offset():
     rows = [
         ("I", "P", 100, 120, 150),

@@ -5,6 +5,10 @@ matrix, and the training curves (weights/ecg_rhythm.training.png).
     python -m training.ecg.rhythm_evaluate --onnx weights/ecg_rhythm.onnx --split test --write-card \
         --history /work/scratch/ecg/gpu/rhythm_history0.json
 
+For an ensemble of the shipped model and a new run (rhythm_export.py --onnx-member), --history
+names the new run only: the shipped model's training record is carried from the previous card,
+and its curves stay beside the card as ecg_rhythm.training.<its version>.png.
+
 With --stack it measures what the app serves, the CNN followed by the RR second stage
 (backend.inference.ecg.rhythm.classify with both models from the registry, sha256 checked), and
 writes the figures onto the second stage's card (metrics.held_out_cinc2017_test) and onto the
@@ -26,6 +30,7 @@ import onnxruntime as ort
 from backend.inference.ecg import rhythm as rh
 from backend.inference.ecg.preprocess import RHYTHM_FS, rhythm_input
 from backend.inference.registry import ModelRegistry, sha256_of
+from training.common.onnx_members import members_of
 from training.ecg.rhythm_dataset import (
     CLASSES,
     SPLIT_NAMES,
@@ -143,6 +148,7 @@ def write_card(
     _, _, y, _ = load_cinc2017()
     split = split_records(y)
     card_path = onnx_path.with_suffix(".json")
+    old = json.loads(card_path.read_text()) if card_path.exists() else {}
     card = {
         "name": onnx_path.stem,
         "version": version,
@@ -196,19 +202,60 @@ def write_card(
     }
     if history_files:
         runs = [json.loads(h.read_text()) for h in history_files]
-        best = max((m for r in runs for m in r["members"]), key=lambda m: m["best_val_score"])
-        card["selection"] = selection_note or (
-            f"{members} member(s); trained seeds {[m['seed'] for r in runs for m in r['members']]}, "
-            f"best validation challenge score: seed {best['seed']} ({best['best_val_score']:.4f}). "
-            "An int8 (QDQ, per-channel) 3-seed ensemble scored lower on validation, so the fp32 "
-            "single model ships (quantised: false)."
-        )
-        card["training"] = {
-            "args": runs[0]["args"],
-            "best_val_score_per_member": [m["best_val_score"] for r in runs for m in r["members"]],
-        }
+        carried = _carried_members(old, members_of(onnx_path), onnx_path)
+        if carried:
+            # An ensemble of the previous card's model and new runs: the new runs' figures join
+            # the previous model's training record, which this script cannot re-create.
+            card["selection"] = selection_note or old.get("selection", "")
+            card["training"] = {
+                "members": carried
+                + [
+                    {"seed": m["seed"], "args": r["args"], "best_val_score": m["best_val_score"]}
+                    for r in runs
+                    for m in r["members"]
+                ]
+            }
+        else:
+            best = max((m for r in runs for m in r["members"]), key=lambda m: m["best_val_score"])
+            card["selection"] = selection_note or (
+                f"{members} member(s); trained seeds "
+                f"{[m['seed'] for r in runs for m in r['members']]}, best validation challenge "
+                f"score: seed {best['seed']} ({best['best_val_score']:.4f}). An int8 (QDQ, "
+                "per-channel) 3-seed ensemble scored lower on validation, so the fp32 single model "
+                "ships (quantised: false)."
+            )
+            card["training"] = {
+                "args": runs[0]["args"],
+                "best_val_score_per_member": [
+                    m["best_val_score"] for r in runs for m in r["members"]
+                ],
+            }
         plot_history(history_files, onnx_path.with_suffix(".training.png"))
     card_path.write_text(json.dumps(card, indent=2) + "\n")
+
+
+def _carried_members(old: dict, member_shas: list[str], onnx_path: Path) -> list[dict]:
+    """The previous card's training record(s) when its model is a member of the new ensemble
+    ([] otherwise). Its training curves are kept beside the card as <name>.training.<version>.png
+    before the new runs' plot replaces <name>.training.png."""
+    if old.get("sha256") not in member_shas or "training" not in old:
+        return []
+    carried = old["training"].get("members")
+    if carried is None:
+        curves = onnx_path.with_suffix(f".training.{old.get('version', 'old')}.png")
+        current = onnx_path.with_suffix(".training.png")
+        if current.exists() and not curves.exists():
+            curves.write_bytes(current.read_bytes())
+        carried = [
+            {
+                **old["training"],
+                "version": old.get("version"),
+                "sha256": old["sha256"],
+                "selection": old.get("selection"),
+                "training_curves": curves.name,
+            }
+        ]
+    return carried
 
 
 def write_stack_metrics(weights: Path, metrics: dict) -> None:

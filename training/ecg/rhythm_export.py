@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from training.common.onnx_members import mean_outputs, merge_members
+from training.common.onnx_members import mean_outputs, members_metadata, merge_members
 from training.common.onnx_quant import store_weights_fp16
 from training.ecg.rhythm_model import RhythmEnsemble, RhythmNet
 
@@ -70,8 +70,15 @@ def export(model: torch.nn.Module, out: Path) -> None:
 def ensemble_onnx(members: list[Path], out: Path) -> None:
     """One graph from exported RhythmNets: "logits" and "cam" are the members' means (as
     RhythmEnsemble), so logits stay the time-mean of the CAM. Members trained at different times
-    (one kept only as ONNX) can be combined this way."""
-    merge_members(members, out, mean_outputs(("logits", "cam")), "ecg_rhythm_ensemble")
+    (one kept only as ONNX) can be combined this way; the file records each member's sha256 so
+    the card can tell which earlier model it contains."""
+    merge_members(
+        members,
+        out,
+        mean_outputs(("logits", "cam")),
+        "ecg_rhythm_ensemble",
+        metadata=members_metadata(members),
+    )
 
 
 def quantise(fp32: Path, out: Path, calibration: Path, n: int = 200) -> None:
