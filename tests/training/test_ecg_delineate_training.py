@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from backend.inference.registry import sha256_of
-from training.common.onnx_members import members_of
-from training.ecg import eval_intervals
+from training.common.onnx_members import flattened_from, members_of
+from training.ecg import delineate_export, eval_intervals
 from training.ecg.delineate_dataset import ludb_split, tuning_folds
 from training.ecg.delineate_export import ensemble, export
 from training.ecg.delineate_model import DelineationUNet
@@ -137,6 +137,75 @@ def test_ensemble_card_keeps_the_carried_members_training_and_adds_the_new_run(
         {"args": {"seed": "1"}, "final_loss": 0.2},
     ]
     assert (weights / "ecg_delineate.training.png").exists()
+
+
+def _onnx_members(tmp_path, seeds):
+    paths = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        state = tmp_path / f"m{seed}.pt"
+        torch.save(DelineationUNet().state_dict(), state)
+        paths.append(tmp_path / f"m{seed}.onnx")
+        export(state, paths[-1])
+    return paths
+
+
+def test_an_ensemble_given_as_member_is_taken_apart_so_each_model_weighs_the_same(
+    tmp_path, monkeypatch
+):
+    m0, m1, m2 = _onnx_members(tmp_path, (0, 1, 2))
+    shipped = tmp_path / "shipped.onnx"
+    ensemble([m0, m1], shipped)
+    out = tmp_path / "grown.onnx"
+    argv = ["delineate_export", "--member", str(shipped), "--member", str(m2), "--out", str(out)]
+    monkeypatch.setattr("sys.argv", argv)
+    delineate_export.main()
+
+    x = np.random.default_rng(1).normal(size=(1, 12, 512)).astype(np.float32)
+
+    def run(path):
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(None, {"signal": x})[0]
+
+    probs = [torch.softmax(torch.from_numpy(run(m)), 1) for m in (m0, m1, m2)]
+    assert np.allclose(run(out), torch.log(sum(probs) / 3).numpy(), atol=1e-4)
+    assert members_of(out) == [sha256_of(m) for m in (m0, m1, m2)]
+    assert flattened_from(out) == [sha256_of(shipped)]
+
+
+def test_grown_ensemble_card_carries_every_earlier_member_and_keeps_their_curves(
+    tmp_path, monkeypatch, ludb_dir
+):
+    monkeypatch.setattr(eval_intervals, "ludb_labels", lambda: pd.read_csv(ludb_dir / "labels.csv"))
+    m0, m1, m2 = _onnx_members(tmp_path, (0, 1, 2))
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    ensemble([m0, m1], weights / "ecg_delineate.onnx")
+    earlier = [
+        {"args": {"seed": "0"}, "final_loss": 0.07},
+        {"args": {"seed": "2"}, "final_loss": 0.1},
+    ]
+    card = {"version": "1.1.0", "sha256": sha256_of(weights / "ecg_delineate.onnx")}
+    (weights / "ecg_delineate.json").write_text(
+        json.dumps({**card, "training": {"members": earlier}})
+    )
+    (weights / "ecg_delineate.training.png").write_bytes(b"seed 2 curve")
+    argv = ["x", "--member", str(weights / "ecg_delineate.onnx"), "--member", str(m2)]
+    monkeypatch.setattr("sys.argv", [*argv, "--out", str(weights / "ecg_delineate.onnx")])
+    delineate_export.main()
+    history = tmp_path / "history.json"
+    history.write_text(json.dumps({"args": {"seed": "3"}, "history": [{"step": 100, "loss": 0.3}]}))
+
+    for _ in range(2):  # main() writes the card before measuring and again after
+        eval_intervals.write_card(
+            weights, {}, ["ludb_000"], {"ludb_001": "train"}, [history], "1.2.0"
+        )
+    card = json.loads((weights / "ecg_delineate.json").read_text())
+    assert card["ensemble_members"] == 3
+    assert card["training"]["members"] == [*earlier, {"args": {"seed": "3"}, "final_loss": 0.3}]
+    kept = weights / card["training"]["earlier_curves"]
+    assert kept.name == "ecg_delineate.training.1.1.0.png"
+    assert kept.read_bytes() == b"seed 2 curve"
 
 
 def test_torch_ensemble_twin_matches_the_ensemble_onnx(tmp_path):

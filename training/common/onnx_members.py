@@ -14,6 +14,8 @@ from pathlib import Path
 import onnx
 
 MEMBERS_KEY = "ensemble_members"  # ONNX metadata: sha256 of each member file, comma separated
+# ONNX metadata: sha256 of earlier ensemble files whose members were merged in one by one
+FLATTENED_KEY = "flattened_ensembles"
 
 
 def merge_members(
@@ -67,9 +69,70 @@ def members_metadata(members: list[Path]) -> dict[str, str]:
     return {MEMBERS_KEY: ",".join(hashlib.sha256(p.read_bytes()).hexdigest() for p in members)}
 
 
-def members_of(onnx_path: Path) -> list[str]:
-    """sha256 of the members of an ensemble ONNX ([] for a single model)."""
+def _sha_list(onnx_path: Path, key: str) -> list[str]:
     props = {
         p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props
     }
-    return [s for s in props.get(MEMBERS_KEY, "").split(",") if s]
+    return [s for s in props.get(key, "").split(",") if s]
+
+
+def members_of(onnx_path: Path) -> list[str]:
+    """sha256 of the members of an ensemble ONNX ([] for a single model)."""
+    return _sha_list(onnx_path, MEMBERS_KEY)
+
+
+def flattened_from(onnx_path: Path) -> list[str]:
+    """sha256 of the earlier ensemble files whose members this ensemble took over."""
+    return _sha_list(onnx_path, FLATTENED_KEY)
+
+
+def extract_member(ensemble: Path, k: int, out: Path) -> None:
+    """Member k of an ensemble written by merge_members as a model of its own: the nodes that
+    compute the member's outputs (m<k>_<output>) from the shared input, the m<k>_ prefix removed,
+    so it gives the ensemble's output names."""
+    from onnx import helper
+
+    model = onnx.load(str(ensemble))
+    prefix = f"m{k}_"
+    graph = model.graph
+    needed = {prefix + o.name for o in graph.output}
+    nodes = []
+    for node in reversed(graph.node):  # nodes are in topological order: walk back from outputs
+        if any(o in needed for o in node.output):
+            nodes.insert(0, node)
+            needed.update(node.input)
+    for node in nodes:
+        node.input[:] = [n.removeprefix(prefix) for n in node.input]
+        node.output[:] = [n.removeprefix(prefix) for n in node.output]
+        node.name = node.name.removeprefix(prefix)
+    inits = [t for t in graph.initializer if t.name in needed]
+    for tensor in inits:
+        tensor.name = tensor.name.removeprefix(prefix)
+    sub = helper.make_graph(nodes, graph.name, list(graph.input), list(graph.output), inits)
+    member = helper.make_model(sub, opset_imports=list(model.opset_import))
+    member.ir_version = model.ir_version
+    onnx.checker.check_model(member)
+    onnx.save(member, str(out))
+
+
+def flatten_members(members: list[Path], workdir: Path) -> tuple[list[Path], dict[str, str]]:
+    """Members for merge_members with every ensemble file replaced by its own members, so that
+    adding a model to an ensemble gives each model the same weight (an ensemble merged as one
+    member would count for one), and the metadata naming the original member files by sha256
+    and the ensembles that were taken apart."""
+    files, shas, flattened = [], [], []
+    for path in members:
+        inner = members_of(path)
+        if not inner:
+            files.append(path)
+            shas.append(hashlib.sha256(path.read_bytes()).hexdigest())
+            continue
+        flattened.append(hashlib.sha256(path.read_bytes()).hexdigest())
+        for k, sha in enumerate(inner):
+            files.append(workdir / f"{path.stem}.member{k}.onnx")
+            extract_member(path, k, files[-1])
+            shas.append(sha)
+    metadata = {MEMBERS_KEY: ",".join(shas)}
+    if flattened:
+        metadata[FLATTENED_KEY] = ",".join(flattened)
+    return files, metadata

@@ -5,6 +5,10 @@ interval metrics, is written by training/ecg/eval_intervals.py.
 
     python -m training.ecg.delineate_export --state /work/scratch/ecg/gpu/delineate.pt
     python -m training.ecg.delineate_export --member weights/ecg_delineate.onnx --state run2/delineate.pt
+
+A --member that is itself an ensemble is taken apart into its models (each then weighs the same
+as a new one); the file records the original members' sha256 and the ensemble it extended, so
+eval_intervals.py can carry the earlier members' training record onto the card.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import onnx
 import torch
 from onnx import helper
 
-from training.common.onnx_members import members_metadata, merge_members
+from training.common.onnx_members import flatten_members, members_metadata, merge_members
 from training.ecg.delineate_model import DelineationUNet
 from training.ecg.rhythm_export import export_onnx
 
@@ -33,8 +37,10 @@ def export(state: Path, out: Path) -> None:
     )
 
 
-def ensemble(members: list[Path], out: Path) -> None:
-    """One graph: every member reads "signal"; "logits" = log(mean of the members' softmax)."""
+def ensemble(members: list[Path], out: Path, metadata: dict[str, str] | None = None) -> None:
+    """One graph: every member reads "signal"; "logits" = log(mean of the members' softmax).
+    `metadata` defaults to the members' sha256 (flatten_members gives it for taken-apart
+    ensembles)."""
 
     def log_mean_softmax(prefixes: list[str]) -> list[onnx.NodeProto]:
         probs = [f"{p}prob" for p in prefixes]
@@ -48,7 +54,11 @@ def ensemble(members: list[Path], out: Path) -> None:
         ]
 
     merge_members(
-        members, out, log_mean_softmax, "ecg_delineate_ensemble", members_metadata(members)
+        members,
+        out,
+        log_mean_softmax,
+        "ecg_delineate_ensemble",
+        metadata or members_metadata(members),
     )
 
 
@@ -66,10 +76,12 @@ def main() -> None:
             for i, state in enumerate(args.state):
                 members.append(Path(tmp) / f"state{i}.onnx")
                 export(state, members[-1])
+            # an ensemble given as --member contributes each of its models, not one average
+            members, metadata = flatten_members(members, Path(tmp))
             if len(members) < 2:
                 ap.error("give one --state, or two or more members")
             staged = Path(tmp) / "ensemble.onnx"  # a member may be the file being replaced
-            ensemble(members, staged)
+            ensemble(members, staged, metadata)
             args.out.write_bytes(staged.read_bytes())
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
 

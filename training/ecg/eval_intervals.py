@@ -28,7 +28,8 @@ import numpy as np
 from backend.inference.ecg import delineate as dl
 from backend.inference.ecg.preprocess import DELINEATION_FS, bandpass, standard_lead_matrix
 from backend.inference.registry import ModelRegistry, sha256_of
-from training.common.onnx_members import members_of
+from training.common.onnx_members import flattened_from, members_of
+from training.common.training_curves import keep_earlier_curves
 from training.ecg.delineate_dataset import (
     fiducials,
     global_beats,
@@ -370,11 +371,15 @@ def write_card(
         # re-measuring the same weights keeps how they were trained
         card["training"] = old["training"]
     elif members and trained:
-        # An ensemble's members: the previous card's model (if it is one of them) and new runs.
+        # An ensemble's members: the previous card's model(s) (if it is one of them, or the
+        # ensemble it extends) and new runs.
         carried = []
-        if old.get("sha256") in members and "training" in old:
+        extended = members + flattened_from(onnx_path)
+        if old.get("sha256") in extended and "training" in old:
             carried = old["training"].get("members", [{**old["training"], "sha256": old["sha256"]}])
         card["training"] = {"members": carried + trained}
+        if carried:
+            card["training"]["earlier_curves"] = keep_earlier_curves(card_path, old.get("version"))
     elif trained:
         card["training"] = trained[0]
     if runs:

@@ -31,6 +31,7 @@ from backend.inference.ecg import rhythm as rh
 from backend.inference.ecg.preprocess import RHYTHM_FS, rhythm_input
 from backend.inference.registry import ModelRegistry, sha256_of
 from training.common.onnx_members import members_of
+from training.common.training_curves import keep_earlier_curves
 from training.ecg.rhythm_dataset import (
     CLASSES,
     SPLIT_NAMES,
@@ -236,23 +237,20 @@ def write_card(
 
 def _carried_members(old: dict, member_shas: list[str], onnx_path: Path) -> list[dict]:
     """The previous card's training record(s) when its model is a member of the new ensemble
-    ([] otherwise). Its training curves are kept beside the card as <name>.training.<version>.png
-    before the new runs' plot replaces <name>.training.png."""
+    ([] otherwise), with its training curves kept beside the card under its version."""
     if old.get("sha256") not in member_shas or "training" not in old:
         return []
     carried = old["training"].get("members")
     if carried is None:
-        curves = onnx_path.with_suffix(f".training.{old.get('version', 'old')}.png")
-        current = onnx_path.with_suffix(".training.png")
-        if current.exists() and not curves.exists():
-            curves.write_bytes(current.read_bytes())
         carried = [
             {
                 **old["training"],
                 "version": old.get("version"),
                 "sha256": old["sha256"],
                 "selection": old.get("selection"),
-                "training_curves": curves.name,
+                "training_curves": keep_earlier_curves(
+                    onnx_path.with_suffix(".json"), old.get("version")
+                ),
             }
         ]
     return carried
