@@ -136,21 +136,31 @@ def export(model: RhythmStack, out: Path) -> None:
 
 
 def write_card(
-    out: Path, selection: list[dict], chosen: float, n_fit: int, n_crops: int, cnn: Path
+    out: Path,
+    selection: list[dict],
+    chosen: float,
+    n_fit: int,
+    n_crops: int,
+    cnn: Path,
+    version: str = "1.0.0",
 ) -> None:
     card_path = out.with_suffix(".json")
     old = json.loads(card_path.read_text()) if card_path.exists() else {}
     sha = sha256_of(out)
     card = {
         "name": out.stem,
-        "version": "1.0.0",
+        "version": version,
         "task": "Second stage of the rhythm model: CNN class scores + RR-interval and atrial-activity "
         "features of the same lead -> rhythm family (normal / atrial_fibrillation / other / noisy)",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "sha256": sha,
         "size_bytes": out.stat().st_size,
         "inputs": {
-            "cnn_logits": ["batch", 4, f"logits of {cnn.name} on the whole lead"],
+            "cnn_logits": [
+                "batch",
+                4,
+                f"logits of {cnn.name} (sha256 {sha256_of(cnn)}) on the whole lead",
+            ],
             "features": ["batch", len(FEATURE_NAMES), "backend.inference.ecg.rr_features"],
         },
         "feature_names": list(FEATURE_NAMES),
@@ -263,6 +273,7 @@ def main() -> None:
         help="10 s crops per strip added to the fit: 0 = none (the shipped recipe), 1 = the first "
         "10 s (one whole and one 10 s view per record), up to 1 + VIEW_RANDOM_CROPS",
     )
+    ap.add_argument("--version", default="1.0.0", help="the card's model version")
     args = ap.parse_args()
     torch.set_num_threads(1)
     d = cached_views(args.cnn, VIEW_RANDOM_CROPS, args.cache)
@@ -295,7 +306,7 @@ def main() -> None:
     export(model, args.out)
     n_strips = int(np.sum(fit_on & (k == 0)))
     n_crops = int(np.sum(fit_on & (k == 1)))
-    write_card(args.out, selection, chosen, n_strips, n_crops, args.cnn)
+    write_card(args.out, selection, chosen, n_strips, n_crops, args.cnn, args.version)
     print(f"chose weight decay {chosen}; wrote {args.out}")
 
 
