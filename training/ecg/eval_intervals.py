@@ -28,8 +28,8 @@ import numpy as np
 from backend.inference.ecg import delineate as dl
 from backend.inference.ecg.preprocess import DELINEATION_FS, bandpass, standard_lead_matrix
 from backend.inference.registry import ModelRegistry, sha256_of
-from training.common.onnx_members import flattened_from, members_of
-from training.common.training_curves import keep_earlier_curves
+from training.common.ensemble_cards import carried_training, keep_earlier_curves
+from training.common.onnx_members import members_of
 from training.ecg.delineate_dataset import (
     fiducials,
     global_beats,
@@ -373,10 +373,7 @@ def write_card(
     elif members and trained:
         # An ensemble's members: the previous card's model(s) (if it is one of them, or the
         # ensemble it extends) and new runs.
-        carried = []
-        extended = members + flattened_from(onnx_path)
-        if old.get("sha256") in extended and "training" in old:
-            carried = old["training"].get("members", [{**old["training"], "sha256": old["sha256"]}])
+        carried = carried_training(old, onnx_path)
         card["training"] = {"members": carried + trained}
         if carried:
             card["training"]["earlier_curves"] = keep_earlier_curves(card_path, old.get("version"))

@@ -30,8 +30,7 @@ import onnxruntime as ort
 from backend.inference.ecg import rhythm as rh
 from backend.inference.ecg.preprocess import RHYTHM_FS, rhythm_input
 from backend.inference.registry import ModelRegistry, sha256_of
-from training.common.onnx_members import members_of
-from training.common.training_curves import keep_earlier_curves
+from training.common.ensemble_cards import carried_training, keep_earlier_curves
 from training.ecg.rhythm_dataset import (
     CLASSES,
     SPLIT_NAMES,
@@ -203,7 +202,7 @@ def write_card(
     }
     if history_files:
         runs = [json.loads(h.read_text()) for h in history_files]
-        carried = _carried_members(old, members_of(onnx_path), onnx_path)
+        carried = _carried_members(old, card_path)
         if carried:
             # An ensemble of the previous card's model and new runs: the new runs' figures join
             # the previous model's training record, which this script cannot re-create.
@@ -235,24 +234,16 @@ def write_card(
     card_path.write_text(json.dumps(card, indent=2) + "\n")
 
 
-def _carried_members(old: dict, member_shas: list[str], onnx_path: Path) -> list[dict]:
-    """The previous card's training record(s) when its model is a member of the new ensemble
-    ([] otherwise), with its training curves kept beside the card under its version."""
-    if old.get("sha256") not in member_shas or "training" not in old:
-        return []
-    carried = old["training"].get("members")
-    if carried is None:
-        carried = [
-            {
-                **old["training"],
-                "version": old.get("version"),
-                "sha256": old["sha256"],
-                "selection": old.get("selection"),
-                "training_curves": keep_earlier_curves(
-                    onnx_path.with_suffix(".json"), old.get("version")
-                ),
-            }
-        ]
+def _carried_members(old: dict, card_path: Path) -> list[dict]:
+    """ensemble_cards.carried_training; a single earlier model's entry also names its version,
+    selection and kept training curves."""
+    carried = carried_training(old, card_path.with_suffix(".onnx"))
+    if carried and "members" not in old["training"]:
+        carried[0].update(
+            version=old.get("version"),
+            selection=old.get("selection"),
+            training_curves=keep_earlier_curves(card_path, old.get("version")),
+        )
     return carried
 
 
