@@ -16,10 +16,10 @@ import torch
 from backend.inference.registry import sha256_of
 from training.common.onnx_members import flattened_from, members_of
 from training.ecg import delineate_export, eval_intervals
-from training.ecg.delineate_dataset import ludb_split, tuning_folds
+from training.ecg.delineate_dataset import has_wide_qrs_diagnosis, ludb_split, tuning_folds
 from training.ecg.delineate_export import ensemble, export
 from training.ecg.delineate_model import DelineationUNet
-from training.ecg.delineate_train import crops
+from training.ecg.delineate_train import crops, record_weights
 
 
 @pytest.fixture
@@ -227,3 +227,19 @@ def test_torch_ensemble_twin_matches_the_ensemble_onnx(tmp_path):
     with torch.inference_mode():
         twin = DelineationEnsemble(nets)(torch.from_numpy(x)).numpy()
     assert np.allclose(session.run(None, {"signal": x})[0], twin, atol=1e-4)
+
+
+def test_wide_qrs_records_are_drawn_more_often():
+    # LUDB's own wording, typo included ("intravintricular")
+    assert has_wide_qrs_diagnosis("Sinus rhythm.; Complete right bundle branch block.")
+    assert has_wide_qrs_diagnosis("Incomplete left bundle branch block.")
+    assert has_wide_qrs_diagnosis("UNIpolar ventricular pacing.")
+    assert has_wide_qrs_diagnosis("Non-specific intravintricular conduction delay.")
+    assert not has_wide_qrs_diagnosis("Left anterior hemiblock.; I degree AV block.")
+    assert not has_wide_qrs_diagnosis("UNIpolar atrial pacing.")
+    assert not has_wide_qrs_diagnosis(None)
+    weights = record_weights(["a", "b", "c"], {"b"}, 3.0)
+    assert weights.tolist() == [1.0, 3.0, 1.0]
+    torch.manual_seed(0)
+    draws = torch.multinomial(weights, 5000, replacement=True)
+    assert abs((draws == 1).float().mean().item() - 0.6) < 0.03

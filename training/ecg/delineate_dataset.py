@@ -17,6 +17,7 @@ trained on the "fit" side only is scored on "val", and the shipped model is trai
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,22 @@ def tuning_folds(data_dir: Path = DATA, seed: int = TUNING_SEED) -> dict[str, st
     split = ludb_split(data_dir)
     train = lab[lab.record_id.map(split) == "train"]
     return _hold_out_per_rhythm(train, seed, ("val", "fit"))
+
+
+# LUDB diagnoses that widen or deform the QRS complex: few of the training records have them,
+# and the held-out records with the largest QRS errors (bundle-branch blocks, pacing) are these.
+WIDE_QRS_DIAGNOSIS = re.compile(
+    r"bundle branch block|ventricular pacing|intravintricular conduction delay", re.IGNORECASE
+)
+
+
+def has_wide_qrs_diagnosis(dx_codes: str) -> bool:
+    return bool(WIDE_QRS_DIAGNOSIS.search(dx_codes or ""))
+
+
+def wide_qrs_records(data_dir: Path = DATA) -> set[str]:
+    lab = ludb_labels(data_dir)
+    return set(lab.record_id[lab.dx_codes.fillna("").map(has_wide_qrs_diagnosis)])
 
 
 @dataclass

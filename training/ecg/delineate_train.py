@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from training.ecg.delineate_dataset import wide_qrs_records
 from training.ecg.delineate_model import DelineationUNet
 from training.ecg.rhythm_train import schedule
 
@@ -78,6 +79,11 @@ def crops(
     return x, target, start.long(), pos
 
 
+def record_weights(ids: list[str], wide: set[str], wide_weight: float) -> torch.Tensor:
+    """Sampling weight per training record: `wide_weight` for a wide-QRS diagnosis, else 1."""
+    return torch.tensor([wide_weight if rid in wide else 1.0 for rid in ids])
+
+
 def normalise(x: torch.Tensor) -> torch.Tensor:
     """Same as preprocess.delineation_input: one robust scale per record over the present leads."""
     amp = torch.quantile(x.abs(), 0.99, dim=2)  # (batch, 12)
@@ -105,6 +111,13 @@ def main() -> None:
         help="time-scale each crop by a factor in [1 - s, 1 + s] (signal linearly interpolated, "
         "labels nearest): rates and wave durations the training records do not have",
     )
+    ap.add_argument(
+        "--wide-qrs-weight",
+        type=float,
+        default=1.0,
+        help="draw records whose LUDB diagnosis is a bundle-branch block, ventricular pacing or "
+        "an intraventricular conduction delay this many times as often as the others",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -114,12 +127,17 @@ def main() -> None:
     x_all = torch.from_numpy(z["x"].astype(np.float32) / 1000.0).to(device)  # (N, 12, 5000) mV
     m_all = torch.from_numpy(z["mask"].astype(np.int64)).to(device)
     n = x_all.shape[0]
+    weights = record_weights(list(z["ids"]), wide_qrs_records(), args.wide_qrs_weight)
+    print(f"{int((weights > 1).sum())} of {n} records drawn {args.wide_qrs_weight}x", flush=True)
     model = DelineationUNet().to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-2)
     history, t0, running = [], time.time(), 0.0
     for step in range(1, args.steps + 1):
         model.train()
-        idx = torch.randint(0, n, (args.batch,), device=device)
+        if args.wide_qrs_weight == 1.0:  # the draw earlier runs made, so their seeds reproduce
+            idx = torch.randint(0, n, (args.batch,), device=device)
+        else:
+            idx = torch.multinomial(weights, args.batch, replacement=True).to(device)
         x, target, start, pos = crops(x_all, m_all, idx, args.crop, args.stretch)
         gain = 0.6 + 0.8 * torch.rand(args.batch, 12, 1, device=device)
         x = x * gain * lead_visibility(args.batch, args.crop, start, device)
