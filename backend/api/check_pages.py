@@ -105,6 +105,7 @@ def _result_context(check: Check) -> dict[str, Any]:
             {"label": label, "name": result_cards.label_name(kind, label), "value": float(p),
              "pct": f"{100 * float(p):.1f}"} for label, p in probs
         ],
+        "headline_outweighs_model": result_cards.headline_outweighs_model(result),
         "model_name": model.get("name", ""), "model_version": model.get("version", ""),
         "quality_issues": (result.get("quality") or {}).get("issues") or [],
         "intervals": result_cards.interval_rows(result) if kind == "ecg" else [],

@@ -111,6 +111,15 @@ def label_name(kind: str, label: str) -> str:
     return _(name) if name else label.replace("_", " ")
 
 
+def headline_outweighs_model(result: dict) -> bool:
+    """True when the headline is not the classifier's top bar: for an ECG, the measured P waves
+    and beat timing overrule the rhythm model (analyze.final_rhythm), and a patient reading
+    "Other rhythm 44 %" above a sinus headline deserves to be told why."""
+    probs = result.get("probabilities") or {}
+    label = result.get("label")
+    return bool(probs) and label in probs and max(probs, key=probs.get) != label
+
+
 def urgency_name(urgency: str | None) -> str:
     return _(URGENCY_NAMES[urgency]) if urgency in URGENCY_NAMES else ""
 

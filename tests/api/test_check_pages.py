@@ -259,3 +259,19 @@ async def test_capture_and_history_pages_in_korean(client):
     assert "피부 검사" in capture and "사진 찍기" in capture and "분석하기" in capture
     assert "data-too-dark=\"너무 어둡습니다" in capture
     assert "아직 기록이 없습니다." in history and "종류별 보기" in history
+
+
+async def test_result_page_says_why_the_headline_is_not_the_longest_bar(client, app_settings):
+    user, _token = await logged_in(client)
+    result = ecg_result()
+    result.update(label="sinus_rhythm", rhythm="sinus_rhythm",
+                  probabilities={"other": 0.44, "sinus_rhythm": 0.42, "atrial_fibrillation": 0.14})
+    overruled = await stored_check(user, "ecg", result, app_settings.uploads_dir)
+    agreeing = await stored_check(user, "ecg", ecg_result(), app_settings.uploads_dir)
+    note = "which is why it can differ from the longest bar"
+    assert note in (await client.get(f"/checks/{overruled.id}")).text
+    assert note not in (await client.get(f"/checks/{agreeing.id}")).text
+    client.cookies.set("lang", "ko")
+    html = (await client.get(f"/checks/{overruled.id}")).text
+    client.cookies.delete("lang")
+    assert "가장 긴 막대와 다를 수 있습니다" in html

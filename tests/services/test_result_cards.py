@@ -109,3 +109,13 @@ def test_twelve_full_length_leads_are_paginated_not_shrunk():
     result["trace"] = trace
     pages = pdf_pages(result_cards.render_report_pdf(result))
     assert len(pages) == 1 + 3  # 5 rows of 30 mm per landscape page
+
+
+def test_note_under_the_bars_only_when_the_evidence_overrules_the_model():
+    # ECG sinus by P waves and regular beats while the rhythm CNN leaned to "other"
+    overruled = {"label": "sinus_rhythm", "probabilities": {"other": 0.44, "sinus_rhythm": 0.42,
+                                                             "atrial_fibrillation": 0.1}}
+    assert result_cards.headline_outweighs_model(overruled)
+    assert not result_cards.headline_outweighs_model(ecg_result())
+    assert not result_cards.headline_outweighs_model(ear_result())
+    assert not result_cards.headline_outweighs_model({"label": "mel", "probabilities": {}})

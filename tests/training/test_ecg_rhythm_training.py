@@ -231,6 +231,10 @@ def test_ensemble_card_carries_the_shipped_members_training_and_curves(tmp_path,
         )
     )
 
+    with pytest.raises(ValueError, match="--selection-note"):
+        rhythm_evaluate.write_card(weights / "ecg_rhythm.onnx", {}, [history], 2, False, True)
+    assert json.loads((weights / "ecg_rhythm.json").read_text())["version"] == "1.0.0"
+    assert not (weights / "ecg_rhythm.training.1.0.0.png").exists()
     rhythm_evaluate.write_card(
         weights / "ecg_rhythm.onnx", {}, [history], 2, False, True, "both members", "1.1.0"
     )

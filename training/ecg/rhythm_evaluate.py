@@ -202,11 +202,17 @@ def write_card(
     }
     if history_files:
         runs = [json.loads(h.read_text()) for h in history_files]
+        if not selection_note and carried_training(old, onnx_path):
+            # the previous card's selection text describes the single earlier model
+            raise ValueError(
+                f"{onnx_path} grows the ensemble of {card_path.name}: say how the members "
+                "were chosen with --selection-note"
+            )
         carried = _carried_members(old, card_path)
         if carried:
             # An ensemble of the previous card's model and new runs: the new runs' figures join
             # the previous model's training record, which this script cannot re-create.
-            card["selection"] = selection_note or old.get("selection", "")
+            card["selection"] = selection_note
             card["training"] = {
                 "members": carried
                 + [
