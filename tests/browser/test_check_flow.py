@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import time
 
+import numpy as np
 import pytest
 
 from tests.browser.checks_support import (
@@ -19,6 +20,7 @@ from tests.browser.checks_support import (
     sign_up,
 )
 from tests.browser.conftest import PHONE
+from tests.inference.ecg.ecg_synth import synthetic_ecg
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -39,6 +41,15 @@ def wait_for_result(page, timeout_s: float = 90.0) -> None:
             pytest.fail(f"the check failed: {error.first.inner_text()}")
         page.wait_for_timeout(300)
     pytest.fail(f"no result page after {timeout_s} s (at {page.url})")
+
+
+def assert_trace_fills_the_box(page) -> None:
+    page.wait_for_function("() => document.querySelector('img.trace').complete")
+    trace_width, box_width = page.evaluate(
+        "[document.querySelector('img.trace').getBoundingClientRect().width,"
+        " document.querySelector('.trace-scroll').clientWidth]"
+    )
+    assert trace_width >= box_width - 1, (trace_width, box_width)
 
 
 def open_camera(page, base_url: str, kind: str) -> None:
@@ -91,6 +102,7 @@ def test_camera_capture_upload_progress_result(browser, live_server, tmp_path, k
             assert page.locator("img.outline").count() == 1
         if kind == "ecg":
             assert page.locator("table.intervals tbody tr").count() == 5
+            assert_trace_fills_the_box(page)
         assert not axe_violations(page)
         save_screenshot(page, f"result-{kind}")
         save_screenshot(page, f"result-{kind}-full", full_page=True)
@@ -172,5 +184,26 @@ def test_no_javascript_form_upload_shows_the_result(browser, live_server, kind):
         page.set_input_files("#file-photo", str(FIXTURE_IMAGES[kind]))
         page.click("#submit-button")
         wait_for_result(page)
+    finally:
+        context.close()
+
+
+def test_twelve_lead_file_result_trace_fills_the_phone_width(browser, live_server, tmp_path):
+    # a 10 s 12-lead file is drawn as 12 rows: tall and narrow at any fixed height
+    record = synthetic_ecg(hr=72)
+    csv = tmp_path / "twelve_lead.csv"
+    np.savetxt(csv, record.signal, delimiter=",", header=",".join(record.lead_names),
+               comments="", fmt="%.4f")
+    context = phone_context(browser)
+    try:
+        page = context.new_page()
+        sign_up(page, live_server.url)
+        page.goto(f"{live_server.url}/checks/ecg")
+        page.set_input_files("#file-ecg", str(csv))
+        page.click("#submit-button")
+        wait_for_result(page)
+        assert page.locator("table.intervals tbody tr").count() == 5
+        assert_trace_fills_the_box(page)
+        save_screenshot(page, "result-ecg-12-lead-file", full_page=True)
     finally:
         context.close()
