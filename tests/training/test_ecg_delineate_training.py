@@ -208,6 +208,31 @@ def test_grown_ensemble_card_carries_every_earlier_member_and_keeps_their_curves
     assert kept.read_bytes() == b"seed 2 curve"
 
 
+def test_rebuilt_ensemble_card_carries_only_the_members_it_kept(tmp_path, monkeypatch, ludb_dir):
+    monkeypatch.setattr(eval_intervals, "ludb_labels", lambda: pd.read_csv(ludb_dir / "labels.csv"))
+    m0, m1, m2 = _onnx_members(tmp_path, (0, 1, 2))
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    ensemble([m0, m1], weights / "ecg_delineate.onnx")
+    kept = {"args": {"seed": "0"}, "final_loss": 0.07, "sha256": sha256_of(m0)}
+    replaced = {"args": {"seed": "2"}, "final_loss": 0.1}
+    card = {"version": "1.1.0", "sha256": sha256_of(weights / "ecg_delineate.onnx")}
+    (weights / "ecg_delineate.json").write_text(
+        json.dumps({**card, "training": {"members": [kept, replaced]}})
+    )
+    (weights / "ecg_delineate.training.png").write_bytes(b"seed 2 curve")
+    # m1 is replaced by a new run: the new file holds m0 (the original file) and m2
+    ensemble([m0, m2], weights / "ecg_delineate.onnx")
+    history = tmp_path / "history.json"
+    history.write_text(json.dumps({"args": {"seed": "3"}, "history": [{"step": 100, "loss": 0.3}]}))
+
+    eval_intervals.write_card(weights, {}, ["ludb_000"], {"ludb_001": "train"}, [history], "1.3.0")
+    card = json.loads((weights / "ecg_delineate.json").read_text())
+    assert card["ensemble_members"] == 2
+    assert card["training"]["members"] == [kept, {"args": {"seed": "3"}, "final_loss": 0.3}]
+    assert card["training"]["earlier_curves"] == "ecg_delineate.training.1.1.0.png"
+
+
 def test_torch_ensemble_twin_matches_the_ensemble_onnx(tmp_path):
     from training.ecg.delineate_model import DelineationEnsemble
 

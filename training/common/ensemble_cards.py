@@ -16,13 +16,17 @@ from training.common.onnx_members import flattened_from, members_of
 
 def carried_training(old_card: dict, onnx_path: Path) -> list[dict]:
     """The previous card's training record(s) when its model is in the ensemble at onnx_path (one
-    of its members, or an ensemble it was taken apart from); [] otherwise. A card that already
-    lists members gives them all; a single model's record gets its sha256."""
-    extended = members_of(onnx_path) + flattened_from(onnx_path)
-    if old_card.get("sha256") not in extended or "training" not in old_card:
+    of its members, or an ensemble it was taken apart from): a card that already lists members
+    gives them all, a single model's record gets its sha256. When only some of the previous
+    ensemble's members were kept, the records that name one of them (by sha256); else []."""
+    members = members_of(onnx_path)
+    if "training" not in old_card:
         return []
     training = old_card["training"]
-    return training.get("members", [{**training, "sha256": old_card["sha256"]}])
+    if old_card.get("sha256") in members + flattened_from(onnx_path):
+        return training.get("members", [{**training, "sha256": old_card["sha256"]}])
+    # an ensemble rebuilt from some of the previous one's members: those whose record names them
+    return [m for m in training.get("members", []) if m.get("sha256") in members]
 
 
 def keep_earlier_curves(card_path: Path, version: str | None) -> str | None:
