@@ -268,3 +268,17 @@ def test_wide_qrs_records_are_drawn_more_often():
     torch.manual_seed(0)
     draws = torch.multinomial(weights, 5000, replacement=True)
     assert abs((draws == 1).float().mean().item() - 0.6) < 0.03
+
+
+def test_per_record_table_names_errors_and_wide_qrs_records(monkeypatch):
+    monkeypatch.setattr(eval_intervals, "wide_qrs_records", lambda: {"ludb_116"})
+    reference = {"pr_ms": 160.0, "qrs_ms": 228.0, "qt_ms": 400.0, "hr_bpm": 70.0}
+    ours = {"pr_ms": None, "qrs_ms": 194.0, "qt_ms": 390.0, "hr_bpm": 70.0}
+    table = eval_intervals.per_record_table(
+        [{"record_id": "ludb_116", "reference": reference, "ours": ours},
+         {"record_id": "ludb_002", "reference": reference, "ours": reference}]
+    )
+    first, second = table.to_dict("records")
+    assert first["wide_qrs_diagnosis"] and not second["wide_qrs_diagnosis"]
+    assert first["ours_qrs_ms_error"] == -34.0 and first["reference_qrs_ms"] == 228.0
+    assert pd.isna(first["ours_pr_ms_error"]) and second["ours_qt_ms_error"] == 0.0

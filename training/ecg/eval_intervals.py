@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from backend.inference.ecg import delineate as dl
 from backend.inference.ecg.preprocess import DELINEATION_FS, bandpass, standard_lead_matrix
@@ -38,6 +39,7 @@ from training.ecg.delineate_dataset import (
     ludb_split,
     reference_intervals,
     tuning_folds,
+    wide_qrs_records,
 )
 
 # IEC 60601-2-51:2003, 50.102.3 (global durations and intervals): mean difference and SD vs
@@ -177,6 +179,13 @@ def main() -> None:
         "weights are re-measured",
     )
     ap.add_argument(
+        "--per-record",
+        type=Path,
+        default=None,
+        help="also write each record's reference and measured intervals to this CSV (with "
+        "whether its diagnosis widens the QRS), to see which records carry the spread",
+    )
+    ap.add_argument(
         "--split",
         choices=("test", "val"),
         default="test",
@@ -277,10 +286,33 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     args.out.write_text(text + "\n")
+    if args.per_record:
+        per_record_table(per_record).to_csv(args.per_record, index=False)
     if args.split == "test":
         write_card(
             args.weights, summary, test_ids, split, args.history, args.version, args.selection_note
         )
+
+
+def per_record_table(per_record: list[dict]) -> pd.DataFrame:
+    """One row per record: reference and measured intervals of every method, and the errors."""
+    wide = wide_qrs_records()
+    rows = []
+    for row in per_record:
+        out = {"record_id": row["record_id"], "wide_qrs_diagnosis": row["record_id"] in wide}
+        for k in KEYS:
+            out[f"reference_{k}"] = row["reference"][k]
+        for method, got in row.items():
+            if method in ("record_id", "reference"):
+                continue
+            for k in KEYS:
+                ref = row["reference"][k]
+                out[f"{method}_{k}"] = got[k]
+                out[f"{method}_{k}_error"] = (
+                    None if got[k] is None or ref is None else round(got[k] - ref, 1)
+                )
+        rows.append(out)
+    return pd.DataFrame(rows)
 
 
 def plot_history(histories: list[tuple[str, list[dict]]], out: Path) -> None:
