@@ -19,10 +19,10 @@ def carried_training(old_card: dict, onnx_path: Path) -> list[dict]:
     of its members, or an ensemble it was taken apart from): a card that already lists members
     gives them all, a single model's record gets its sha256. When only some of the previous
     ensemble's members were kept, the records that name one of them (by sha256); else []."""
-    members = members_of(onnx_path)
     if "training" not in old_card:
         return []
     training = old_card["training"]
+    members = members_of(onnx_path)
     if old_card.get("sha256") in members + flattened_from(onnx_path):
         return training.get("members", [{**training, "sha256": old_card["sha256"]}])
     # an ensemble rebuilt from some of the previous one's members: those whose record names them

@@ -202,13 +202,14 @@ def write_card(
     }
     if history_files:
         runs = [json.loads(h.read_text()) for h in history_files]
-        if not selection_note and carried_training(old, onnx_path):
+        carried = carried_training(old, onnx_path)
+        if carried and not selection_note:
             # the previous card's selection text describes the single earlier model
             raise ValueError(
                 f"{onnx_path} grows the ensemble of {card_path.name}: say how the members "
                 "were chosen with --selection-note"
             )
-        carried = _carried_members(old, card_path)
+        _name_single_earlier_model(carried, old, card_path)
         if carried:
             # An ensemble of the previous card's model and new runs: the new runs' figures join
             # the previous model's training record, which this script cannot re-create.
@@ -240,17 +241,15 @@ def write_card(
     card_path.write_text(json.dumps(card, indent=2) + "\n")
 
 
-def _carried_members(old: dict, card_path: Path) -> list[dict]:
-    """ensemble_cards.carried_training; a single earlier model's entry also names its version,
-    selection and kept training curves."""
-    carried = carried_training(old, card_path.with_suffix(".onnx"))
+def _name_single_earlier_model(carried: list[dict], old: dict, card_path: Path) -> None:
+    """A carried single earlier model's entry also names its version, selection and kept
+    training curves."""
     if carried and "members" not in old["training"]:
         carried[0].update(
             version=old.get("version"),
             selection=old.get("selection"),
             training_curves=keep_earlier_curves(card_path, old.get("version")),
         )
-    return carried
 
 
 def write_stack_metrics(weights: Path, metrics: dict) -> None:
