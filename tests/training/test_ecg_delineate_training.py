@@ -16,10 +16,19 @@ import torch
 from backend.inference.registry import sha256_of
 from training.common.onnx_members import flattened_from, members_of
 from training.ecg import delineate_export, eval_intervals
-from training.ecg.delineate_dataset import has_wide_qrs_diagnosis, ludb_split, tuning_folds
+from training.ecg.delineate_dataset import (
+    IGNORE,
+    QRS,
+    P,
+    T,
+    has_wide_qrs_diagnosis,
+    lead_label_masks,
+    ludb_split,
+    tuning_folds,
+)
 from training.ecg.delineate_export import ensemble, export
 from training.ecg.delineate_model import DelineationUNet
-from training.ecg.delineate_train import crops, record_weights
+from training.ecg.delineate_train import crops, lead_targets, record_weights
 
 
 @pytest.fixture
@@ -282,3 +291,50 @@ def test_per_record_table_names_errors_and_wide_qrs_records(monkeypatch):
     assert first["wide_qrs_diagnosis"] and not second["wide_qrs_diagnosis"]
     assert first["ours_qrs_ms_error"] == -34.0 and first["reference_qrs_ms"] == 228.0
     assert pd.isna(first["ours_pr_ms_error"]) and second["ours_qt_ms_error"] == 0.0
+
+
+def test_lead_masks_hold_each_lead_s_own_marks_and_ignore_unmarked_leads():
+    fid = pd.DataFrame(
+        [
+            ("i", "P", 100, 120, 140),
+            ("i", "QRS", 200, 220, 250),
+            ("i", "T", 300, 350, 400),
+            ("V1", "QRS", 190, 215, 270),  # a wider QRS in V1, as in a right bundle-branch block
+        ],
+        columns=["lead", "wave", "onset", "peak", "offset"],
+    )
+    masks = lead_label_masks(fid, 500)
+    lead_i, v1 = masks[0], masks[6]
+    assert (lead_i[100:141] == P).all() and (lead_i[200:251] == QRS).all()
+    assert (lead_i[300:401] == T).all() and lead_i[150] == 0
+    assert (lead_i[:100] == IGNORE).all() and (lead_i[401:] == IGNORE).all()
+    assert (v1[190:271] == QRS).all() and v1[189] == IGNORE
+    assert (masks[1] == IGNORE).all()  # lead II has no marks: nothing to learn from it
+
+
+def test_per_lead_targets_follow_the_crop_and_are_ignored_where_the_lead_is_hidden():
+    lead_all = torch.arange(12)[None, :, None].repeat(2, 1, 300) % 4  # lead k is labelled k % 4
+    lead_all[1, :, 150:] = IGNORE
+    idx = torch.tensor([1, 0])
+    pos = torch.arange(100, 200, dtype=torch.float32)[None].repeat(2, 1)
+    visible = torch.ones(2, 12, 100)
+    visible[1, 5] = 0
+    target = lead_targets(lead_all, idx, pos, visible)
+    assert target.shape == (2, 12, 100)
+    assert (target[0, 3, :50] == 3).all() and (target[0, :, 50:] == IGNORE).all()
+    assert (target[1, 5] == IGNORE).all() and (target[1, 6] == 2).all()
+
+
+def test_the_per_lead_head_trains_but_is_not_exported(tmp_path):
+    torch.manual_seed(0)
+    net = DelineationUNet(lead_head=True).eval()
+    x = torch.randn(2, 12, 256)
+    global_logits, lead_logits = net.forward_with_leads(x)
+    assert global_logits.shape == (2, 4, 256) and lead_logits.shape == (2, 4, 12, 256)
+    torch.save(net.state_dict(), tmp_path / "delineate.pt")
+    export(tmp_path / "delineate.pt", tmp_path / "delineate.onnx")
+    session = ort.InferenceSession(
+        str(tmp_path / "delineate.onnx"), providers=["CPUExecutionProvider"]
+    )
+    (out,) = session.run(None, {"signal": x.numpy()})
+    assert np.allclose(out, global_logits.detach().numpy(), atol=1e-4)

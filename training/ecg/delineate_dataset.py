@@ -26,6 +26,7 @@ import pandas as pd
 import wfdb
 
 from backend.inference.ecg.preprocess import DELINEATION_FS, bandpass, standard_lead_matrix
+from backend.inference.ecg.record import STANDARD_LEADS
 
 DATA = Path("/work/shared/data/ecg")
 SPLIT_SEED = 11
@@ -161,6 +162,22 @@ def label_mask(beats: list[GlobalBeat], span: tuple[int, int], n: int) -> np.nda
     return mask
 
 
+def lead_label_masks(fid: pd.DataFrame, n: int) -> np.ndarray:
+    """(12, n) wave labels of each lead's own marks (STANDARD_LEADS order; IGNORE outside the
+    lead's annotated span or where the lead has no marks). Targets for the auxiliary per-lead
+    head of delineate_train --lead-loss-weight."""
+    out = np.full((len(STANDARD_LEADS), n), IGNORE, dtype=np.int8)
+    for k, lead in enumerate(STANDARD_LEADS):
+        rows = fid[(fid.lead.str.lower() == lead.lower()) & (fid.onset >= 0) & (fid.offset >= 0)]
+        if rows.empty:
+            continue
+        out[k, rows.onset.min() : rows.offset.max() + 1] = BG
+        for wave, cls in (("P", P), ("T", T), ("QRS", QRS)):  # QRS last: it wins an overlap
+            for on, off in zip(rows.onset[rows.wave == wave], rows.offset[rows.wave == wave]):
+                out[k, on : off + 1] = cls
+    return out
+
+
 def reference_intervals(
     beats: list[GlobalBeat], fs: int = DELINEATION_FS
 ) -> dict[str, float | None]:
@@ -192,7 +209,7 @@ def build(out: Path, fold: str = "train") -> None:
     """fold "train": every training record (the shipped model); "fit": the tuning fold's fit side."""
     split = ludb_split() if fold == "train" else tuning_folds()
     fid_all = fiducials()
-    xs, masks, ids = [], [], []
+    xs, masks, lead_masks, ids = [], [], [], []
     for rid in sorted(r for r, s in split.items() if s == fold):
         fid = fid_all[fid_all.record_id == rid]
         sig, names, fs = load_record(rid)
@@ -201,9 +218,16 @@ def build(out: Path, fold: str = "train") -> None:
         filt = bandpass(mat, fs)
         xs.append(np.clip(np.round(filt * 1000), -32000, 32000).astype(np.int16).T)
         masks.append(label_mask(global_beats(fid), annotated_span(fid), sig.shape[0]))
+        lead_masks.append(lead_label_masks(fid, sig.shape[0]))
         ids.append(rid)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, x=np.stack(xs), mask=np.stack(masks), ids=np.array(ids))
+    np.savez_compressed(
+        out,
+        x=np.stack(xs),
+        mask=np.stack(masks),
+        lead_mask=np.stack(lead_masks),
+        ids=np.array(ids),
+    )
     print(f"{len(ids)} {fold} records -> {out}")
 
 

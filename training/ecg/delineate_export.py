@@ -27,8 +27,10 @@ from training.ecg.rhythm_export import export_onnx
 
 
 def export(state: Path, out: Path) -> None:
-    model = DelineationUNet()
-    model.load_state_dict(torch.load(state, map_location="cpu"))
+    weights = torch.load(state, map_location="cpu")
+    # a run with --lead-loss-weight has the auxiliary per-lead head; the graph leaves it out
+    model = DelineationUNet(lead_head="lead_out.weight" in weights)
+    model.load_state_dict(weights)
     export_onnx(
         model,
         torch.zeros(1, 12, 5008),

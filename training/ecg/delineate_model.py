@@ -23,8 +23,14 @@ def _block(cin: int, cout: int, kernel: int = 9) -> nn.Sequential:
 
 
 class DelineationUNet(nn.Module):
-    def __init__(self, in_leads: int = 12, widths: tuple[int, ...] = (16, 32, 48, 64, 96)):
+    def __init__(
+        self,
+        in_leads: int = 12,
+        widths: tuple[int, ...] = (16, 32, 48, 64, 96),
+        lead_head: bool = False,
+    ):
         super().__init__()
+        self.in_leads = in_leads
         self.enc = nn.ModuleList()
         cin = in_leads
         for w in widths:
@@ -37,9 +43,22 @@ class DelineationUNet(nn.Module):
         )
         self.drop = nn.Dropout(0.1)
         self.out = nn.Conv1d(widths[0], N_WAVE_CLASSES, 1)
+        # Auxiliary training target: each lead's own wave labels (LUDB marks every lead). It is
+        # not exported; it only gives the shared layers twelve times the wave boundaries to learn.
+        self.lead_out = nn.Conv1d(widths[0], in_leads * N_WAVE_CLASSES, 1) if lead_head else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, 12, samples) -> logits (batch, 4, samples)."""
+        return self.out(self.drop(self.features(x)))
+
+    def forward_with_leads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Global logits (batch, 4, samples) and per-lead logits (batch, 4, 12, samples)."""
+        assert self.lead_out is not None, "built without lead_head"
+        h = self.drop(self.features(x))
+        per_lead = self.lead_out(h).unflatten(1, (self.in_leads, N_WAVE_CLASSES)).transpose(1, 2)
+        return self.out(h), per_lead
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
         for i, block in enumerate(self.enc):
             x = block(x if i == 0 else self.pool(x))
@@ -47,7 +66,7 @@ class DelineationUNet(nn.Module):
         x = skips.pop()
         for block in self.dec:
             x = block(torch.cat([self.up(x), skips.pop()], dim=1))
-        return self.out(self.drop(x))
+        return x
 
 
 class DelineationEnsemble(nn.Module):

@@ -83,6 +83,16 @@ def crops(
     return x, target, start.long(), pos
 
 
+def lead_targets(
+    lead_all: torch.Tensor, idx: torch.Tensor, pos: torch.Tensor, visible: torch.Tensor
+) -> torch.Tensor:
+    """(batch, 12, crop) per-lead labels at the crops' source positions; ignored where the lead
+    is hidden from the model (its own waves cannot be read from the other leads)."""
+    leads = torch.arange(12, device=pos.device)[None, :, None]
+    target = lead_all[idx[:, None, None], leads, pos.round().long()[:, None, :]]
+    return target.masked_fill(visible == 0, -1)
+
+
 def record_weights(ids: list[str], wide: set[str], wide_weight: float) -> torch.Tensor:
     """Sampling weight per training record: `wide_weight` for a wide-QRS diagnosis, else 1."""
     return torch.tensor([wide_weight if rid in wide else 1.0 for rid in ids])
@@ -122,6 +132,13 @@ def main() -> None:
         help="draw records whose LUDB diagnosis is a bundle-branch block, ventricular pacing or "
         "an intraventricular conduction delay this many times as often as the others",
     )
+    ap.add_argument(
+        "--lead-loss-weight",
+        type=float,
+        default=0.0,
+        help="also learn each lead's own wave labels (an auxiliary head, not exported) with this "
+        "weight on its loss; needs a dataset built with lead_mask",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -131,9 +148,12 @@ def main() -> None:
     x_all = torch.from_numpy(z["x"].astype(np.float32) / 1000.0).to(device)  # (N, 12, 5000) mV
     m_all = torch.from_numpy(z["mask"].astype(np.int64)).to(device)
     n = x_all.shape[0]
+    lead_all = None
+    if args.lead_loss_weight > 0:
+        lead_all = torch.from_numpy(z["lead_mask"].astype(np.int64)).to(device)
     weights = record_weights(list(z["ids"]), wide_qrs_records(), args.wide_qrs_weight)
     print(f"{int((weights > 1).sum())} of {n} records drawn {args.wide_qrs_weight}x", flush=True)
-    model = DelineationUNet().to(device)
+    model = DelineationUNet(lead_head=lead_all is not None).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-2)
     history, t0, running = [], time.time(), 0.0
     for step in range(1, args.steps + 1):
@@ -144,7 +164,8 @@ def main() -> None:
             idx = torch.multinomial(weights, args.batch, replacement=True).to(device)
         x, target, start, pos = crops(x_all, m_all, idx, args.crop, args.stretch)
         gain = 0.6 + 0.8 * torch.rand(args.batch, 12, 1, device=device)
-        x = x * gain * lead_visibility(args.batch, args.crop, start, device)
+        visible = lead_visibility(args.batch, args.crop, start, device)
+        x = x * gain * visible
         t = pos[:, None, :].float() / FS
         x = x + 0.1 * torch.rand(args.batch, 12, 1, device=device) * torch.sin(
             2 * math.pi * 0.3 * torch.rand(args.batch, 12, 1, device=device) * t
@@ -153,8 +174,16 @@ def main() -> None:
         x = x + torch.randn_like(x) * 0.02 * torch.rand(args.batch, 1, 1, device=device) * (x != 0)
         x = normalise(x)
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
-            logits = model(x)
+            if lead_all is None:
+                logits = model(x)
+            else:
+                logits, lead_logits = model.forward_with_leads(x)
         loss = F.cross_entropy(logits.float(), target, ignore_index=-1)
+        if lead_all is not None:
+            lead_target = lead_targets(lead_all, idx, pos, visible)
+            loss = loss + args.lead_loss_weight * F.cross_entropy(
+                lead_logits.float(), lead_target, ignore_index=-1
+            )
         frac = max(step / args.steps, (time.time() - t0) / args.budget_s)
         for group in opt.param_groups:
             group["lr"] = schedule(frac, args.lr)
