@@ -13,6 +13,15 @@ seed 2) lowered a fit-fold model's val SDs (PR/QRS/QT 10.9/9.3/20.2 -> 10.3/8.2/
 averaged with 1.0.0 in place of 1.1.0's stretch member the held-out QRS SD went 12.3 -> 13.7 ms
 (a complete RBBB, reference 228 ms, -34 -> -46 ms): not shipped. Held-out per-record errors of
 the two ensembles correlate at 0.98: what is left is per record, not per run.
+--lead-loss-weight 0.5 (each lead's own labels as an auxiliary head; stretch 0.2, seed 2) also
+lowered the fit-fold val SDs (10.9/9.3/20.2 -> 10.8/9.0/17.7 ms), and again did not carry over:
+averaged with 1.0.0 the held-out SDs were PR 12.8, QRS 13.0, QT 15.1 ms against 1.1.0's 11.8,
+12.3, 16.0 (the same RBBB -44 ms; wide-QRS records SD 18.5, others 10.0): not shipped. Read
+differently, the per-lead head itself is promising for P: on val, the union over leads of its P
+probability (P onset walked back on it, the global head's labels otherwise) took PR from
++4.2 +- 10.8 to -0.7 +- 9.7 ms, and a union readout of all waves PR to +1.0 +- 7.5 ms, but its
+QRS and T ends came out 17 and 24 ms short (each lead's edge probability stays low where the
+leads disagree on which one starts first or ends last).
 """
 
 from __future__ import annotations
