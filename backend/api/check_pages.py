@@ -149,7 +149,7 @@ class CheckPagesController(Controller):
                 on_done=getattr(request.app.state, "on_check_done", None),
             )
         except UnusableInputError as exc:
-            return _capture(kind, current_user, exc.status_code, _(exc.message))
+            return _capture(kind, current_user, exc.status_code, exc.localized(_))
         except ModelIntegrityError:
             return _capture(kind, current_user, 503,
                             _("This check is unavailable right now (model not loaded)."))

@@ -82,7 +82,7 @@ def handle_service_error(request: Request, exc: ServiceError) -> Response:
 
 
 def handle_unusable_input(request: Request, exc: UnusableInputError) -> Response:
-    return _respond(request, exc.status_code, exc.to_json())
+    return _respond(request, exc.status_code, {**exc.to_json(), "error": exc.localized(_)})
 
 
 def handle_model_integrity(request: Request, exc: ModelIntegrityError) -> Response:

@@ -157,7 +157,8 @@ RETRY_HINT = (
 
 def not_an_eardrum(reason: str) -> UnusableInputError:
     return UnusableInputError(
-        f"This does not look like an eardrum photo ({reason}). Please {RETRY_HINT}",
+        "This does not look like an eardrum photo (%(reason)s). Please %(hint)s",
+        params={"reason": reason, "hint": RETRY_HINT},
         extra={"is_eardrum": False},
     )
 

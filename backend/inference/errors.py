@@ -2,19 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class UnusableInputError(Exception):
     """The input cannot be analysed (not an image, not an eardrum, no ECG, too blurry...).
 
-    `message` is shown to a person as is; `extra` is merged into the error JSON
-    (e.g. {"is_eardrum": False}).
+    `message` is the English text (a %-template when `params` are given); `extra` is merged
+    into the error JSON (e.g. {"is_eardrum": False}). The web layer shows `localized(gettext)`:
+    the template and every string parameter looked up in the user's language, so the
+    inference code stays free of request state.
     """
 
-    def __init__(self, message: str, *, extra: dict | None = None, status_code: int = 422):
-        super().__init__(message)
-        self.message = message
+    def __init__(
+        self,
+        message: str,
+        *,
+        params: dict | None = None,
+        extra: dict | None = None,
+        status_code: int = 422,
+    ):
+        self.template = message
+        self.params = dict(params or {})
+        self.message = message % self.params if self.params else message
+        super().__init__(self.message)
         self.extra = dict(extra or {})
         self.status_code = status_code
+
+    def localized(self, gettext: Callable[[str], str]) -> str:
+        if not self.params:
+            return gettext(self.template)
+        params = {k: gettext(v) if isinstance(v, str) else v for k, v in self.params.items()}
+        return gettext(self.template) % params
 
     def to_json(self) -> dict:
         return {"error": self.message, **self.extra}

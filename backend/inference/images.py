@@ -74,8 +74,9 @@ def decode_photo(
             width, height = img.size
             if width * height > max_pixels:
                 raise UnusableInputError(
-                    f"The image is too large ({width}x{height} pixels). "
-                    f"Please use a photo under {max_pixels // 1_000_000} megapixels."
+                    "The image is too large (%(width)dx%(height)d pixels). "
+                    "Please use a photo under %(megapixels)d megapixels.",
+                    params={"width": width, "height": height, "megapixels": max_pixels // 10**6},
                 )
             if width < 32 or height < 32:
                 raise UnusableInputError("The image is too small to analyse (under 32 pixels).")

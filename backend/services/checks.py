@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from backend.i18n import gettext as _
 from backend.inference.dispatch import KINDS, analyze_files
 from backend.inference.errors import UnusableInputError
 from backend.inference.registry import ModelRegistry
@@ -81,12 +82,13 @@ async def create_check(
             _apply_result(check, result)
         except (UnusableInputError, ServiceError) as exc:
             check.status = "failed"
-            check.error = exc.message
+            # the task runs in the request's context: the message is in the user's language
+            check.error = exc.localized(_) if isinstance(exc, UnusableInputError) else _(exc.message)
             check.finished_at = datetime.now(UTC)
         except Exception:  # a real fault: keep the check, tell the user it failed
             log.exception("check %s failed", check.id)
             check.status = "failed"
-            check.error = "The analysis failed on our side. Please try again."
+            check.error = _("The analysis failed on our side. Please try again.")
             check.finished_at = datetime.now(UTC)
         await check.save()
         if on_done:

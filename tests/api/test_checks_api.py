@@ -102,3 +102,21 @@ async def test_queued_unusable_photo_ends_failed_with_the_reason(client):
     check_id = response.json()["id"]
     polled = await poll_until_finished(client, headers, check_id)
     assert polled["status"] == "failed" and polled["error"]
+
+
+async def test_refusals_reach_a_korean_user_in_korean_now_and_after_queueing(client):
+    headers = {**await register_user(client, "ko-ear@example.org"), "accept-language": "ko"}
+    skin_photo = (FIXTURES / "ear" / "skin_ham_test.jpg").read_bytes()
+    refused = await client.post("/api/v1/checks/ear", headers=headers,
+                                files={"file": ("skin.jpg", skin_photo, "image/jpeg")})
+    assert refused.status_code == 422 and refused.json()["is_eardrum"] is False
+    assert refused.json()["error"].startswith("고막 사진으로 보이지 않습니다")
+    white = io.BytesIO()
+    Image.new("RGB", (640, 480), "white").save(white, format="JPEG")
+    queued = await client.post("/api/v1/checks/skin?wait=false", headers=headers,
+                               files={"file": ("white.jpg", white.getvalue(), "image/jpeg")})
+    polled = await poll_until_finished(client, headers, queued.json()["id"])
+    assert polled["status"] == "failed" and polled["error"].startswith("사진이")
+    english = await client.post("/api/v1/checks/ear", headers={**headers, "accept-language": "en"},
+                                files={"file": ("skin.jpg", skin_photo, "image/jpeg")})
+    assert english.json()["error"].startswith("This does not look like an eardrum photo")
