@@ -19,7 +19,7 @@ log = logging.getLogger("carelens.inference")
 
 def _single(files: dict[str, bytes], what: str) -> bytes:
     if len(files) != 1:
-        raise UnusableInputError(f"Please upload exactly one {what}.")
+        raise UnusableInputError("Please upload exactly one %(what)s.", params={"what": what})
     return next(iter(files.values()))
 
 

@@ -19,32 +19,64 @@ INFERENCE = Path(images.__file__).parent
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 
 
+def _module_strings(tree: ast.Module) -> dict[str, str]:
+    """Module-level string constants, also those built with + from others (MSG_LAYOUT)."""
+    strings: dict[str, str] = {}
+
+    def value(node: ast.AST) -> str | None:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return node.value
+        if isinstance(node, ast.Name):
+            return strings.get(node.id)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            left, right = value(node.left), value(node.right)
+            return left + right if left is not None and right is not None else None
+        return None
+
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            text = value(node.value)
+            if text is not None:
+                strings[node.targets[0].id] = text
+    return strings
+
+
 def _refusal_texts(module: Path) -> set[str]:
     """English texts a person can be shown from `module`: the first argument of every
-    UnusableInputError(...) / not_an_eardrum(...), the reasons screen_crop returns, the
-    issues quality_issues returns, and RETRY_HINT."""
+    UnusableInputError(...) / not_an_eardrum(...) (a literal or a module constant), the reasons
+    screen_crop returns, the issues quality_issues returns, and RETRY_HINT."""
     tree = ast.parse(module.read_text())
+    strings = _module_strings(tree)
     texts = set()
     for node in ast.walk(tree):
         refusal = getattr(getattr(node, "func", None), "id", "")
         first = node.args[0] if refusal and node.args else None
-        if refusal in ("UnusableInputError", "not_an_eardrum") and isinstance(first, ast.Constant):
-            texts.add(first.value)
+        if refusal in ("UnusableInputError", "not_an_eardrum"):
+            if isinstance(first, ast.Constant):
+                texts.add(first.value)
+            elif isinstance(first, ast.Name) and first.id in strings:
+                texts.add(strings[first.id])
         if isinstance(node, ast.FunctionDef) and node.name in ("screen_crop", "quality_issues"):
             for ret in ast.walk(node):
                 if isinstance(ret, ast.Return) and isinstance(ret.value, (ast.Tuple, ast.List)):
-                    first = ret.value.elts[0] if ret.value.elts else None
-                    if isinstance(first, ast.Constant) and isinstance(first.value, str):
-                        texts.add(first.value)
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "RETRY_HINT":
-            texts.add(node.value.value)
+                    item = ret.value.elts[0] if ret.value.elts else None
+                    if isinstance(item, ast.Constant) and isinstance(item.value, str):
+                        texts.add(item.value)
+    if "RETRY_HINT" in strings:
+        texts.add(strings["RETRY_HINT"])
     return texts
 
 
-@pytest.mark.parametrize("module", ["images.py", "skin.py", "ear.py"])
+@pytest.mark.parametrize(
+    "module", ["images.py", "skin.py", "ear.py", "ecg/digitize.py", "ecg/analyze.py", "dispatch.py"]
+)
 def test_every_photo_refusal_has_korean_text(module):
     texts = _refusal_texts(INFERENCE / module)
-    assert len(texts) >= 3  # the scan found the module's refusals
+    assert len(texts) >= 2  # the scan found the module's refusals
+    if module == "ecg/digitize.py":
+        texts |= {f"{side} edge" for side in ("left", "right", "top", "bottom")}
+    if module == "dispatch.py":
+        texts.add("photo")
     korean = translations_for("ko").gettext
     missing = [t for t in sorted(texts) if not HANGUL.search(korean(t))]
     assert not missing, f"no Korean text in backend/locale/ko for: {missing}"
@@ -75,3 +107,18 @@ def _png(width: int, height: int) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), "pink").save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def test_a_cut_off_sheet_names_the_edge_in_korean():
+    from backend.inference.ecg import digitize
+
+    exc = UnusableInputError(
+        "The %(edge)s of the sheet is cut off. Step back so the whole sheet is in the photo.",
+        params={"edge": "left edge"},
+        extra={"reason": "cut_off", "side": "left"},
+    )
+    assert exc.message.startswith("The left edge of the sheet is cut off.")
+    assert exc.localized(translations_for("ko").gettext).startswith("용지의 왼쪽 가장자리가")
+    layout = UnusableInputError(digitize.MSG_LAYOUT, params={"rows": 5})
+    assert "found 5 rows" in layout.message
+    assert "5줄" in layout.localized(translations_for("ko").gettext)

@@ -128,8 +128,9 @@ def analyze_ecg_record(
     registry = registry or default_registry()
     if record.duration_s < MIN_DURATION_S:
         raise UnusableInputError(
-            f"The ECG is {record.duration_s:.1f} s long; at least {MIN_DURATION_S:.0f} s are needed "
-            "to judge the rhythm.",
+            "The ECG is %(duration).1f s long; at least %(minimum).0f s are needed to judge the "
+            "rhythm.",
+            params={"duration": record.duration_s, "minimum": MIN_DURATION_S},
             extra={"quality": {"ok": False, "issues": ["recording too short"]}},
         )
     if record.duration_s > MAX_DURATION_S:

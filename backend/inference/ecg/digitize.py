@@ -69,6 +69,7 @@ MSG_NO_ROWS = (
     "The ECG traces could not be followed on this sheet. Photograph the sheet straight on, "
     "with the whole grid in the frame."
 )
+MSG_LAYOUT = MSG_NO_ROWS + " (found %(rows)d rows; 3x4, 6x2 and single-strip sheets are read)."
 
 
 @dataclass
@@ -431,7 +432,8 @@ def _check_cut_off(region: np.ndarray, quad: np.ndarray) -> None:
     side, frac = max(sides.items(), key=lambda kv: kv[1])
     if frac > 0.12:
         raise UnusableInputError(
-            f"The {side} edge of the sheet is cut off. Step back so the whole sheet is in the photo.",
+            "The %(edge)s of the sheet is cut off. Step back so the whole sheet is in the photo.",
+            params={"edge": f"{side} edge"},
             extra={"reason": "cut_off", "side": side},
         )
 
@@ -717,8 +719,7 @@ def _find_rows(ink: np.ndarray, ppm_y: float) -> _Rows:
         if lat is not None:
             return _Rows(baselines=lat, layout=LAYOUT_BY_ROWS[lat.size])
         raise UnusableInputError(
-            MSG_NO_ROWS + f" (found {strong.size} rows; 3x4, 6x2 and single-strip sheets are read).",
-            extra={"reason": "layout"},
+            MSG_LAYOUT, params={"rows": int(strong.size)}, extra={"reason": "layout"}
         )
     return _Rows(baselines=strong.astype(np.float64), layout=layout)
 
