@@ -14,11 +14,18 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from pillow_heif import register_heif_opener
 
 from backend.inference.errors import UnusableInputError
 
+# iPhones save camera photos as HEIC; a photo picked from the library or sent from a computer
+# can arrive as one. pillow-heif (libheif) teaches Pillow to open it.
+register_heif_opener()
+
 MAX_PIXELS = 40_000_000
-ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "MPO"}
+ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "MPO", "HEIF"}
+# ISO-BMFF brands of HEIF stills (HEVC-coded); AVIF and video brands are not accepted.
+HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1"}
 
 IMAGE_MAGIC = (
     (b"\xff\xd8\xff", "JPEG"),
@@ -28,6 +35,8 @@ IMAGE_MAGIC = (
 
 
 def sniff_image_format(data: bytes) -> str | None:
+    if data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:
+        return "HEIF"
     for magic, fmt in IMAGE_MAGIC:
         if data.startswith(magic):
             if fmt == "WEBP" and data[8:12] != b"WEBP":
@@ -58,10 +67,10 @@ def decode_photo(
     then decoded at a reduced scale (libjpeg's DCT scaling, 1/2 to 1/8), several times
     faster for a 12 MP phone photo than a full decode and a resize."""
     if not data:
-        raise UnusableInputError("The file is empty. Please choose a photo (JPEG, PNG or WebP).")
+        raise UnusableInputError("The file is empty. Please choose a photo (JPEG, PNG, WebP or HEIC).")
     if sniff_image_format(data) is None:
         raise UnusableInputError(
-            "This file is not a supported image. Please upload a JPEG, PNG or WebP photo."
+            "This file is not a supported image. Please upload a JPEG, PNG, WebP or HEIC photo."
         )
     try:
         with warnings.catch_warnings():
@@ -69,7 +78,7 @@ def decode_photo(
             img = Image.open(io.BytesIO(data))
             if img.format not in ALLOWED_FORMATS:
                 raise UnusableInputError(
-                    "This image type is not supported. Please upload a JPEG, PNG or WebP photo."
+                    "This image type is not supported. Please upload a JPEG, PNG, WebP or HEIC photo."
                 )
             width, height = img.size
             if width * height > max_pixels:

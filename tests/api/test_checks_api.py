@@ -120,3 +120,16 @@ async def test_refusals_reach_a_korean_user_in_korean_now_and_after_queueing(cli
     english = await client.post("/api/v1/checks/ear", headers={**headers, "accept-language": "en"},
                                 files={"file": ("skin.jpg", skin_photo, "image/jpeg")})
     assert english.json()["error"].startswith("This does not look like an eardrum photo")
+
+
+async def test_an_iphone_heic_photo_is_analysed_and_kept_as_jpeg(client):
+    headers = await register_user(client, "heic@example.org")
+    heic = io.BytesIO()
+    Image.open(FIXTURES / "skin" / "mel_ISIC_0024516.jpg").save(heic, format="HEIF", quality=90)
+    response = await client.post("/api/v1/checks/skin", headers=headers,
+                                 files={"file": ("IMG_0001.HEIC", heic.getvalue(), "image/heic")})
+    assert response.status_code == 201, response.text
+    assert_contract_result(response.json()["result"], "skin")
+    kept = await client.get(f"/api/v1/checks/{response.json()['id']}/input", headers=headers)
+    assert kept.headers["content-type"].startswith("image/jpeg")
+    assert kept.content.startswith(b"\xff\xd8\xff")
