@@ -286,7 +286,7 @@ class CommunityPagesController(Controller):
                 uploads_dir=settings.uploads_dir)
         except (ServiceError, UnusableInputError) as exc:
             return await self._new_page(current_user, data.check_id, exc.status_code,
-                                        error=_(exc.message), title=data.title, body=data.body)
+                                        error=exc.localized(_), title=data.title, body=data.body)
         return Redirect(f"/community/{post_id}")
 
     @get("/{post_id:int}")

@@ -83,7 +83,7 @@ async def create_check(
         except (UnusableInputError, ServiceError) as exc:
             check.status = "failed"
             # the task runs in the request's context: the message is in the user's language
-            check.error = exc.localized(_) if isinstance(exc, UnusableInputError) else _(exc.message)
+            check.error = exc.localized(_)
             check.finished_at = datetime.now(UTC)
         except Exception:  # a real fault: keep the check, tell the user it failed
             log.exception("check %s failed", check.id)

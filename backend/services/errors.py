@@ -13,6 +13,10 @@ class ServiceError(Exception):
     def to_json(self) -> dict:
         return {"error": self.message, **self.extra}
 
+    def localized(self, gettext) -> str:
+        """As UnusableInputError.localized: the message in the user's language."""
+        return gettext(self.message)
+
 
 class NotFoundError(ServiceError):
     def __init__(self, message: str = "Not found."):
