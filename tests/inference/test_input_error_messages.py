@@ -112,11 +112,7 @@ def _png(width: int, height: int) -> bytes:
 def test_a_cut_off_sheet_names_the_edge_in_korean():
     from backend.inference.ecg import digitize
 
-    exc = UnusableInputError(
-        "The %(edge)s of the sheet is cut off. Step back so the whole sheet is in the photo.",
-        params={"edge": "left edge"},
-        extra={"reason": "cut_off", "side": "left"},
-    )
+    exc = UnusableInputError(digitize.MSG_CUT_OFF, params={"edge": "left edge"})
     assert exc.message.startswith("The left edge of the sheet is cut off.")
     assert exc.localized(translations_for("ko").gettext).startswith("용지의 왼쪽 가장자리가")
     layout = UnusableInputError(digitize.MSG_LAYOUT, params={"rows": 5})

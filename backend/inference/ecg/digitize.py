@@ -69,6 +69,7 @@ MSG_NO_ROWS = (
     "The ECG traces could not be followed on this sheet. Photograph the sheet straight on, "
     "with the whole grid in the frame."
 )
+MSG_CUT_OFF = "The %(edge)s of the sheet is cut off. Step back so the whole sheet is in the photo."
 MSG_LAYOUT = MSG_NO_ROWS + " (found %(rows)d rows; 3x4, 6x2 and single-strip sheets are read)."
 
 
@@ -432,7 +433,7 @@ def _check_cut_off(region: np.ndarray, quad: np.ndarray) -> None:
     side, frac = max(sides.items(), key=lambda kv: kv[1])
     if frac > 0.12:
         raise UnusableInputError(
-            "The %(edge)s of the sheet is cut off. Step back so the whole sheet is in the photo.",
+            MSG_CUT_OFF,
             params={"edge": f"{side} edge"},
             extra={"reason": "cut_off", "side": side},
         )
