@@ -15,6 +15,7 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_200_OK
 
 from backend.api.web import client_ip, requires_admin
+from backend.i18n import N_
 from backend.i18n import gettext as _
 from backend.inference.registry import ModelRegistry
 from backend.services import admin as admin_service
@@ -46,7 +47,7 @@ async def _member_action(admin: User, user_id: int, action: str, ip: str) -> dic
         return await admin_service.set_active(admin, user_id, action == "enable", ip)
     if action in ("promote", "demote"):
         return await admin_service.set_admin(admin, user_id, action == "promote", ip)
-    raise ServiceError("Unknown member action.", 404)
+    raise ServiceError(N_("Unknown member action."), 404)
 
 
 class AdminApiController(Controller):

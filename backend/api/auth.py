@@ -10,6 +10,7 @@ from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from backend.api.web import bearer_token, client_ip, requires_login
+from backend.i18n import N_
 from backend.services import accounts
 from backend.services.errors import ServiceError
 from backend.settings import Settings
@@ -97,7 +98,7 @@ class AuthController(Controller):
         if user is None:
             await accounts.record_audit("login_failed", actor_id=None,
                                         target=accounts.normalise_email(data.email)[:128], ip=ip)
-            raise ServiceError("Email or password is not correct.", 401)
+            raise ServiceError(N_("Email or password is not correct."), 401)
         await accounts.record_audit("login", actor_id=user.id, detail={"via": "token"}, ip=ip)
         return TokenResponse(token=await accounts.issue_api_token(user))
 

@@ -14,6 +14,8 @@ from litestar.response import File
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from backend.api.web import requires_login
+from backend.i18n import N_
+from backend.i18n import gettext as _
 from backend.inference.registry import ModelRegistry
 from backend.services import checks as check_service
 from backend.services.errors import NotFoundError, ServiceError
@@ -41,7 +43,7 @@ async def read_uploads(request: Request, kind: str) -> dict[str, bytes]:
     form = await request.form()
     parts = [p for p in form.getall("file") if isinstance(p, UploadFile)] if "file" in form else []
     if not parts:
-        raise ServiceError("Please attach the photo or ECG file in the form field 'file'.", 400)
+        raise ServiceError(N_("Please attach the photo or ECG file in the form field 'file'."), 400)
     files: dict[str, bytes] = {}
     total = 0
     for part in parts[:8]:
@@ -49,7 +51,9 @@ async def read_uploads(request: Request, kind: str) -> dict[str, bytes]:
         total += len(data)
         if total > MAX_BYTES.get(kind, 12 * 1024 * 1024):
             raise ServiceError(
-                f"The upload is too large (over {MAX_BYTES.get(kind, 0) // (1024 * 1024)} MB).", 413
+                _("The upload is too large (over %(mb)s MB).",
+                  mb=MAX_BYTES.get(kind, 0) // (1024 * 1024)),
+                413,
             )
         files[part.filename or f"upload{len(files)}"] = data
     return files
@@ -75,7 +79,7 @@ class ChecksController(Controller):
         """Analyse a photo (ecg/skin/ear) or an ECG file. `wait=false` returns at once with
         status `queued`; poll GET /api/v1/checks/{id}."""
         if kind not in MAX_BYTES:
-            raise NotFoundError(f"Unknown check kind {kind!r}; use ecg, skin or ear.")
+            raise NotFoundError(N_("Unknown kind of check; use ecg, skin or ear."))
         files = await read_uploads(request, kind)
         on_done = getattr(request.app.state, "on_check_done", None)
         check = await check_service.create_check(
@@ -114,7 +118,7 @@ class ChecksController(Controller):
         check = await check_service.get_own_check(current_user, check_id)
         path = settings.uploads_dir / check.input_file
         if not check.input_file or not path.exists():
-            raise NotFoundError("The input file of this check is no longer stored.")
+            raise NotFoundError(N_("The input file of this check is no longer stored."))
         return File(path=path, media_type=check.input_media_type or "application/octet-stream",
                     headers={"Cache-Control": "private, max-age=3600"})
 

@@ -14,6 +14,7 @@ from litestar.response import File, Redirect, Template
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from backend.api.web import requires_login
+from backend.i18n import N_
 from backend.i18n import gettext as _
 from backend.inference.errors import UnusableInputError
 from backend.services import community as board
@@ -76,7 +77,7 @@ async def _image_bytes(upload: UploadFile | None) -> bytes | None:
         return None
     data = await upload.read()
     if len(data) > MAX_IMAGE_BYTES:
-        raise ServiceError("The image is too large (over 12 MB).", 413)
+        raise ServiceError(N_("The image is too large (over 12 MB)."), 413)
     return data or None
 
 
@@ -149,7 +150,7 @@ class CommunityApiController(Controller):
         """Adds or replaces the post's picture (re-encoded; EXIF and GPS removed)."""
         image = await _image_bytes(data.file)
         if not image:
-            raise ServiceError("Please attach an image in the form field 'file'.", 400)
+            raise ServiceError(N_("Please attach an image in the form field 'file'."), 400)
         await board.set_post_image(current_user, post_id, image, settings.uploads_dir)
         return (await board.get_post(current_user, post_id)).post
 
@@ -303,7 +304,7 @@ class CommunityPagesController(Controller):
     ) -> Template:
         view = await board.get_post(current_user, post_id)
         if not view.post["is_mine"]:
-            raise ServiceError("Only the author can change this post.", 403)
+            raise ServiceError(N_("Only the author can change this post."), 403)
         return Template("community/edit.html", context={"user": current_user, "post": view.post})
 
     @post("/{post_id:int}/edit")

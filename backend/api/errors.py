@@ -78,7 +78,7 @@ def handle_service_error(request: Request, exc: ServiceError) -> Response:
     headers = None
     if isinstance(exc, InferenceBusyError):
         headers = {"Retry-After": str(exc.retry_after_s)}
-    return _respond(request, exc.status_code, exc.to_json(), headers)
+    return _respond(request, exc.status_code, {**exc.to_json(), "error": exc.localized(_)}, headers)
 
 
 def handle_unusable_input(request: Request, exc: UnusableInputError) -> Response:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from backend.i18n import N_
 from backend.i18n import gettext as _
 from backend.inference.dispatch import KINDS, analyze_files
 from backend.inference.errors import UnusableInputError
@@ -53,9 +54,9 @@ async def create_check(
     """wait=True analyses before returning (the result is in the reply); wait=False stores a
     queued check and analyses in the background (the client polls GET /checks/{id})."""
     if kind not in KINDS:
-        raise NotFoundError(f"Unknown check kind {kind!r}; use ecg, skin or ear.")
+        raise NotFoundError(N_("Unknown kind of check; use ecg, skin or ear."))
     if not files or not any(files.values()):
-        raise ServiceError("No file was received. Please choose a photo or a file.", 400)
+        raise ServiceError(N_("No file was received. Please choose a photo or a file."), 400)
     profile = profile_of(user)
     if wait:
         result = await pool.run(kind, analyze_files, kind, files, registry, **profile)
@@ -103,7 +104,7 @@ async def create_check(
 async def get_own_check(user: User, check_id: int) -> Check:
     check = await Check.objects().where((Check.id == check_id) & (Check.owner == user.id)).first()
     if check is None:
-        raise NotFoundError("This check does not exist.")
+        raise NotFoundError(N_("This check does not exist."))
     return check
 
 

@@ -1,6 +1,6 @@
 """Server-rendered shell pages, languages, headers and the JSON error shape."""
 
-from tests.conftest import register_user
+from tests.conftest import login_form, register_user
 
 
 async def test_home_is_english_by_default_and_korean_by_accept_language(client):
@@ -58,7 +58,7 @@ async def test_api_errors_are_json_with_a_message(client):
     headers = await register_user(client, "json@example.org")
     bad = await client.post("/api/v1/checks/brain", headers=headers,
                             files={"file": ("x.jpg", b"\xff\xd8\xff", "image/jpeg")})
-    assert bad.status_code == 404 and "Unknown check kind" in bad.json()["error"]
+    assert bad.status_code == 404 and "Unknown kind of check" in bad.json()["error"]
     malformed = await client.post("/api/v1/auth/token", content=b"{not json",
                                   headers={"content-type": "application/json"})
     assert 400 <= malformed.status_code < 500 and malformed.json()["error"]
@@ -80,3 +80,22 @@ async def test_service_worker_is_served_from_root_scope(client):
     assert "caches.match(\"/offline\")" in response.text
     offline = await client.get("/offline")
     assert offline.status_code == 200 and 'id="offline-message"' in offline.text
+
+
+async def test_service_errors_reach_a_korean_user_in_korean(client):
+    """Not-found and similar errors from the service layer follow the user's language on the
+    JSON API (Accept-Language) and on the HTML error page (the language cookie), as refusals do."""
+    headers = await register_user(client, "ko-404@example.org")
+    english = await client.get("/api/v1/checks/999999", headers=headers)
+    assert english.status_code == 404 and english.json() == {"error": "This check does not exist."}
+    korean = await client.get("/api/v1/checks/999999", headers={**headers, "accept-language": "ko"})
+    assert korean.status_code == 404 and korean.json() == {"error": "해당 검사가 없습니다."}
+    huge = await client.post("/api/v1/checks/skin", headers={**headers, "accept-language": "ko"},
+                             files={"file": ("big.jpg", b"\xff" * (13 * 1024 * 1024), "image/jpeg")})
+    assert huge.status_code == 413 and huge.json()["error"].startswith("올린 파일이 너무 큽니다")
+
+    await login_form(client, "ko-404@example.org")
+    client.cookies.set("lang", "ko")
+    page = await client.get("/checks/999999")
+    assert page.status_code == 404 and "해당 검사가 없습니다." in page.text
+    assert "This check does not exist." not in page.text
