@@ -37,6 +37,12 @@ WANDER_MV = 1.0  # baseline (< 0.5 Hz) excursion over 1 mV ...
 WANDER_RATIO = 1.0  # ... and larger than the lead's QRS-band amplitude
 MIN_SEGMENT_S = 1.5
 
+MSG_NO_LEAD = "No lead is readable: record the ECG again."
+MSG_TOO_POOR = "The ECG is too poor to read: " + MSG_NO_LEAD
+# The refusal's frame is translated (input_errors.po); the per-lead advice inside it stays
+# English, as in the result's quality.issues, since it is built with the lead names.
+MSG_TOO_POOR_ISSUES = "The ECG is too poor to read: %(issues)s " + MSG_NO_LEAD
+
 
 @dataclass
 class SignalQuality:
@@ -52,10 +58,14 @@ class SignalQuality:
     def raise_if_unusable(self) -> None:
         """Refuse a record too poor to read instead of guessing from it."""
         if not self.ok:
-            raise UnusableInputError(
-                "The ECG is too poor to read: " + " ".join(self.issues),
-                extra={"quality": self.as_contract()},
-            )
+            advice = " ".join(issue for issue in self.issues if issue != MSG_NO_LEAD)
+            if advice:
+                raise UnusableInputError(
+                    MSG_TOO_POOR_ISSUES,
+                    params={"issues": advice},
+                    extra={"quality": self.as_contract()},
+                )
+            raise UnusableInputError(MSG_TOO_POOR, extra={"quality": self.as_contract()})
 
 
 def _longest_finite_run(x: np.ndarray) -> np.ndarray:
@@ -225,5 +235,5 @@ def assess_signal_quality(record: EcgRecord) -> SignalQuality:
         issues.append(text[0].upper() + text[1:])
     ok = bool(usable)
     if not ok:
-        issues.append("No lead is readable: record the ECG again.")
+        issues.append(MSG_NO_LEAD)
     return SignalQuality(ok=ok, issues=issues, usable_leads=usable, lead_notes=lead_notes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import subprocess
 import sys
 import zipfile
@@ -19,6 +20,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pyedflib import highlevel
 
+from backend.i18n import translations_for
 from backend.inference.ecg.readers import detect_format, read_ecg_files, read_ecg_path
 from backend.inference.ecg.readers.normalise import standard_lead_name
 from backend.inference.ecg.readers.pickle_format import RestrictedUnpickler
@@ -203,6 +205,36 @@ def test_hdf5_ambiguous_files_name_the_datasets():
         f.create_dataset("age", data=np.array([42]))
 
     assert_unusable({"c.h5": h5_bytes(none)}, "no 2-d signal dataset", "/age")
+
+
+def test_a_file_refusal_reads_in_korean_and_keeps_the_file_details():
+    def two(f):
+        f.create_dataset("first", data=np.zeros((5000, 12)))
+        f.create_dataset("second", data=np.zeros((5000, 12)))
+
+    korean = translations_for("ko").gettext
+    with pytest.raises(UnusableInputError) as info:
+        read_ecg_files({"a.h5": h5_bytes(two)})
+    assert info.value.message == (
+        "a.h5: cannot tell which dataset holds the ECG; datasets: /first (5000, 12), "
+        "/second (5000, 12). Keep one 2-D dataset or name it 'ecg'."
+    )
+    text = info.value.localized(korean)
+    assert re.search(r"[\uac00-\ud7a3]", text) and "cannot tell" not in text
+    assert text.startswith("a.h5: ") and "/first (5000, 12), /second (5000, 12)" in text
+    assert "'ecg'" in text
+
+    with pytest.raises(UnusableInputError) as info:
+        read_ecg_files({"empty.h5": h5_bytes(lambda f: None)})
+    assert info.value.message.endswith("datasets: none.")
+    assert "empty.h5" in info.value.localized(korean) and "없음" in info.value.localized(korean)
+
+    body = "\n".join(f"{v:.3f};{v:.3f}" for v in np.sin(np.arange(2500) / 20))
+    with pytest.raises(UnusableInputError) as info:
+        read_ecg_files({"e.csv": f"II;Q7\n{body}".encode()})
+    assert info.value.message.startswith("e.csv: unknown lead name(s) 'Q7'; expected standard")
+    text = info.value.localized(korean)
+    assert text.startswith("e.csv: 알 수 없는 유도 이름입니다: 'Q7'.") and "V6" in text
 
 
 # ---------------------------------------------------------------- NumPy

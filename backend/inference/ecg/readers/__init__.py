@@ -72,6 +72,13 @@ _UNSUPPORTED = (
     "CSV, EDF/EDF+, HL7 aECG XML, DICOM ECG waveforms and pickled arrays; or a photo of the "
     "printout."
 )
+# Refusals used more than once; the others are written where they are raised.
+MSG_ZIP_DAMAGED = "%(name)s: the .zip archive is damaged or truncated."
+MSG_TOO_LARGE = "%(name)s: the file is larger than 100 MB."
+MSG_UNKNOWN_FORMAT = "%(name)s: unrecognised file format. " + _UNSUPPORTED
+MSG_DAMAGED = (
+    "The ECG file is damaged or not in a layout CareLens reads (%(error)s). " + _UNSUPPORTED
+)
 
 
 def detect_format(name: str, data: bytes) -> str:
@@ -110,25 +117,34 @@ def _unzip(name: str, data: bytes) -> dict[str, bytes]:
             and not PurePosixPath(i.filename).name.startswith(".")
         ]
     except (zipfile.BadZipFile, ValueError, OSError, EOFError):
-        raise UnusableInputError(f"{name}: the .zip archive is damaged or truncated.") from None
+        raise UnusableInputError(MSG_ZIP_DAMAGED, params={"name": name}) from None
     if len(infos) > MAX_ZIP_MEMBERS:
-        raise UnusableInputError(f"{name}: the .zip holds {len(infos)} files; send one record.")
+        raise UnusableInputError(
+            "%(name)s: the .zip holds %(count)d files; send one record.",
+            params={"name": name, "count": len(infos)},
+        )
     if sum(i.file_size for i in infos) > MAX_UNZIPPED_BYTES:
-        raise UnusableInputError(f"{name}: the .zip unpacks to more than 200 MB.")
+        raise UnusableInputError(
+            "%(name)s: the .zip unpacks to more than 200 MB.", params={"name": name}
+        )
     members: dict[str, bytes] = {}
     for info in infos:
         if info.flag_bits & 0x1:
-            raise UnusableInputError(f"{name}: encrypted .zip archives are not supported.")
+            raise UnusableInputError(
+                "%(name)s: encrypted .zip archives are not supported.", params={"name": name}
+            )
         try:
             with archive.open(info) as handle:
                 content = handle.read(info.file_size + 1)
         except Exception:  # noqa: BLE001 - CRC, truncation, unsupported compression: all damage to the user
-            raise UnusableInputError(f"{name}: the .zip archive is damaged or truncated.") from None
+            raise UnusableInputError(MSG_ZIP_DAMAGED, params={"name": name}) from None
         if len(content) > info.file_size:
-            raise UnusableInputError(f"{name}: the .zip archive is inconsistent.")
+            raise UnusableInputError(
+                "%(name)s: the .zip archive is inconsistent.", params={"name": name}
+            )
         members[PurePosixPath(info.filename).name] = content
     if not members:
-        raise UnusableInputError(f"{name}: the .zip archive is empty.")
+        raise UnusableInputError("%(name)s: the .zip archive is empty.", params={"name": name})
     return members
 
 
@@ -140,9 +156,9 @@ def _read(files: dict[str, bytes]) -> EcgRecord:
     for raw_name, data in files.items():
         name = PurePosixPath(str(raw_name).replace("\\", "/")).name or "upload"
         if not data:
-            raise UnusableInputError(f"{name}: the file is empty.")
+            raise UnusableInputError("%(name)s: the file is empty.", params={"name": name})
         if len(data) > MAX_FILE_BYTES:
-            raise UnusableInputError(f"{name}: the file is larger than 100 MB.")
+            raise UnusableInputError(MSG_TOO_LARGE, params={"name": name})
         fmt = detect_format(name, data)
         # A WFDB signal file is raw samples whose first bytes may look like any magic number.
         if name.lower().endswith((".dat", ".hea")):
@@ -155,10 +171,14 @@ def _read(files: dict[str, bytes]) -> EcgRecord:
                 detect_format(m, b) == "zip" and not m.lower().endswith(".dat")
                 for m, b in members.items()
             ):
-                raise UnusableInputError(f"{name}: archives inside archives are not supported.")
+                raise UnusableInputError(
+                    "%(name)s: archives inside archives are not supported.", params={"name": name}
+                )
             for member, content in members.items():
                 if not content:
-                    raise UnusableInputError(f"{name}: {member} is empty.")
+                    raise UnusableInputError(
+                        "%(name)s: %(member)s is empty.", params={"name": name, "member": member}
+                    )
                 expanded[member] = content
                 formats[member] = detect_format(member, content)
         else:
@@ -169,21 +189,23 @@ def _read(files: dict[str, bytes]) -> EcgRecord:
         return read_wfdb(expanded)
     if len(expanded) > 1:
         raise UnusableInputError(
-            "Several files were given (" + ", ".join(sorted(expanded)) + "); send one ECG "
-            "file, or a WFDB .hea with its .dat."
+            "Several files were given (%(names)s); send one ECG file, or a WFDB .hea with its .dat.",
+            params={"names": ", ".join(sorted(expanded))},
         )
     (name, data), fmt = next(iter(expanded.items())), next(iter(formats.values()))
     if fmt == "wfdb":
         raise UnusableInputError(
-            f"{name}: a WFDB signal file needs its .hea header; send both (or a .zip of both)."
+            "%(name)s: a WFDB signal file needs its .hea header; send both (or a .zip of both).",
+            params={"name": name},
         )
     if fmt == "image":
         raise UnusableInputError(
-            f"{name}: this is an image, not an ECG signal file; analyse it as a photo of the "
-            "ECG printout."
+            "%(name)s: this is an image, not an ECG signal file; analyse it as a photo of the "
+            "ECG printout.",
+            params={"name": name},
         )
     if fmt == "unknown":
-        raise UnusableInputError(f"{name}: unrecognised file format. {_UNSUPPORTED}")
+        raise UnusableInputError(MSG_UNKNOWN_FORMAT, params={"name": name})
     return _READERS[fmt](data, name)
 
 
@@ -201,8 +223,7 @@ def read_ecg_files(files: dict[str, bytes]) -> EcgRecord:
     except Exception as exc:  # a reader met damage its library reports in its own way
         log.warning("ECG file reader failed on damaged input", exc_info=True)
         raise UnusableInputError(
-            f"The ECG file is damaged or not in a layout CareLens reads ({type(exc).__name__}: "
-            f"{exc}). {_UNSUPPORTED}"
+            MSG_DAMAGED, params={"error": f"{type(exc).__name__}: {exc}"}
         ) from None
 
 
@@ -218,9 +239,9 @@ def gather_ecg_files(path: Path | str) -> dict[str, bytes]:
     if path.suffix.lower() == ".dat" and path.with_suffix(".hea").is_file():
         path = path.with_suffix(".hea")
     if not path.is_file():
-        raise UnusableInputError(f"{path}: no such file.")
+        raise UnusableInputError("%(path)s: no such file.", params={"path": str(path)})
     if path.stat().st_size > MAX_FILE_BYTES:
-        raise UnusableInputError(f"{path.name}: the file is larger than 100 MB.")
+        raise UnusableInputError(MSG_TOO_LARGE, params={"name": path.name})
     files = {path.name: path.read_bytes()}
     if path.suffix.lower() == ".hea":
         pending = [path.name]
@@ -235,7 +256,7 @@ def gather_ecg_files(path: Path | str) -> dict[str, bytes]:
                 if ref in files or not sibling.is_file() or ref == "~":
                     continue
                 if sibling.stat().st_size > MAX_FILE_BYTES:
-                    raise UnusableInputError(f"{sibling.name}: the file is larger than 100 MB.")
+                    raise UnusableInputError(MSG_TOO_LARGE, params={"name": sibling.name})
                 files[ref] = sibling.read_bytes()
                 if ref.lower().endswith(".hea"):
                     pending.append(ref)

@@ -11,7 +11,13 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from backend.inference.ecg.readers.normalise import MAX_VALUES, build_record, check_fs, unit_scale
+from backend.inference.ecg.readers.normalise import (
+    MAX_VALUES,
+    build_record,
+    check_fs,
+    error_text,
+    unit_scale,
+)
 from backend.inference.ecg.record import EcgRecord
 from backend.inference.errors import UnusableInputError
 
@@ -36,16 +42,22 @@ def parse_xml_safely(data: bytes, where: str) -> ET.Element:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise UnusableInputError(f"{where}: the XML must be UTF-8 encoded.") from None
+        raise UnusableInputError(
+            "%(where)s: the XML must be UTF-8 encoded.", params={"where": where}
+        ) from None
     if _DTD.search(text):
         raise UnusableInputError(
-            f"{where}: XML with a DOCTYPE/ENTITY declaration is refused for safety."
+            "%(where)s: XML with a DOCTYPE/ENTITY declaration is refused for safety.",
+            params={"where": where},
         )
     text = re.sub(r"^\s*<\?xml[^>]*\?>", "", text)  # a str must not declare another encoding
     try:
         return ET.fromstring(text)
     except ET.ParseError as exc:
-        raise UnusableInputError(f"{where}: the XML is malformed or truncated ({exc}).") from None
+        raise UnusableInputError(
+            "%(where)s: the XML is malformed or truncated (%(error)s).",
+            params={"where": where, "error": error_text(exc)},
+        ) from None
 
 
 def read_aecg(data: bytes, name: str) -> EcgRecord:
@@ -53,8 +65,9 @@ def read_aecg(data: bytes, name: str) -> EcgRecord:
     root = parse_xml_safely(data, where)
     if _local(root.tag) != "AnnotatedECG":
         raise UnusableInputError(
-            f"{where}: XML ECG format <{_local(root.tag)}> is not supported; "
-            "export HL7 aECG (AnnotatedECG), DICOM, EDF or WFDB instead."
+            "%(where)s: XML ECG format <%(root)s> is not supported; "
+            "export HL7 aECG (AnnotatedECG), DICOM, EDF or WFDB instead.",
+            params={"where": where, "root": _local(root.tag)},
         )
     # The rhythm waveforms sit in AnnotatedECG/component/series; derived series (median beats)
     # are nested under series/derivation and are deliberately not read.
@@ -69,7 +82,10 @@ def read_aecg(data: bytes, name: str) -> EcgRecord:
         if sequence_set is not None:
             break
     if sequence_set is None:
-        raise UnusableInputError(f"{where}: the aECG document holds no rhythm waveform series.")
+        raise UnusableInputError(
+            "%(where)s: the aECG document holds no rhythm waveform series.",
+            params={"where": where},
+        )
 
     fs: float | None = None
     labels: list[str] = []
@@ -87,32 +103,44 @@ def read_aecg(data: bytes, name: str) -> EcgRecord:
         if code_text.startswith("TIME_"):
             increment = _child(value, "increment")
             if increment is None:
-                raise UnusableInputError(f"{where}: the time sequence has no increment.")
+                raise UnusableInputError(
+                    "%(where)s: the time sequence has no increment.", params={"where": where}
+                )
             unit = increment.get("unit", "s").lower()
             if unit not in _TIME_SCALE_S:
-                raise UnusableInputError(f"{where}: unknown time increment unit {unit!r}.")
+                raise UnusableInputError(
+                    "%(where)s: unknown time increment unit %(unit)s.",
+                    params={"where": where, "unit": repr(unit)},
+                )
             step = float(increment.get("value", "nan")) * _TIME_SCALE_S[unit]
             fs = 1.0 / step if step > 0 else float("nan")
             continue
         digits = _child(value, "digits")
         if digits is None or not (digits.text or "").strip():
-            raise UnusableInputError(f"{where}: lead {code_text!r} has no samples.")
+            raise UnusableInputError(
+                "%(where)s: lead %(lead)s has no samples.",
+                params={"where": where, "lead": repr(code_text)},
+            )
         origin = _child(value, "origin")
         scale = _child(value, "scale")
         if scale is None or not scale.get("unit"):
             raise UnusableInputError(
-                f"{where}: lead {code_text!r} has no scale unit; amplitudes cannot be converted."
+                "%(where)s: lead %(lead)s has no scale unit; amplitudes cannot be converted.",
+                params={"where": where, "lead": repr(code_text)},
             )
         to_mv = unit_scale(scale.get("unit"), where=f"{where}, lead {code_text!r}")
         tokens = digits.text.split()
         total += len(tokens)
         if total > MAX_VALUES:
-            raise UnusableInputError(f"{where}: the recording is too long to analyse.")
+            raise UnusableInputError(
+                "%(where)s: the recording is too long to analyse.", params={"where": where}
+            )
         try:
             raw = np.array([float(t) for t in tokens], dtype=np.float64)
         except ValueError:
             raise UnusableInputError(
-                f"{where}: lead {code_text!r} holds text where sample numbers were expected."
+                "%(where)s: lead %(lead)s holds text where sample numbers were expected.",
+                params={"where": where, "lead": repr(code_text)},
             ) from None
         offset = 0.0
         if origin is not None:
@@ -121,14 +149,20 @@ def read_aecg(data: bytes, name: str) -> EcgRecord:
         columns.append(raw * float(scale.get("value", "nan")) * to_mv + offset)
         labels.append(code_text)
     if fs is None:
-        raise UnusableInputError(f"{where}: the aECG series has no time sequence (sampling rate).")
+        raise UnusableInputError(
+            "%(where)s: the aECG series has no time sequence (sampling rate).",
+            params={"where": where},
+        )
     fs = check_fs(fs, where=where)
     if not columns:
-        raise UnusableInputError(f"{where}: the aECG series holds no lead sequences.")
+        raise UnusableInputError(
+            "%(where)s: the aECG series holds no lead sequences.", params={"where": where}
+        )
     lengths = {len(c) for c in columns}
     if len(lengths) != 1:
         raise UnusableInputError(
-            f"{where}: the leads have different lengths {sorted(lengths)} (truncated file?)."
+            "%(where)s: the leads have different lengths %(lengths)s (truncated file?).",
+            params={"where": where, "lengths": str(sorted(lengths))},
         )
     return build_record(
         np.stack(columns, axis=1), fs, labels, fmt="aecg", where=where, scale_to_mv=1.0

@@ -24,17 +24,18 @@ from backend.inference.errors import UnusableInputError
 _TIME = re.compile(r"^(time|t|sec|secs|seconds|timestamp|elapsed)\b", re.IGNORECASE)
 _INDEX = re.compile(r"^(sample|samples|index|idx|n|#|unnamed:?\s*0)$", re.IGNORECASE)
 _UNIT_IN_NAME = re.compile(r"^(.*?)[\s_]*[\(\[]\s*([^\)\]]*)\s*[\)\]]\s*$")
+MSG_NOT_TEXT = "%(where)s: not a text (CSV) file."
 
 
 def _decode(data: bytes, where: str) -> str:
     if b"\x00" in data[:4096]:
-        raise UnusableInputError(f"{where}: not a text (CSV) file.")
+        raise UnusableInputError(MSG_NOT_TEXT, params={"where": where})
     for encoding in ("utf-8-sig", "latin-1"):
         try:
             return data.decode(encoding)
         except UnicodeDecodeError:
             continue
-    raise UnusableInputError(f"{where}: not a text (CSV) file.")  # pragma: no cover
+    raise UnusableInputError(MSG_NOT_TEXT, params={"where": where})  # pragma: no cover
 
 
 def _is_number(text: str) -> bool:
@@ -50,7 +51,7 @@ def read_csv(data: bytes, name: str) -> EcgRecord:
     text = _decode(data, where)
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
-        raise UnusableInputError(f"{where}: the CSV file is empty.")
+        raise UnusableInputError("%(where)s: the CSV file is empty.", params={"where": where})
     delimiter = max((",", ";", "\t"), key=lambda d: lines[0].count(d))
     if lines[0].count(delimiter) == 0:
         delimiter = None  # whitespace-separated single or multi-column text
@@ -63,9 +64,13 @@ def read_csv(data: bytes, name: str) -> EcgRecord:
     body = rows[1:] if has_header else rows
     n_cols = len(header)
     if n_cols * len(body) > MAX_VALUES * 2:
-        raise UnusableInputError(f"{where}: the CSV is too large for one ECG recording.")
+        raise UnusableInputError(
+            "%(where)s: the CSV is too large for one ECG recording.", params={"where": where}
+        )
     if not body:
-        raise UnusableInputError(f"{where}: the CSV has a header but no samples.")
+        raise UnusableInputError(
+            "%(where)s: the CSV has a header but no samples.", params={"where": where}
+        )
     try:
         values = np.array(
             [[float(c) if c else np.nan for c in row] for row in body], dtype=np.float64
@@ -75,11 +80,13 @@ def read_csv(data: bytes, name: str) -> EcgRecord:
             (i for i, row in enumerate(body) if not all(_is_number(c) or not c for c in row)), 0
         )
         raise UnusableInputError(
-            f"{where}: row {bad + 1 + has_header} holds text where numbers were expected."
+            "%(where)s: row %(row)d holds text where numbers were expected.",
+            params={"where": where, "row": bad + 1 + has_header},
         ) from None
     if values.ndim != 2 or values.shape[1] != n_cols:
         raise UnusableInputError(
-            f"{where}: the rows do not all have {n_cols} columns (truncated or ragged CSV?)."
+            "%(where)s: the rows do not all have %(columns)d columns (truncated or ragged CSV?).",
+            params={"where": where, "columns": n_cols},
         )
 
     meta: dict = {}
@@ -109,11 +116,15 @@ def read_csv(data: bytes, name: str) -> EcgRecord:
             if unit:
                 units.add(unit_scale(unit, where=where))
         if len(units) > 1:
-            raise UnusableInputError(f"{where}: the columns use different units.")
+            raise UnusableInputError(
+                "%(where)s: the columns use different units.", params={"where": where}
+            )
         if units:
             scale = units.pop()
         if not keep:
-            raise UnusableInputError(f"{where}: the CSV has no signal columns.")
+            raise UnusableInputError(
+                "%(where)s: the CSV has no signal columns.", params={"where": where}
+            )
         values = values[:, keep]
     if fs is None:
         fs = DEFAULT_FS_HZ

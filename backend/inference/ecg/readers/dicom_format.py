@@ -8,7 +8,13 @@ import warnings
 import numpy as np
 import pydicom
 
-from backend.inference.ecg.readers.normalise import build_record, check_fs, check_size, unit_scale
+from backend.inference.ecg.readers.normalise import (
+    build_record,
+    check_fs,
+    check_size,
+    error_text,
+    unit_scale,
+)
 from backend.inference.ecg.record import EcgRecord
 from backend.inference.errors import UnusableInputError
 
@@ -40,23 +46,32 @@ def read_dicom(data: bytes, name: str) -> EcgRecord:
         except UnusableInputError:
             raise
         except Exception as exc:  # noqa: BLE001 - pydicom parses elements lazily, raising on access
-            raise UnusableInputError(f"{where}: the DICOM file is damaged ({exc}).") from None
+            raise UnusableInputError(
+                "%(where)s: the DICOM file is damaged (%(error)s).",
+                params={"where": where, "error": error_text(exc)},
+            ) from None
 
 
 def _read(data: bytes, where: str) -> EcgRecord:
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
     except Exception as exc:  # noqa: BLE001 - pydicom raises varied errors on damage
-        raise UnusableInputError(f"{where}: not a readable DICOM file ({exc}).") from None
+        raise UnusableInputError(
+            "%(where)s: not a readable DICOM file (%(error)s).",
+            params={"where": where, "error": error_text(exc)},
+        ) from None
     try:
         groups = list(ds.get("WaveformSequence") or [])
     except Exception as exc:  # noqa: BLE001 - the library raises many types on damage
-        raise UnusableInputError(f"{where}: the DICOM waveform data is damaged ({exc}).") from None
-    if not groups:
-        modality = ds.get("Modality", "unknown")
         raise UnusableInputError(
-            f"{where}: this DICOM file (modality {modality}) holds no ECG waveform; "
-            "an image of an ECG must be sent as a photo instead."
+            "%(where)s: the DICOM waveform data is damaged (%(error)s).",
+            params={"where": where, "error": error_text(exc)},
+        ) from None
+    if not groups:
+        raise UnusableInputError(
+            "%(where)s: this DICOM file (modality %(modality)s) holds no ECG waveform; "
+            "an image of an ECG must be sent as a photo instead.",
+            params={"where": where, "modality": str(ds.get("Modality") or "unknown")},
         )
     rhythm = [g for g in groups if str(g.get("MultiplexGroupLabel", "")).upper() == "RHYTHM"]
     group = (rhythm or sorted(groups, key=lambda g: -int(g.get("NumberOfWaveformSamples", 0))))[0]
@@ -70,24 +85,29 @@ def _read(data: bytes, where: str) -> EcgRecord:
         str(group.get("WaveformSampleInterpretation", "")),
     )
     if key not in _DTYPES:
-        raise UnusableInputError(f"{where}: unsupported DICOM waveform sample encoding {key}.")
+        raise UnusableInputError(
+            "%(where)s: unsupported DICOM waveform sample encoding %(encoding)s.",
+            params={"where": where, "encoding": str(key)},
+        )
     dtype = np.dtype(_DTYPES[key]).newbyteorder("<" if ds.is_little_endian in (True, None) else ">")
     raw = group.get("WaveformData")
     if raw is None:
-        raise UnusableInputError(f"{where}: the waveform has no data.")
+        raise UnusableInputError("%(where)s: the waveform has no data.", params={"where": where})
     raw = bytes(raw)
     expected = n_samples * n_ch * dtype.itemsize
     if len(raw) < expected:
         raise UnusableInputError(
-            f"{where}: the waveform data holds {len(raw)} bytes but its header promises "
-            f"{expected} (truncated file?)."
+            "%(where)s: the waveform data holds %(size)d bytes but its header promises "
+            "%(expected)d (truncated file?).",
+            params={"where": where, "size": len(raw), "expected": expected},
         )
     samples = np.frombuffer(raw[:expected], dtype=dtype).reshape(n_samples, n_ch).astype(np.float64)
 
     channels = list(group.get("ChannelDefinitionSequence") or [])
     if len(channels) != n_ch:
         raise UnusableInputError(
-            f"{where}: {len(channels)} channel definitions for {n_ch} waveform channels."
+            "%(where)s: %(definitions)d channel definitions for %(channels)d waveform channels.",
+            params={"where": where, "definitions": len(channels), "channels": n_ch},
         )
     labels = []
     for idx, channel in enumerate(channels):
@@ -97,8 +117,9 @@ def _read(data: bytes, where: str) -> EcgRecord:
         units_seq = channel.get("ChannelSensitivityUnitsSequence")
         if sensitivity is None or not units_seq:
             raise UnusableInputError(
-                f"{where}: channel {label or idx + 1!r} gives no sensitivity/units; the "
-                "amplitudes cannot be converted to mV."
+                "%(where)s: channel %(channel)s gives no sensitivity/units; the "
+                "amplitudes cannot be converted to mV.",
+                params={"where": where, "channel": repr(label or idx + 1)},
             )
         unit = units_seq[0].get("CodeValue") or units_seq[0].get("CodeMeaning")
         to_mv = unit_scale(str(unit), where=f"{where}, channel {label!r}")

@@ -14,6 +14,7 @@ from backend.inference.ecg.readers.normalise import (
     build_record,
     check_fs,
     check_size,
+    error_text,
     is_non_ecg_channel,
     unit_scale,
 )
@@ -31,7 +32,8 @@ def read_edf(data: bytes, name: str) -> EcgRecord:
             reader = pyedflib.EdfReader(str(path))
         except Exception as exc:  # noqa: BLE001 - pyedflib reports every header problem as OSError
             raise UnusableInputError(
-                f"{where}: not a readable EDF file (damaged or truncated: {exc})."
+                "%(where)s: not a readable EDF file (damaged or truncated: %(error)s).",
+                params={"where": where, "error": error_text(exc)},
             ) from None
         try:
             return _read(reader, where)
@@ -44,12 +46,15 @@ def _read(reader: pyedflib.EdfReader, where: str) -> EcgRecord:
     rates = [float(r) for r in reader.getSampleFrequencies()]
     counts = [int(n) for n in reader.getNSamples()]
     if not labels:
-        raise UnusableInputError(f"{where}: the EDF file holds no signals.")
+        raise UnusableInputError(
+            "%(where)s: the EDF file holds no signals.", params={"where": where}
+        )
     dropped = [lb for lb in labels if is_non_ecg_channel(lb)]
     chosen = [i for i, lb in enumerate(labels) if not is_non_ecg_channel(lb)]
     if not chosen:
         raise UnusableInputError(
-            f"{where}: no ECG channel among the EDF signals {', '.join(labels)}."
+            "%(where)s: no ECG channel among the EDF signals %(signals)s.",
+            params={"where": where, "signals": ", ".join(labels)},
         )
     target_fs = check_fs(max(rates[i] for i in chosen), where=where)
     check_size(max(counts[i] for i in chosen), len(chosen), where=where)
@@ -60,8 +65,9 @@ def _read(reader: pyedflib.EdfReader, where: str) -> EcgRecord:
         unit = str(reader.getPhysicalDimension(i)).strip()
         if not unit:
             raise UnusableInputError(
-                f"{where}: signal {labels[i]!r} has no physical dimension (unit); the EDF "
-                "header must say uV, mV or V."
+                "%(where)s: signal %(signal)s has no physical dimension (unit); the EDF "
+                "header must say uV, mV or V.",
+                params={"where": where, "signal": repr(labels[i])},
             )
         scales.append(unit_scale(unit, where=f"{where}, signal {labels[i]!r}"))
         column = np.asarray(reader.readSignal(i), dtype=np.float64)

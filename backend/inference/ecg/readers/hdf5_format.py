@@ -11,6 +11,7 @@ from backend.inference.ecg.readers.normalise import (
     MAX_LEADS,
     build_record,
     check_size,
+    error_text,
     orient_samples_by_leads,
     unit_scale,
 )
@@ -84,14 +85,17 @@ def read_hdf5(data: bytes, name: str) -> EcgRecord:
         file = h5py.File(io.BytesIO(data), "r")
     except Exception:  # noqa: BLE001 - the library raises many types on damage
         raise UnusableInputError(
-            f"{where}: not a readable HDF5 file (damaged or truncated)."
+            "%(where)s: not a readable HDF5 file (damaged or truncated).", params={"where": where}
         ) from None
     try:
         return _read(file, where)
     except UnusableInputError:
         raise
     except Exception as exc:  # noqa: BLE001 - h5py raises OSError/KeyError/... on damaged internals
-        raise UnusableInputError(f"{where}: the HDF5 file is damaged ({exc}).") from None
+        raise UnusableInputError(
+            "%(where)s: the HDF5 file is damaged (%(error)s).",
+            params={"where": where, "error": error_text(exc)},
+        ) from None
     finally:
         file.close()
 
@@ -113,14 +117,16 @@ def _read(file: h5py.File, where: str) -> EcgRecord:
     listing = ", ".join(f"/{p} {s}" for p, s in found) or "none"
     if not candidates:
         raise UnusableInputError(
-            f"{where}: no 2-D signal dataset (samples x leads) found; datasets: {listing}."
+            "%(where)s: no 2-D signal dataset (samples x leads) found; datasets: %(datasets)s.",
+            params={"where": where, "datasets": listing},
         )
     if len(candidates) > 1:
         preferred = [d for d in candidates if d.name.rsplit("/", 1)[-1].lower() in PREFERRED_NAMES]
         if len(preferred) != 1:
             raise UnusableInputError(
-                f"{where}: cannot tell which dataset holds the ECG; datasets: {listing}. "
-                "Keep one 2-D dataset or name it 'ecg'."
+                "%(where)s: cannot tell which dataset holds the ECG; datasets: %(datasets)s. "
+                "Keep one 2-D dataset or name it 'ecg'.",
+                params={"where": where, "datasets": listing},
             )
         candidates = preferred
     dataset = candidates[0]
@@ -151,7 +157,8 @@ def _read(file: h5py.File, where: str) -> EcgRecord:
         scales = {unit_scale(u, where=where) for u in unit_values}
         if len(scales) != 1:
             raise UnusableInputError(
-                f"{where}: mixed signal units {unit_values} are not supported."
+                "%(where)s: mixed signal units %(units)s are not supported.",
+                params={"where": where, "units": str(unit_values)},
             )
         scale = scales.pop()
 
@@ -159,8 +166,14 @@ def _read(file: h5py.File, where: str) -> EcgRecord:
     n_named = len(leads) if leads else None
     if n_named is None and min(shape) > MAX_LEADS:
         raise UnusableInputError(
-            f"{where}: cannot tell which axis of dataset {dataset.name} {dataset.shape} holds the "
-            f"leads; add a 'leads' attribute. Datasets: {listing}."
+            "%(where)s: cannot tell which axis of dataset %(dataset)s %(shape)s holds the leads; "
+            "add a 'leads' attribute. Datasets: %(datasets)s.",
+            params={
+                "where": where,
+                "dataset": dataset.name,
+                "shape": str(dataset.shape),
+                "datasets": listing,
+            },
         )
     check_size(max(shape), min(shape), where=where)
     arr = np.asarray(dataset[()]).reshape(shape)

@@ -66,6 +66,11 @@ _NON_ECG = re.compile(
 _PREFIX = re.compile(r"^(mdc_ecg_lead_|ecg_lead_|ecglead|ecg|ekg|lead)")
 
 
+def error_text(exc: BaseException) -> str:
+    """A library's exception as a refusal parameter: its text, or its type when it has none."""
+    return str(exc) or type(exc).__name__
+
+
 def _label_key(label: str) -> str:
     key = re.sub(r"\(.*?\)|\[.*?\]", "", label).strip().lower()
     key = re.sub(r"[\s\-_.:]+", "_", key).strip("_")
@@ -91,8 +96,9 @@ def unit_scale(unit: str | None, *, where: str) -> float:
     if key in UNIT_SCALE_TO_MV:
         return UNIT_SCALE_TO_MV[key]
     raise UnusableInputError(
-        f"{where}: the signal unit {unit!r} is not a voltage unit CareLens knows "
-        "(expected mV, uV/µV or V)."
+        "%(where)s: the signal unit %(unit)s is not a voltage unit CareLens knows "
+        "(expected mV, uV/µV or V).",
+        params={"where": where, "unit": repr(unit)},
     )
 
 
@@ -107,23 +113,28 @@ def default_lead_names(n_leads: int, *, where: str) -> tuple[list[str], str]:
     if n_leads == 1:
         return ["I"], "no lead name in the file: assumed a single lead I (rhythm strip)"
     raise UnusableInputError(
-        f"{where}: the file holds {n_leads} channels but no lead names; add the names "
-        f"(e.g. a 'leads' list: {', '.join(STANDARD_LEADS)})."
+        "%(where)s: the file holds %(channels)d channels but no lead names; add the names "
+        "(e.g. a 'leads' list: %(leads)s).",
+        params={"where": where, "channels": n_leads, "leads": ", ".join(STANDARD_LEADS)},
     )
 
 
 def check_size(n_samples: int, n_leads: int, *, where: str) -> None:
     """Refuse empty or oversized signals before reading them into memory."""
     if n_samples <= 0 or n_leads <= 0:
-        raise UnusableInputError(f"{where}: the file holds no ECG samples.")
+        raise UnusableInputError(
+            "%(where)s: the file holds no ECG samples.", params={"where": where}
+        )
     if n_leads > 64:
         raise UnusableInputError(
-            f"{where}: {n_leads} channels is not an ECG (at most {MAX_LEADS} leads expected)."
+            "%(where)s: %(channels)d channels is not an ECG (at most %(max_leads)d leads expected).",
+            params={"where": where, "channels": n_leads, "max_leads": MAX_LEADS},
         )
     if n_samples * n_leads > MAX_VALUES:
         raise UnusableInputError(
-            f"{where}: the recording is too long to analyse ({n_samples} samples x {n_leads} "
-            "channels); export an excerpt of at most 10 minutes."
+            "%(where)s: the recording is too long to analyse (%(samples)d samples x %(channels)d "
+            "channels); export an excerpt of at most 10 minutes.",
+            params={"where": where, "samples": n_samples, "channels": n_leads},
         )
 
 
@@ -131,11 +142,15 @@ def check_fs(fs: float | None, *, where: str) -> float:
     try:
         value = float(fs)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise UnusableInputError(f"{where}: the sampling rate {fs!r} is not a number.") from None
+        raise UnusableInputError(
+            "%(where)s: the sampling rate %(fs)s is not a number.",
+            params={"where": where, "fs": repr(fs)},
+        ) from None
     if not np.isfinite(value) or value < MIN_FS_HZ or value > MAX_FS_HZ:
         raise UnusableInputError(
-            f"{where}: a sampling rate of {value:g} Hz is not plausible for an ECG "
-            f"(expected {MIN_FS_HZ:g}-{MAX_FS_HZ:g} Hz; 250-1000 Hz is usual)."
+            "%(where)s: a sampling rate of %(fs)g Hz is not plausible for an ECG "
+            "(expected %(min_fs)g-%(max_fs)g Hz; 250-1000 Hz is usual).",
+            params={"where": where, "fs": value, "min_fs": MIN_FS_HZ, "max_fs": MAX_FS_HZ},
         )
     return value
 
@@ -145,14 +160,16 @@ def as_float_matrix(data: object, *, where: str) -> np.ndarray:
     arr = np.asarray(data)
     if arr.dtype.kind not in "iufb":
         raise UnusableInputError(
-            f"{where}: the signal must be numbers, found values of type {arr.dtype}."
+            "%(where)s: the signal must be numbers, found values of type %(dtype)s.",
+            params={"where": where, "dtype": str(arr.dtype)},
         )
     arr = arr.astype(np.float64, copy=False)
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2:
         raise UnusableInputError(
-            f"{where}: expected a 1-D or 2-D signal array, found shape {arr.shape}."
+            "%(where)s: expected a 1-D or 2-D signal array, found shape %(shape)s.",
+            params={"where": where, "shape": str(arr.shape)},
         )
     return arr
 
@@ -166,9 +183,13 @@ def orient_samples_by_leads(arr: np.ndarray, n_named: int | None, *, where: str)
         if rows == n_named and cols != n_named:
             return arr.T
         if rows == cols == n_named:
-            raise UnusableInputError(f"{where}: the signal is only {rows} samples long.")
+            raise UnusableInputError(
+                "%(where)s: the signal is only %(samples)d samples long.",
+                params={"where": where, "samples": rows},
+            )
         raise UnusableInputError(
-            f"{where}: {n_named} lead names given but the signal has shape {arr.shape}."
+            "%(where)s: %(names)d lead names given but the signal has shape %(shape)s.",
+            params={"where": where, "names": n_named, "shape": str(arr.shape)},
         )
     if cols <= MAX_LEADS < rows:
         return arr
@@ -176,11 +197,13 @@ def orient_samples_by_leads(arr: np.ndarray, n_named: int | None, *, where: str)
         return arr.T
     if rows <= MAX_LEADS and cols <= MAX_LEADS:
         raise UnusableInputError(
-            f"{where}: the signal has shape {arr.shape}: far too short to be an ECG."
+            "%(where)s: the signal has shape %(shape)s: far too short to be an ECG.",
+            params={"where": where, "shape": str(arr.shape)},
         )
     raise UnusableInputError(
-        f"{where}: cannot tell which axis of shape {arr.shape} holds the leads "
-        f"(expected samples x leads with at most {MAX_LEADS} leads)."
+        "%(where)s: cannot tell which axis of shape %(shape)s holds the leads "
+        "(expected samples x leads with at most %(max_leads)d leads).",
+        params={"where": where, "shape": str(arr.shape), "max_leads": MAX_LEADS},
     )
 
 
@@ -222,7 +245,10 @@ def build_record(
         meta.setdefault("notes", []).append(note)
     labels = [str(label) for label in labels]
     if len(labels) != n_ch:
-        raise UnusableInputError(f"{where}: {len(labels)} lead names for {n_ch} signal channels.")
+        raise UnusableInputError(
+            "%(where)s: %(names)d lead names for %(channels)d signal channels.",
+            params={"where": where, "names": len(labels), "channels": n_ch},
+        )
 
     keep: list[int] = []
     names: list[str] = []
@@ -239,13 +265,18 @@ def build_record(
             names.append(name)
     if unknown:
         raise UnusableInputError(
-            f"{where}: unknown lead name(s) {', '.join(repr(u) for u in unknown)}; "
-            f"expected standard leads ({', '.join(STANDARD_LEADS)}) or common aliases "
-            "(MLII, DI, lead I, AVR, v1...)."
+            "%(where)s: unknown lead name(s) %(names)s; expected standard leads (%(leads)s) or "
+            "common aliases (MLII, DI, lead I, AVR, v1...).",
+            params={
+                "where": where,
+                "names": ", ".join(repr(u) for u in unknown),
+                "leads": ", ".join(STANDARD_LEADS),
+            },
         )
     if not names:
         raise UnusableInputError(
-            f"{where}: no ECG lead found among the channels {', '.join(labels)}."
+            "%(where)s: no ECG lead found among the channels %(channels)s.",
+            params={"where": where, "channels": ", ".join(labels)},
         )
     if dropped:
         meta.setdefault("notes", []).append(
@@ -259,20 +290,24 @@ def build_record(
 
     if n_samples / fs < MIN_DURATION_S:
         raise UnusableInputError(
-            f"{where}: the recording lasts {n_samples / fs:.2f} s; at least "
-            f"{MIN_DURATION_S:g} s are needed (10 s is standard)."
+            "%(where)s: the recording lasts %(seconds).2f s; at least %(minimum)g s are needed "
+            "(10 s is standard).",
+            params={"where": where, "seconds": n_samples / fs, "minimum": MIN_DURATION_S},
         )
     if not np.isfinite(signal).any():
-        raise UnusableInputError(f"{where}: every sample is missing (NaN).")
+        raise UnusableInputError(
+            "%(where)s: every sample is missing (NaN).", params={"where": where}
+        )
 
     if scale_to_mv is not None:
         signal = signal * scale_to_mv
         amplitude = _robust_amplitude(signal)
         if amplitude > 20.0:
             raise UnusableInputError(
-                f"{where}: amplitudes of about {amplitude:.0f} mV are not physiological "
+                "%(where)s: amplitudes of about %(amplitude).0f mV are not physiological "
                 "(an ECG spans a few mV): the file probably stores microvolts or raw ADC "
-                "counts labelled as millivolts. Check the export's units or gain."
+                "counts labelled as millivolts. Check the export's units or gain.",
+                params={"where": where, "amplitude": amplitude},
             )
     else:
         amplitude = _robust_amplitude(signal)
@@ -284,9 +319,10 @@ def build_record(
             )
         elif amplitude > 20.0:
             raise UnusableInputError(
-                f"{where}: the file gives no units and amplitudes of about {amplitude:.0f} "
+                "%(where)s: the file gives no units and amplitudes of about %(amplitude).0f "
                 "are neither millivolts nor microvolts of an ECG; state the units "
-                "(e.g. a 'units' entry of 'mV' or 'uV')."
+                "(e.g. a 'units' entry of 'mV' or 'uV').",
+                params={"where": where, "amplitude": amplitude},
             )
         else:
             meta.setdefault("units_assumed", "mV")

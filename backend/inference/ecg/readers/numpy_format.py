@@ -29,19 +29,26 @@ def load_npy(data: bytes, where: str) -> np.ndarray:
         else:
             shape, _, dtype = np.lib.format.read_array_header_2_0(buf)
     except Exception:  # noqa: BLE001 - the library raises many types on damage
-        raise UnusableInputError(f"{where}: not a readable .npy array (damaged header).") from None
+        raise UnusableInputError(
+            "%(where)s: not a readable .npy array (damaged header).", params={"where": where}
+        ) from None
     if dtype.hasobject:
         raise UnusableInputError(
-            f"{where}: the array holds Python objects; only numeric arrays are accepted."
+            "%(where)s: the array holds Python objects; only numeric arrays are accepted.",
+            params={"where": where},
         )
     if int(np.prod(shape, dtype=np.int64)) > MAX_VALUES * 2:
-        raise UnusableInputError(f"{where}: the array {shape} is too large for one ECG.")
+        raise UnusableInputError(
+            "%(where)s: the array %(shape)s is too large for one ECG.",
+            params={"where": where, "shape": str(shape)},
+        )
     buf.seek(0)
     try:
         return np.load(buf, allow_pickle=False)
     except Exception:  # noqa: BLE001 - the library raises many types on damage
         raise UnusableInputError(
-            f"{where}: the .npy array is shorter than its header says (truncated?)."
+            "%(where)s: the .npy array is shorter than its header says (truncated?).",
+            params={"where": where},
         ) from None
 
 
@@ -61,14 +68,20 @@ def _strings(value: object, where: str) -> list[str]:
     if arr.ndim == 0 and arr.dtype.kind in "US":
         return _strings(arr.item(), where)  # np.savez(leads="I,II") stores a 0-d string array
     if arr.dtype.kind not in "US" and not isinstance(value, list | tuple):
-        raise UnusableInputError(f"{where}: lead names must be text, found {arr.dtype}.")
+        raise UnusableInputError(
+            "%(where)s: lead names must be text, found %(dtype)s.",
+            params={"where": where, "dtype": str(arr.dtype)},
+        )
     return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in arr.ravel()]
 
 
 def _scalar(value: object, what: str, where: str) -> object:
     arr = np.asarray(value)
     if arr.size != 1:
-        raise UnusableInputError(f"{where}: '{what}' must be a single value, found {arr.shape}.")
+        raise UnusableInputError(
+            "%(where)s: '%(key)s' must be a single value, found %(shape)s.",
+            params={"where": where, "key": what, "shape": str(arr.shape)},
+        )
     item = arr.ravel()[0]
     item = item.item() if isinstance(item, np.generic) else item
     return item.decode("utf-8", "replace") if isinstance(item, bytes) else item
@@ -88,7 +101,8 @@ def record_from_mapping(mapping: Mapping, *, fmt: str, where: str) -> EcgRecord:
         lengths = {np.asarray(v).size for v in per_lead.values()}
         if len(lengths) != 1:
             raise UnusableInputError(
-                f"{where}: the leads have different lengths {sorted(lengths)}."
+                "%(where)s: the leads have different lengths %(lengths)s.",
+                params={"where": where, "lengths": str(sorted(lengths))},
             )
         columns = [np.asarray(v, dtype=np.float64).ravel() for v in per_lead.values()]
         signal = np.stack(columns, axis=1)
@@ -100,19 +114,26 @@ def record_from_mapping(mapping: Mapping, *, fmt: str, where: str) -> EcgRecord:
             if len(arrays) != 1:
                 keys = ", ".join(str(k) for k in mapping) or "none"
                 raise UnusableInputError(
-                    f"{where}: cannot tell which entry holds the ECG signal (keys: {keys}); "
-                    "name it 'signal'."
+                    "%(where)s: cannot tell which entry holds the ECG signal (keys: %(keys)s); "
+                    "name it 'signal'.",
+                    params={"where": where, "keys": keys},
                 )
             signal_value = rest[arrays[0]]
         signal = np.asarray(signal_value)
         if signal.dtype.kind not in "iufb":
-            raise UnusableInputError(f"{where}: the signal must be numbers, found {signal.dtype}.")
+            raise UnusableInputError(
+                "%(where)s: the signal must be numbers, found %(dtype)s.",
+                params={"where": where, "dtype": str(signal.dtype)},
+            )
         signal = np.squeeze(signal)
         if signal.ndim == 1:
             signal = signal[:, None]
         leads = _strings(leads_value, where) if leads_value is not None else None
         if signal.ndim != 2:
-            raise UnusableInputError(f"{where}: expected a 2-D signal, found shape {signal.shape}.")
+            raise UnusableInputError(
+                "%(where)s: expected a 2-D signal, found shape %(shape)s.",
+                params={"where": where, "shape": str(signal.shape)},
+            )
         signal = orient_samples_by_leads(
             signal.astype(np.float64), len(leads) if leads else None, where=where
         )
@@ -128,7 +149,8 @@ def record_from_mapping(mapping: Mapping, *, fmt: str, where: str) -> EcgRecord:
         scales = {unit_scale(u, where=where) for u in unit_values}
         if len(scales) != 1:
             raise UnusableInputError(
-                f"{where}: mixed signal units {unit_values} are not supported."
+                "%(where)s: mixed signal units %(units)s are not supported.",
+                params={"where": where, "units": str(unit_values)},
             )
         scale = scales.pop()
     return build_record(signal, fs, leads, fmt=fmt, where=where, scale_to_mv=scale, meta=meta)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from backend.inference.ecg.readers.normalise import MAX_VALUES
+from backend.inference.ecg.readers.normalise import MAX_VALUES, error_text
 from backend.inference.ecg.readers.numpy_format import record_from_mapping
 from backend.inference.ecg.record import EcgRecord
 from backend.inference.errors import UnusableInputError
@@ -90,21 +90,30 @@ def read_pickle(data: bytes, name: str) -> EcgRecord:
         obj = RestrictedUnpickler(io.BytesIO(data)).load()
     except pickle.UnpicklingError as exc:
         raise UnusableInputError(
-            f"{where}: the pickle holds more than plain arrays and numbers ({exc}); only "
-            "arrays, lists and dicts of numbers are accepted."
+            "%(where)s: the pickle holds more than plain arrays and numbers (%(error)s); only "
+            "arrays, lists and dicts of numbers are accepted.",
+            params={"where": where, "error": error_text(exc)},
         ) from None
     except RecursionError:
-        raise UnusableInputError(f"{where}: the pickle is nested too deeply.") from None
+        raise UnusableInputError(
+            "%(where)s: the pickle is nested too deeply.", params={"where": where}
+        ) from None
     except Exception as exc:  # noqa: BLE001 - truncated or corrupt streams raise EOFError, ValueError, ...
-        raise UnusableInputError(f"{where}: the pickle is damaged or truncated ({exc}).") from None
+        raise UnusableInputError(
+            "%(where)s: the pickle is damaged or truncated (%(error)s).",
+            params={"where": where, "error": error_text(exc)},
+        ) from None
     _count_values(obj, 2 * MAX_VALUES)
     if isinstance(obj, Mapping):
         if not all(isinstance(k, str) for k in obj):
-            raise UnusableInputError(f"{where}: the pickled dict must have text keys.")
+            raise UnusableInputError(
+                "%(where)s: the pickled dict must have text keys.", params={"where": where}
+            )
         return record_from_mapping(obj, fmt="pickle", where=where)
     if isinstance(obj, (np.ndarray, list, tuple)):
         return record_from_mapping({"signal": obj}, fmt="pickle", where=where)
     raise UnusableInputError(
-        f"{where}: the pickle holds a {type(obj).__name__}; expected an array or a dict "
-        "with a 'signal' array."
+        "%(where)s: the pickle holds a %(type)s; expected an array or a dict "
+        "with a 'signal' array.",
+        params={"where": where, "type": type(obj).__name__},
     )

@@ -10,7 +10,13 @@ from pathlib import Path
 import numpy as np
 import wfdb
 
-from backend.inference.ecg.readers.normalise import build_record, check_fs, check_size, unit_scale
+from backend.inference.ecg.readers.normalise import (
+    build_record,
+    check_fs,
+    check_size,
+    error_text,
+    unit_scale,
+)
 from backend.inference.ecg.record import EcgRecord
 from backend.inference.errors import UnusableInputError
 
@@ -42,7 +48,9 @@ def _header_text(data: bytes, name: str) -> str:
     try:
         return data.decode("ascii")
     except UnicodeDecodeError:
-        raise UnusableInputError(f"{name}: not a WFDB header (not plain text).") from None
+        raise UnusableInputError(
+            "%(name)s: not a WFDB header (not plain text).", params={"name": name}
+        ) from None
 
 
 def read_wfdb(files: dict[str, bytes]) -> EcgRecord:
@@ -53,24 +61,31 @@ def read_wfdb(files: dict[str, bytes]) -> EcgRecord:
     top = [n for n in headers if n not in referenced] or list(headers)
     if len(top) > 1:
         raise UnusableInputError(
-            "Several WFDB records were uploaded (" + ", ".join(sorted(top)) + "); send one."
+            "Several WFDB records were uploaded (%(records)s); send one.",
+            params={"records": ", ".join(sorted(top))},
         )
     head_name = top[0]
     record_line = header_record_line(headers[head_name])
     if len(record_line) < 2:
-        raise UnusableInputError(f"{head_name}: the WFDB header has no record line.")
+        raise UnusableInputError(
+            "%(name)s: the WFDB header has no record line.", params={"name": head_name}
+        )
     record_name = record_line[0].split("/")[0]
     for name in [record_name, *files]:
         if not _SAFE_NAME.match(Path(name).name):
-            raise UnusableInputError(f"{name!r}: unsupported characters in a WFDB file name.")
+            raise UnusableInputError(
+                "%(name)s: unsupported characters in a WFDB file name.",
+                params={"name": repr(name)},
+            )
 
     missing = sorted(
         f for f in header_file_names(headers[head_name]) if f != "~" and f not in files
     )
     if missing:
         raise UnusableInputError(
-            f"{head_name}: the header refers to {', '.join(missing)}, which was not uploaded "
-            "(send the .hea together with its .dat file(s), or both in one .zip)."
+            "%(name)s: the header refers to %(files)s, which was not uploaded "
+            "(send the .hea together with its .dat file(s), or both in one .zip).",
+            params={"name": head_name, "files": ", ".join(missing)},
         )
 
     where = f"WFDB record {record_name}"
@@ -85,7 +100,10 @@ def read_wfdb(files: dict[str, bytes]) -> EcgRecord:
                 warnings.simplefilter("ignore")
                 header = wfdb.rdheader(base)
         except Exception as exc:  # noqa: BLE001 - the library raises many types for a damaged header
-            raise UnusableInputError(f"{where}: the .hea header cannot be read ({exc}).") from None
+            raise UnusableInputError(
+                "%(where)s: the .hea header cannot be read (%(error)s).",
+                params={"where": where, "error": error_text(exc)},
+            ) from None
         n_sig = int(header.n_sig or 0)
         sig_len = int(header.sig_len or 0)
         check_fs(header.fs, where=where)
@@ -96,15 +114,19 @@ def read_wfdb(files: dict[str, bytes]) -> EcgRecord:
                 rec = wfdb.rdrecord(base, physical=True, smooth_frames=True)
         except ValueError as exc:
             raise UnusableInputError(
-                f"{where}: the signal file is shorter or different from what its header "
-                f"describes (truncated upload?): {exc}"
+                "%(where)s: the signal file is shorter or different from what its header "
+                "describes (truncated upload?): %(error)s",
+                params={"where": where, "error": error_text(exc)},
             ) from None
         except Exception as exc:  # noqa: BLE001 - damaged files raise IndexError, TypeError, OSError...
-            raise UnusableInputError(f"{where}: the record cannot be read ({exc}).") from None
+            raise UnusableInputError(
+                "%(where)s: the record cannot be read (%(error)s).",
+                params={"where": where, "error": error_text(exc)},
+            ) from None
 
     signal = rec.p_signal
     if signal is None or signal.size == 0:
-        raise UnusableInputError(f"{where}: the record holds no samples.")
+        raise UnusableInputError("%(where)s: the record holds no samples.", params={"where": where})
     signal = np.asarray(signal, dtype=np.float64)
     units = list(rec.units or ["mV"] * signal.shape[1])
     scales = np.array([unit_scale(u or "mV", where=where) for u in units])
