@@ -32,7 +32,8 @@ class UnusableInputError(Exception):
     def localized(self, gettext: Callable[[str], str]) -> str:
         if not self.params:
             return gettext(self.template)
-        params = {k: gettext(v) if isinstance(v, str) else v for k, v in self.params.items()}
+        # gettext("") is the catalog's header, never a translation of an empty detail
+        params = {k: gettext(v) if isinstance(v, str) and v else v for k, v in self.params.items()}
         return gettext(self.template) % params
 
     def to_json(self) -> dict:

@@ -179,3 +179,10 @@ def test_a_cut_off_sheet_names_the_edge_in_korean():
     layout = UnusableInputError(digitize.MSG_LAYOUT, params={"rows": 5})
     assert "found 5 rows" in layout.message
     assert "5줄" in layout.localized(translations_for("ko").gettext)
+
+
+def test_an_empty_detail_stays_empty_in_korean():
+    # gettext("") would return the catalog header ("Project-Id-Version: ...")
+    exc = UnusableInputError("%(where)s: the EDF file holds no signals.", params={"where": ""})
+    korean = exc.localized(translations_for("ko").gettext)
+    assert "Project-Id-Version" not in korean and korean.startswith(": ")

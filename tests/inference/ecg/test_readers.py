@@ -339,6 +339,11 @@ def test_edf_without_a_voltage_unit_is_refused(tmp_path):
     assert_unusable({"cut.edf": data[: len(data) // 2]}, "edf")
 
 
+def test_a_damaged_edf_is_named_by_the_users_file_not_the_servers_temporary_copy():
+    message = assert_unusable({"rec.edf": b"0       " + b"x" * 300}, "rec.edf: not a readable EDF")
+    assert "carelens-edf" not in message and "/tmp" not in message and "upload.edf" not in message
+
+
 # ---------------------------------------------------------------- DICOM
 
 

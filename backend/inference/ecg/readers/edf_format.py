@@ -33,7 +33,8 @@ def read_edf(data: bytes, name: str) -> EcgRecord:
         except Exception as exc:  # noqa: BLE001 - pyedflib reports every header problem as OSError
             raise UnusableInputError(
                 "%(where)s: not a readable EDF file (damaged or truncated: %(error)s).",
-                params={"where": where, "error": error_text(exc)},
+                # pyedflib names the temporary copy; the user knows the file by its own name
+                params={"where": where, "error": error_text(exc).replace(f"{path}: ", "")},
             ) from None
         try:
             return _read(reader, where)
