@@ -146,6 +146,9 @@ WHEN_URGENT_KO = (
     " 사진 결과와 관계없이 열, 귀 통증, 귀에서 나오는 액체나 고름, 갑작스러운 청력 저하, "
     "귀 뒤의 부기, 아이가 매우 아파 보이면 바로 진료를 받으세요."
 )
+# quality.issues (English, as every lane's; pages show them through the catalog)
+LOW_CONFIDENCE_NOTE = "the model is not sure between the findings"
+SLIGHTLY_BLURRY_NOTE = "the photo is slightly blurry; a sharper one gives a surer answer"
 UNCERTAIN_EN = " The model is not sure about this photo; a clearer photo or a doctor's look helps."
 UNCERTAIN_KO = " 모델이 이 사진에 대해 확신하지 못합니다. 더 선명한 사진이나 진료가 도움이 됩니다."
 
@@ -307,11 +310,11 @@ def analyze_ear(image: np.ndarray, registry: ModelRegistry | None = None) -> dic
     issues: list[str] = []
     explanation, explanation_ko = finding["en"], finding["ko"]
     if confidence < 0.5:
-        issues.append("low_confidence")
+        issues.append(LOW_CONFIDENCE_NOTE)
         explanation += UNCERTAIN_EN
         explanation_ko += UNCERTAIN_KO
     if scores["quality"]["sharpness"] < 2 * gate.card["thresholds"]["min_sharpness"]:
-        issues.append("slightly_blurry")
+        issues.append(SLIGHTLY_BLURRY_NOTE)
     return make_result(
         kind="ear",
         label=label,

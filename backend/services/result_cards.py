@@ -19,6 +19,9 @@ from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont, ImageOps
 
 from backend.i18n import N_, current_locale
 from backend.i18n import gettext as _
+from backend.inference import ear
+from backend.inference.ecg import quality
+from backend.inference.result import DISCLAIMER
 from backend.services import ecg_plot
 
 KIND_TITLES = {"ecg": N_("ECG check"), "skin": N_("Skin check"), "ear": N_("Ear check")}
@@ -140,6 +143,26 @@ def interval_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             "flag": flag,
         })
     return rows
+
+
+# Ear results saved before the issues were sentences carry these codes.
+_EAR_ISSUE_CODES = {"low_confidence": ear.LOW_CONFIDENCE_NOTE,
+                    "slightly_blurry": ear.SLIGHTLY_BLURRY_NOTE}
+
+
+def quality_notes(result: dict[str, Any]) -> list[str]:
+    """The result's `quality.issues` (stored in English) in the user's language."""
+    issues = (result.get("quality") or {}).get("issues") or []
+    return [quality.localize_issue(_EAR_ISSUE_CODES.get(str(i), str(i)), _) for i in issues]
+
+
+def quality_notes_title(result: dict[str, Any]) -> str:
+    return _("Photo quality notes") if result.get("input_type", "photo") == "photo" else _(
+        "Recording quality notes")
+
+
+def disclaimer_for(result: dict[str, Any]) -> str:
+    return _(str(result.get("disclaimer") or DISCLAIMER))
 
 
 def explanation_for(result: dict[str, Any]) -> str:
@@ -413,10 +436,10 @@ def _report(result, created_at, patient, input_image, check_id) -> bytes:
                       fill="#a61b1b" if row["flag"] else INK)
             draw.text((pad + 640, y), f"{_('normal')} {row['range']}", font=small, fill=MUTED)
             y += 32
-    quality = (result.get("quality") or {}).get("issues") or []
-    if quality:
+    notes = quality_notes(result)
+    if notes:
         y += 10
-        y = _text_block(draw, (pad, y), _("Photo quality notes") + ": " + ", ".join(quality),
+        y = _text_block(draw, (pad, y), quality_notes_title(result) + ": " + " · ".join(notes),
                         small, w - 2 * pad, fill=MUTED)
     y += 16
     draw.text((pad, y), _("Explanation"), font=fonts.get(26, bold=True), fill=INK)
@@ -427,7 +450,7 @@ def _report(result, created_at, patient, input_image, check_id) -> bytes:
         if picture is not None:
             page.paste(picture, (pad, y + 20))
             y += picture.height + 40
-    _text_block(draw, (pad, h - pad - 130), str(result.get("disclaimer", "")), fonts.get(18),
+    _text_block(draw, (pad, h - pad - 130), disclaimer_for(result), fonts.get(18),
                 w - 2 * pad, fill=MUTED)
     pages = [page]
     if kind == "ecg" and result.get("trace"):

@@ -153,6 +153,25 @@ async def test_korean_result_page_uses_the_korean_explanation(client, app_settin
     html = (await client.get(f"/checks/{check.id}")).text
     client.cookies.delete("lang")
     assert "불규칙한 리듬입니다." in html and "다음에 할 일" in html and "심방세동" in html
+    assert "CareLens는 의료기기가 아니며" in html and "not a medical device" not in html
+
+
+async def test_a_korean_user_reads_the_quality_notes_in_korean(client, app_settings):
+    from backend.inference.ecg import analyze, quality
+
+    user, _token = await logged_in(client)
+    flat = quality._advice("flat", ["V1"])
+    result = {**ecg_result(), "input_type": "photo",
+              "quality": {"ok": True, "issues": [flat, analyze.PHOTO_INTERVALS_NOTE]}}
+    check = await stored_check(user, "ecg", result, app_settings.uploads_dir)
+    english = (await client.get(f"/checks/{check.id}")).text
+    assert "Photo quality notes:" in english and "Lead V1: flat, no signal" in english
+    client.cookies.set("lang", "ko")
+    html = (await client.get(f"/checks/{check.id}")).text
+    client.cookies.delete("lang")
+    assert "사진 품질 참고" in html and "유도 V1: 신호가 없는 평탄한 선입니다" in html
+    assert "간격은 디지털로 변환한 사진에서" in html
+    assert "flat, no signal" not in html and "digitised photo" not in html
 
 
 async def test_skin_result_page_overlays_outline_and_saliency(client, app_settings):

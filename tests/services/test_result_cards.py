@@ -119,3 +119,27 @@ def test_note_under_the_bars_only_when_the_evidence_overrules_the_model():
     assert not result_cards.headline_outweighs_model(ecg_result())
     assert not result_cards.headline_outweighs_model(ear_result())
     assert not result_cards.headline_outweighs_model({"label": "mel", "probabilities": {}})
+
+
+def test_quality_notes_and_disclaimer_follow_the_ui_language():
+    from backend.inference import ear
+    from backend.inference.ecg import analyze
+
+    photo = {**ecg_result(), "input_type": "photo",
+             "quality": {"ok": True, "issues": [analyze.PHOTO_INTERVALS_NOTE]}}
+    saved_ear = {**ear_result(), "quality": {"ok": False, "issues": ["low_confidence"]}}
+    file_record = {**ecg_result(), "input_type": "file",
+                   "quality": {"ok": True, "issues": [analyze.CLIPPED_NOTE]}}
+    token = current_locale.set("ko")
+    try:
+        assert result_cards.quality_notes(photo)[0].startswith("간격은 디지털로 변환한 사진에서")
+        assert result_cards.quality_notes(saved_ear) == ["모델이 소견 사이에서 확신하지 못합니다"]
+        assert result_cards.quality_notes(file_record) == ["기록의 처음 60초만 분석했습니다"]
+        assert result_cards.quality_notes_title(file_record) == "기록 품질 참고"
+        assert result_cards.disclaimer_for(photo).startswith("CareLens는 의료기기가 아니며")
+    finally:
+        current_locale.reset(token)
+    # English: the stored text, and readable words instead of an old result's code
+    assert result_cards.quality_notes(saved_ear) == [ear.LOW_CONFIDENCE_NOTE]
+    assert result_cards.quality_notes_title(photo) == "Photo quality notes"
+    assert result_cards.disclaimer_for(photo).startswith("CareLens is not a medical device")

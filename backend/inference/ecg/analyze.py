@@ -96,6 +96,8 @@ def _interval_flags(
     return flags, ranges
 
 
+CLIPPED_NOTE = f"only the first {MAX_DURATION_S:.0f} s of the recording were analysed"
+NOISY_NOTE = "the rhythm classifier found the recording too noisy"
 PHOTO_INTERVALS_NOTE = (
     "the intervals were measured on a digitised photo and can be off by tens of milliseconds; "
     "confirm them on the original ECG or its file"
@@ -142,7 +144,7 @@ def analyze_ecg_record(
             source=record.source,
             meta=record.meta,
         )
-        clipped_note = [f"only the first {MAX_DURATION_S:.0f} s of the recording were analysed"]
+        clipped_note = [CLIPPED_NOTE]
     else:
         clipped_note = []
     issues, usable = _quality(record)
@@ -216,7 +218,7 @@ def analyze_ecg_record(
     )
     uncertain = (not agree.agrees) or confidence < th.MIN_CONFIDENCE
     if label == "noisy":
-        issues = [*issues, "the rhythm classifier found the recording too noisy"]
+        issues = [*issues, NOISY_NOTE]
 
     r_peaks_s = [round(float(r) / DELINEATION_FS, 3) for r in d.r_peaks]
     trace = {

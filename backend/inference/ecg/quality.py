@@ -14,6 +14,8 @@ wanted) and the CinC 2017 strips labelled noisy; see tests/inference/ecg/test_qu
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -191,23 +193,49 @@ def _assess_lead(
     return problems, usable
 
 
-def _join(leads: list[str]) -> str:
-    return ("lead " if len(leads) == 1 else "leads ") + ", ".join(leads)
-
-
+LEAD_ONE = "lead %(names)s"
+LEAD_MANY = "leads %(names)s"
+# Per-lead advice: %-templates, so a page can show it in the user's language (localize_issue).
 _ADVICE = {
-    "flat": "{leads}: flat, no signal. The electrode may be disconnected or the lead was not "
+    "flat": "%(leads)s: flat, no signal. The electrode may be disconnected or the lead was not "
     "recorded; check it if you record again.",
-    "too short (mostly missing samples)": "{leads}: mostly missing samples, not analysed.",
-    "lead-off": "{leads}: loses contact (flat stretches and sudden jumps). Check that the "
+    "too short (mostly missing samples)": "%(leads)s: mostly missing samples, not analysed.",
+    "lead-off": "%(leads)s: loses contact (flat stretches and sudden jumps). Check that the "
     "electrode sticks to clean, dry skin and that its cable is plugged in.",
-    "clipped": "{leads}: the signal is cut off at the recorder's range (clipping). Check the "
+    "clipped": "%(leads)s: the signal is cut off at the recorder's range (clipping). Check the "
     "electrode contact; a lower gain setting avoids it.",
-    "noise": "{leads}: strong high-frequency noise (muscle tremor or mains interference). Relax, "
-    "keep warm and still, keep away from mains cables and chargers, and record again.",
-    "wander": "{leads}: strong baseline wander (breathing or movement). Breathe calmly and keep "
+    "noise": "%(leads)s: strong high-frequency noise (muscle tremor or mains interference). "
+    "Relax, keep warm and still, keep away from mains cables and chargers, and record again.",
+    "wander": "%(leads)s: strong baseline wander (breathing or movement). Breathe calmly and keep "
     "still while recording; the analysis filters slow drift.",
 }
+_ADVICE_ISSUE = re.compile(r"^(?P<many>Leads?) (?P<names>[^:]+): (?P<rest>.+)$", re.DOTALL)
+
+
+def _capitalised(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _advice(problem: str, leads: list[str], gettext: Callable[[str], str] = str) -> str:
+    phrase = gettext(LEAD_ONE if len(leads) == 1 else LEAD_MANY) % {"names": ", ".join(leads)}
+    return _capitalised(gettext(_ADVICE[problem]) % {"leads": phrase})
+
+
+def localize_issue(issue: str, gettext: Callable[[str], str]) -> str:
+    """One `quality.issues` text in the user's language.
+
+    Results keep their issues as English text (the contract's `quality.issues`, and checks
+    saved long ago), so the per-lead advice made here is recognised by its template and
+    rebuilt through the catalog with the same lead names; any other text is looked up as is.
+    """
+    match = _ADVICE_ISSUE.match(issue)
+    if match:
+        for problem, template in _ADVICE.items():
+            if template.removeprefix("%(leads)s: ") == match["rest"]:
+                leads = match["names"].split(", ")
+                if (match["many"] == "Leads") == (len(leads) > 1):
+                    return _advice(problem, leads, gettext)
+    return gettext(issue)
 
 
 def assess_signal_quality(record: EcgRecord) -> SignalQuality:
@@ -231,8 +259,7 @@ def assess_signal_quality(record: EcgRecord) -> SignalQuality:
             by_problem.setdefault(problem, []).append(name)
     issues = []
     for problem, leads in by_problem.items():
-        text = _ADVICE[problem].format(leads=_join(leads))
-        issues.append(text[0].upper() + text[1:])
+        issues.append(_advice(problem, leads))
     ok = bool(usable)
     if not ok:
         issues.append(MSG_NO_LEAD)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -150,3 +151,30 @@ def test_low_sampling_rate_strip_passes():
     strip = EcgRecord(signal=record.signal[::5, [1]], fs=100.0, lead_names=["II"])
     quality = assess_signal_quality(strip)
     assert quality.ok and quality.issues == [], quality.issues
+
+
+@pytest.mark.parametrize("leads", [["V1"], ["I", "II", "aVF"]])
+def test_every_lead_advice_reads_in_korean_with_the_same_leads(leads):
+    from backend.i18n import translations_for
+    from backend.inference.ecg import quality
+
+    korean = translations_for("ko").gettext
+    for problem in quality._ADVICE:
+        issue = quality._advice(problem, leads)
+        assert issue.startswith(("Lead " if len(leads) == 1 else "Leads ") + ", ".join(leads))
+        shown = quality.localize_issue(issue, korean)
+        assert shown.startswith("유도 " + ", ".join(leads) + ": "), shown
+        assert re.search(r"[\uac00-\ud7a3]", shown.split(": ", 1)[1]), shown
+        assert quality.localize_issue(issue, translations_for("en").gettext) == issue
+
+
+def test_a_flat_lead_of_a_real_record_is_advised_in_korean():
+    from backend.i18n import translations_for
+    from backend.inference.ecg import quality
+
+    issues = assess_signal_quality(with_lead(clean_record(), "V1", np.full(5000, 0.12))).issues
+    assert issues[0].startswith("Lead V1: flat")
+    assert quality.localize_issue(issues[0], translations_for("ko").gettext).startswith(
+        "유도 V1: 신호가 없는 평탄한 선입니다")
+    other = "Lead V1 is fine: nothing to see"
+    assert quality.localize_issue(other, translations_for("ko").gettext) == other
