@@ -10,8 +10,9 @@ class UnusableInputError(Exception):
 
     `message` is the English text (a %-template when `params` are given); `extra` is merged
     into the error JSON (e.g. {"is_eardrum": False}). The web layer shows `localized(gettext)`:
-    the template and every string parameter looked up in the user's language, so the
-    inference code stays free of request state.
+    the template and every string parameter looked up in the user's language (a parameter
+    with its own `localized(gettext)` translates itself), so the inference code stays free of
+    request state.
     """
 
     def __init__(
@@ -32,12 +33,21 @@ class UnusableInputError(Exception):
     def localized(self, gettext: Callable[[str], str]) -> str:
         if not self.params:
             return gettext(self.template)
-        # gettext("") is the catalog's header, never a translation of an empty detail
-        params = {k: gettext(v) if isinstance(v, str) and v else v for k, v in self.params.items()}
+        params = {k: _localized_param(v, gettext) for k, v in self.params.items()}
         return gettext(self.template) % params
 
     def to_json(self) -> dict:
         return {"error": self.message, **self.extra}
+
+
+def _localized_param(value, gettext: Callable[[str], str]):
+    """A parameter in the user's language: an object that knows how (`localized(gettext)`,
+    e.g. a list of quality advice), a fixed phrase through the catalog, anything else as is."""
+    if hasattr(value, "localized"):
+        return value.localized(gettext)
+    if isinstance(value, str) and value:  # gettext("") is the catalog's header
+        return gettext(value)
+    return value
 
 
 class ModelIntegrityError(RuntimeError):

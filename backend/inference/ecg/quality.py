@@ -41,8 +41,6 @@ MIN_SEGMENT_S = 1.5
 
 MSG_NO_LEAD = "No lead is readable: record the ECG again."
 MSG_TOO_POOR = "The ECG is too poor to read: " + MSG_NO_LEAD
-# The refusal's frame is translated (input_errors.po); the per-lead advice inside it stays
-# English, as in the result's quality.issues, since it is built with the lead names.
 MSG_TOO_POOR_ISSUES = "The ECG is too poor to read: %(issues)s " + MSG_NO_LEAD
 
 
@@ -60,11 +58,11 @@ class SignalQuality:
     def raise_if_unusable(self) -> None:
         """Refuse a record too poor to read instead of guessing from it."""
         if not self.ok:
-            advice = " ".join(issue for issue in self.issues if issue != MSG_NO_LEAD)
+            advice = [issue for issue in self.issues if issue != MSG_NO_LEAD]
             if advice:
                 raise UnusableInputError(
                     MSG_TOO_POOR_ISSUES,
-                    params={"issues": advice},
+                    params={"issues": _Advice(advice)},
                     extra={"quality": self.as_contract()},
                 )
             raise UnusableInputError(MSG_TOO_POOR, extra={"quality": self.as_contract()})
@@ -219,6 +217,19 @@ def _capitalised(text: str) -> str:
 def _advice(problem: str, leads: list[str], gettext: Callable[[str], str] = str) -> str:
     phrase = gettext(LEAD_ONE if len(leads) == 1 else LEAD_MANY) % {"names": ", ".join(leads)}
     return _capitalised(gettext(_ADVICE[problem]) % {"leads": phrase})
+
+
+class _Advice:
+    """The per-lead advice inside a refusal: English as text, each issue localized on demand."""
+
+    def __init__(self, issues: list[str]):
+        self.issues = issues
+
+    def __str__(self) -> str:
+        return " ".join(self.issues)
+
+    def localized(self, gettext: Callable[[str], str]) -> str:
+        return " ".join(localize_issue(issue, gettext) for issue in self.issues)
 
 
 def localize_issue(issue: str, gettext: Callable[[str], str]) -> str:

@@ -108,6 +108,12 @@ def test_noisy_leads_are_unusable_and_all_noisy_is_refused():
         quality.raise_if_unusable()
     assert "too poor to read" in info.value.message
     assert info.value.extra["quality"]["ok"] is False
+    assert "Leads I, II, III" in info.value.message and "mains" in info.value.message
+    from backend.i18n import translations_for
+
+    korean = info.value.localized(translations_for("ko").gettext)
+    assert korean.startswith("심전도 품질이 너무 낮아 읽을 수 없습니다: 유도 I, II, III")
+    assert "고주파 잡음" in korean and "mains" not in korean
 
 
 def test_baseline_wander_warns_but_keeps_the_lead():
