@@ -22,6 +22,11 @@ computed on the crop) and then chooses the L2 strength on whole strips and crops
 stays 0 (the shipped recipe). A non-linear stage (one hidden layer of 16 or 64 units beside the
 linear path, AdamW at 3 weight decays, 50 or 200 epochs) did not beat it on validation either:
 best challenge score 0.862 vs 0.860 but AF F1 0.862 vs 0.868, and lower on every 10 s-crop score.
+Gradient-boosted trees on the same inputs (scikit-learn HistGradientBoosting, same class weights,
+learning rate 0.03/0.1 x 7/15 leaves x L2 0/1 x 100/300 rounds) lost more: best validation
+challenge score 0.858 and AF F1 at best 0.837 (10 s crops 0.796 vs 0.799). A likely reason for
+both: the CNN's train-split logits are in-sample, and a flexible stage learns to trust them more
+than they deserve on new strips; out-of-fold CNN scores would need the CNN retrained per fold.
 
     python -m training.ecg.rhythm_stack_train --cache /work/scratch/rhythm/crops_cache.npz
 """
