@@ -220,3 +220,27 @@ def test_retrained_head_learns_a_rare_class_with_balanced_weights():
     assert weight.shape == (2, 6) and bias.shape == (2,)
     pred = (f @ weight.T + bias).argmax(1)
     assert summary(y, pred, 2)["balanced_accuracy"] > 0.9
+
+
+@pytest.mark.slow
+def test_head_retraining_rebuilds_the_checkpoints_own_architecture(tmp_path):
+    """retrain_head used to rebuild every checkpoint as an EarNet: a Lite0 run's failed to load."""
+    import json
+
+    from training.ear import retrain_head
+
+    arrays = _tiny_arrays()
+    np.savez(tmp_path / "arrays.npz", **arrays)
+    run, out = tmp_path / "run", tmp_path / "out"
+    run.mkdir()
+    net = model.classifier(len(data.CLASSES), "lite0", pretrained=False)
+    torch.save({"state": net.state_dict(), "adv": 0.0, "arch": "lite0", "val_score": 0.0,
+                "classes": list(data.CLASSES)}, run / "ear_classifier_adv0.0.pt")
+    (run / "history.json").write_text(json.dumps({"log": [], "recipe": {"arch": "lite0"}}))
+    retrain_head.main(["--run", str(run), "--out", str(out), "--cache",
+                       str(tmp_path / "arrays.npz"), "--views", "1"])
+    rebuilt = model.classifier(len(data.CLASSES), "lite0", pretrained=False)
+    ck = torch.load(out / "ear_classifier_adv0.0.pt", map_location="cpu")
+    rebuilt.load_state_dict(ck["state"])
+    assert ck["arch"] == "lite0"
+    assert json.loads((out / "history.json").read_text())["head_retraining"]["grid"]

@@ -27,7 +27,7 @@ from backend.inference import ear as serving
 from backend.inference.registry import ModelRegistry, sha256_of
 from training.common.classification_metrics import confusion, per_class, summary
 from training.common.efficientnet_lite import WEIGHTS_SOURCE
-from training.common.onnx_quant import quantize_int8_static
+from training.common.onnx_quant import quantize_int8_static, store_weights_fp16
 from training.ear import data, model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,6 +36,7 @@ VERSION = "1.1.0"  # 1.0.0: the GPU run; 1.1.0: CPU fine-tune + re-fitted head
 GATE_VAL_FRR = 0.02
 ENERGY_VAL_FRR = 0.01
 QUALITY_MARGIN = 0.7  # quality limits = 0.7 x the worst training eardrum
+MAX_WEIGHTS_BYTES = 10_000_000  # the brief: each weights file <= 10 MB
 
 
 def _session(path: Path, threads: int = 2) -> ort.InferenceSession:
@@ -437,6 +438,12 @@ def main(argv: list[str] | None = None) -> None:
         shutil.copy(q_path, cls_path)
         strip_unused_initializers(cls_path)
         cls_sess = _session(cls_path)
+    elif cls_path.stat().st_size > MAX_WEIGHTS_BYTES:
+        # Over the 10 MB a weights file may have (a Lite0 classifier is ~13.6 MB in fp32):
+        # stored as fp16, computed in fp32; everything below measures the stored file.
+        store_weights_fp16(cls_path)
+        cls_sess = _session(cls_path)
+        int8["weights_stored_fp16"] = True
 
     # Temperature and thresholds from the validation split.
     v_logits, _ = ort_outputs(cls_sess, x[va])

@@ -28,7 +28,7 @@ from training.ear.train import sampling_weights
 
 
 @torch.no_grad()
-def features(net: model.EarNet, x: np.ndarray, views: int, seed: int) -> np.ndarray:
+def features(net: torch.nn.Module, x: np.ndarray, views: int, seed: int) -> np.ndarray:
     """(views * N, F) penultimate features; view 0 is the plain image, the rest augmented."""
     net.eval()
     g = torch.Generator().manual_seed(seed)
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
 
     ck_path = min(args.run.glob("ear_classifier_adv*.pt"))
     ck = torch.load(ck_path, map_location="cpu")
-    net = model.classifier(n_cls)
+    net = model.classifier(n_cls, ck.get("arch", "earnet"), pretrained=False)
     net.load_state_dict(ck["state"])
     net.eval()
 
