@@ -6,6 +6,14 @@
     python -m training.ear.train --out RUN --skip-gate --adv 0.0 --init-onnx OLD.onnx \
         --class-power 1 --source-power 0.5 --lr 5e-4 --warmup 0.05 --ema 0.98 --epochs 30
 
+Tried and not shipped (held-out figures, 1.1.0: BA 0.743, macro-F1 0.716, accuracy 0.794):
+- a second fine-tune of 1.0.0 (seed 7, the 1.1.0 recipe, head re-fitted) averaged with 1.1.0:
+  val BA 0.738, below either model alone (0.774, 0.762), so no held-out look;
+- ImageNet Lite0 (--arch lite0, the 1.1.0 sampling, lr 1e-3, warmup 0.1, EMA 0.98, 25 epochs,
+  seed 3; the head re-fit did not beat its own head): val BA 0.828, held-out BA 0.734, macro-F1
+  0.726, accuracy 0.842 (Turkey BA 0.496; otitis externa 0 of 5), and with its energy threshold
+  5.7 % of held-out eardrums were falsely rejected (limit 5 %).
+
 Writes <out>/ear_classifier[_advX].pt, <out>/ear_gate.pt and <out>/history.json. Model
 selection uses the validation split only; the test split is touched by evaluate.py alone.
 """
