@@ -33,9 +33,11 @@ def _respond(request: Request, status: int, body: dict, headers: dict | None = N
         return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
     if status == 401:
         return Redirect(f"/login?next={quote(request.url.path)}")
+    # The signed-in user, so the page's navigation does not offer "Log in" to someone logged in
+    user = request.scope.get("user")
     return Template(
-        "error.html", context={"status": status, "message": body["error"]}, status_code=status,
-        headers=headers,
+        "error.html", context={"status": status, "message": body["error"], "user": user},
+        status_code=status, headers=headers,
     )
 
 

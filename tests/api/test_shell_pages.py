@@ -99,3 +99,4 @@ async def test_service_errors_reach_a_korean_user_in_korean(client):
     page = await client.get("/checks/999999")
     assert page.status_code == 404 and "해당 검사가 없습니다." in page.text
     assert "This check does not exist." not in page.text
+    assert 'href="/settings"' in page.text and 'href="/login"' not in page.text  # still signed in
