@@ -143,3 +143,16 @@ def test_quality_notes_and_disclaimer_follow_the_ui_language():
     assert result_cards.quality_notes(saved_ear) == [ear.LOW_CONFIDENCE_NOTE]
     assert result_cards.quality_notes_title(photo) == "Photo quality notes"
     assert result_cards.disclaimer_for(photo).startswith("CareLens is not a medical device")
+
+
+def test_every_fixed_quality_note_has_korean_text():
+    from backend.i18n import translations_for
+    from backend.inference import ear
+    from backend.inference.ecg import analyze
+    from backend.inference.result import DISCLAIMER
+
+    korean = translations_for("ko").gettext
+    notes = [analyze.PHOTO_INTERVALS_NOTE, analyze.CLIPPED_NOTE, analyze.NOISY_NOTE,
+             ear.LOW_CONFIDENCE_NOTE, ear.SLIGHTLY_BLURRY_NOTE, DISCLAIMER]
+    missing = [n for n in notes if not re.search(r"[\uac00-\ud7a3]", korean(n))]
+    assert missing == []
