@@ -217,7 +217,7 @@ class AdminPagesController(Controller):
         except ServiceError as exc:
             if exc.status_code != 400:
                 raise
-            return await self._members_page(current_user, "", error=_(exc.message))
+            return await self._members_page(current_user, "", error=exc.localized(_))
         return Redirect(f"/admin/members?done={quote(action)}")
 
     @get("/moderation")
@@ -312,7 +312,7 @@ class PasswordResetController(Controller):
             user = await admin_service.user_for_reset_token(settings.resolved_secret_key(), token)
         except ServiceError as exc:
             return Template("admin/reset_password.html", status_code=400,
-                            context={"user": None, "invalid": _(exc.message)})
+                            context={"user": None, "invalid": exc.localized(_)})
         return Template("admin/reset_password.html",
                         context={"user": None, "email": user.email, "token": token})
 
@@ -329,5 +329,5 @@ class PasswordResetController(Controller):
                                                data.new_password, _ip(request, settings))
         except ServiceError as exc:
             return Template("admin/reset_password.html", status_code=400, context={
-                "user": None, "token": token, "error": _(exc.message)})
+                "user": None, "token": token, "error": exc.localized(_)})
         return Redirect("/login?reset=1")

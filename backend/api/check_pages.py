@@ -156,7 +156,7 @@ class CheckPagesController(Controller):
             return _capture(kind, current_user, 503,
                             _("This check is unavailable right now (model not loaded)."))
         except ServiceError as exc:
-            return _capture(kind, current_user, exc.status_code, _(exc.message))
+            return _capture(kind, current_user, exc.status_code, exc.localized(_))
         return Redirect(f"/checks/{check.id}", status_code=303)
 
     @get("/checks/{check_id:int}")

@@ -318,7 +318,7 @@ class CommunityPagesController(Controller):
             view = await board.get_post(current_user, post_id)
             return Template("community/edit.html", status_code=400, context={
                 "user": current_user, "post": {**view.post, "title": data.title,
-                                                "body": data.body}, "error": _(exc.message)})
+                                                "body": data.body}, "error": exc.localized(_)})
         return _back(post_id)
 
     @post("/{post_id:int}/delete")

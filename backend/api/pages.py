@@ -121,7 +121,7 @@ class PagesController(Controller):
         except ServiceError as exc:
             return Template("login.html", status_code=exc.status_code, context={
                 "user": None, "next": safe_next(data.next), "email": data.email,
-                "error": _(exc.message)})
+                "error": exc.localized(_)})
         user = await accounts.authenticate(data.email, data.password)
         if user is None:
             await accounts.record_audit("login_failed", actor_id=None,
@@ -149,7 +149,7 @@ class PagesController(Controller):
             user = await accounts.register_user(data.email, data.password, data.display_name)
         except ServiceError as exc:
             return Template("register.html", status_code=exc.status_code, context={
-                "user": None, "error": _(exc.message), "email": data.email,
+                "user": None, "error": exc.localized(_), "email": data.email,
                 "display_name": data.display_name})
         await accounts.record_audit("register", actor_id=user.id,
                                     ip=client_ip(request, settings.trusted_proxies))
@@ -190,7 +190,7 @@ class SettingsController(Controller):
                                           sex=data.sex, birth_year=data.birth_year,
                                           timezone=data.timezone or "UTC")
         except ServiceError as exc:
-            return self._page(current_user, exc.status_code, error=_(exc.message))
+            return self._page(current_user, exc.status_code, error=exc.localized(_))
         return self._page(current_user, notice=_("Your profile was saved."))
 
     @post("/password")
@@ -202,7 +202,7 @@ class SettingsController(Controller):
         try:
             await accounts.change_password(current_user, data.current_password, data.new_password)
         except ServiceError as exc:
-            return self._page(current_user, exc.status_code, error=_(exc.message))
+            return self._page(current_user, exc.status_code, error=exc.localized(_))
         await accounts.record_audit("password_changed", actor_id=current_user.id)
         return self._page(current_user, notice=_("Your password was changed."))
 

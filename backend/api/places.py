@@ -73,6 +73,6 @@ class PlacesPageController(Controller):
                 raise ServiceError(_("The location is not valid (latitude -90..90, "
                                      "longitude -180..180)."), 400)
         except ServiceError as exc:
-            context["error"] = _(exc.message)
+            context["error"] = exc.localized(_)
             status = exc.status_code
         return Template("places.html", context=context, status_code=status)
