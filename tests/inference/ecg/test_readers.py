@@ -309,6 +309,12 @@ def test_csv_header_units_and_bad_cells():
     assert_unusable({"e.csv": f"II;Q7\n{body}".encode()}, "unknown lead name", "'Q7'")
 
 
+def test_csv_of_one_row_says_how_short_it_is():
+    # A one-row file used to read "lasts 0.00 s", as if the recording were empty.
+    message = assert_unusable({"one.csv": b"I,II\n0.1,0.2\n"}, "0.002 s long", "samples: 1")
+    assert "0.00 s" not in message
+
+
 # ---------------------------------------------------------------- EDF
 
 
@@ -532,7 +538,7 @@ def test_empty_unknown_image_and_multiple_files_are_refused():
 def test_too_short_wrong_rate_and_absurd_amplitude_arrays():
     short = io.BytesIO()
     np.savez(short, signal=ecg_like(seconds=1), fs=500)
-    assert_unusable({"s.npz": short.getvalue()}, "1.00 s", "at least 2 s")
+    assert_unusable({"s.npz": short.getvalue()}, "1 s long", "at least 2 s")
     slow = io.BytesIO()
     np.savez(slow, signal=ecg_like(seconds=60)[::25], fs=20)
     assert_unusable({"s.npz": slow.getvalue()}, "20 Hz", "not plausible")

@@ -290,9 +290,15 @@ def build_record(
 
     if n_samples / fs < MIN_DURATION_S:
         raise UnusableInputError(
-            "%(where)s: the recording lasts %(seconds).2f s; at least %(minimum)g s are needed "
-            "(10 s is standard).",
-            params={"where": where, "seconds": n_samples / fs, "minimum": MIN_DURATION_S},
+            "%(where)s: the recording is %(seconds).3g s long (%(rate)g Hz, samples: %(samples)d); "
+            "at least %(minimum)g s are needed (10 s is standard).",
+            params={
+                "where": where,
+                "samples": n_samples,
+                "rate": fs,
+                "seconds": n_samples / fs,
+                "minimum": MIN_DURATION_S,
+            },
         )
     if not np.isfinite(signal).any():
         raise UnusableInputError(
