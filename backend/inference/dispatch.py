@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backend.inference.errors import UnusableInputError
+from backend.inference.errors import Phrase, UnusableInputError
 from backend.inference.images import decode_photo, load_image_rgb, sniff_image_format
 from backend.inference.registry import ModelRegistry, default_registry
 
@@ -39,12 +39,12 @@ def analyze_files(
         from backend.inference.skin import PHOTO_MIN_SIDE, analyze_skin
 
         # Keep the outline at the photo's true size (CONTRACT: mask at input size).
-        photo = decode_photo(_single(files, "photo"), min_side=PHOTO_MIN_SIDE)
+        photo = decode_photo(_single(files, Phrase("photo")), min_side=PHOTO_MIN_SIDE)
         return analyze_skin(photo.pixels, registry, input_hw=photo.original_hw)
     if kind == "ear":
         from backend.inference.ear import PHOTO_MIN_SIDE, analyze_ear
 
-        photo = load_image_rgb(_single(files, "photo"), min_side=PHOTO_MIN_SIDE)
+        photo = load_image_rgb(_single(files, Phrase("photo")), min_side=PHOTO_MIN_SIDE)
         return analyze_ear(photo, registry)
     if kind == "ecg":
         from backend.inference.ecg.analyze import analyze_ecg_record

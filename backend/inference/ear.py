@@ -20,7 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from backend.inference.errors import UnusableInputError
+from backend.inference.errors import Phrase, UnusableInputError
 from backend.inference.registry import ModelRegistry, default_registry
 from backend.inference.result import Urgency, make_result
 
@@ -161,7 +161,7 @@ RETRY_HINT = (
 def not_an_eardrum(reason: str) -> UnusableInputError:
     return UnusableInputError(
         "This does not look like an eardrum photo (%(reason)s). Please %(hint)s",
-        params={"reason": reason, "hint": RETRY_HINT},
+        params={"reason": Phrase(reason), "hint": Phrase(RETRY_HINT)},
         extra={"is_eardrum": False},
     )
 

@@ -10,9 +10,10 @@ class UnusableInputError(Exception):
 
     `message` is the English text (a %-template when `params` are given); `extra` is merged
     into the error JSON (e.g. {"is_eardrum": False}). The web layer shows `localized(gettext)`:
-    the template and every string parameter looked up in the user's language (a parameter
-    with its own `localized(gettext)` translates itself), so the inference code stays free of
-    request state.
+    the template in the user's language, with every parameter that has its own
+    `localized(gettext)` (a Phrase, the ECG quality advice) translated too, so the inference code
+    stays free of request state. Other parameters (file names, lead names, numbers, a library's
+    message) are shown as they are.
     """
 
     def __init__(
@@ -40,14 +41,18 @@ class UnusableInputError(Exception):
         return {"error": self.message, **self.extra}
 
 
+class Phrase(str):
+    """A fixed English phrase given as a refusal parameter ("CSV file" where the upload had no
+    name, "the picture is too dark"): translated with the template. Marking the phrases, rather
+    than translating every string parameter, keeps a file the user named "none" or "photo" as
+    they named it."""
+
+    def localized(self, gettext: Callable[[str], str]) -> str:
+        return gettext(str(self))
+
+
 def _localized_param(value, gettext: Callable[[str], str]):
-    """A parameter in the user's language: an object that knows how (`localized(gettext)`,
-    e.g. a list of quality advice), a fixed phrase through the catalog, anything else as is."""
-    if hasattr(value, "localized"):
-        return value.localized(gettext)
-    if isinstance(value, str) and value:  # gettext("") is the catalog's header
-        return gettext(value)
-    return value
+    return value.localized(gettext) if hasattr(value, "localized") else value
 
 
 class ModelIntegrityError(RuntimeError):

@@ -44,14 +44,17 @@ def _module_strings(tree: ast.Module) -> dict[str, str]:
 
 def _refusal_texts(module: Path) -> set[str]:
     """English texts a person can be shown from `module`: the first argument of every
-    UnusableInputError(...) / not_an_eardrum(...) (a literal or a module constant), the reasons
-    screen_crop returns, the issues quality_issues returns, and RETRY_HINT."""
+    UnusableInputError(...) / not_an_eardrum(...) (a literal or a module constant), every
+    Phrase("...") given as a parameter, the reasons screen_crop returns, the issues
+    quality_issues returns, and RETRY_HINT."""
     tree = ast.parse(module.read_text())
     strings = _module_strings(tree)
     texts = set()
     for node in ast.walk(tree):
         refusal = getattr(getattr(node, "func", None), "id", "")
         first = node.args[0] if refusal and node.args else None
+        if refusal == "Phrase" and isinstance(first, ast.Constant):
+            texts.add(first.value)
         if refusal in ("UnusableInputError", "not_an_eardrum"):
             if isinstance(first, ast.Constant):
                 texts.add(first.value)
@@ -83,8 +86,8 @@ READERS = [
         "wfdb_format",
     )
 ]
-# Fixed English words a module passes as a parameter (translated like the template).
-PARAM_WORDS = {
+# How many Phrase("...") parameters the scan must find in a module (it reads literals only).
+PHRASES = {
     "ecg/digitize.py": {f"{side} edge" for side in ("left", "right", "top", "bottom")},
     "dispatch.py": {"photo"},
     "ecg/readers/aecg_format.py": {"aECG file"},
@@ -137,7 +140,7 @@ def test_every_refusal_has_korean_text(module):
     assert len(unread) == UNREAD_ALLOWED.get(module, 0), (
         f"refusals the scan cannot check (use a %-template and params): {unread}"
     )
-    texts |= PARAM_WORDS.get(module, set())
+    assert PHRASES.get(module, set()) <= texts, "a Phrase the scan did not find"
     korean = translations_for("ko").gettext
     missing = [t for t in sorted(texts) if not HANGUL.search(korean(t))]
     assert not missing, f"no Korean text in backend/locale/ko for: {missing}"
@@ -173,7 +176,7 @@ def _png(width: int, height: int) -> bytes:
 def test_a_cut_off_sheet_names_the_edge_in_korean():
     from backend.inference.ecg import digitize
 
-    exc = UnusableInputError(digitize.MSG_CUT_OFF, params={"edge": "left edge"})
+    exc = UnusableInputError(digitize.MSG_CUT_OFF, params={"edge": digitize.EDGES["left"]})
     assert exc.message.startswith("The left edge of the sheet is cut off.")
     assert exc.localized(translations_for("ko").gettext).startswith("용지의 왼쪽 가장자리가")
     layout = UnusableInputError(digitize.MSG_LAYOUT, params={"rows": 5})
@@ -186,3 +189,20 @@ def test_an_empty_detail_stays_empty_in_korean():
     exc = UnusableInputError("%(where)s: the EDF file holds no signals.", params={"where": ""})
     korean = exc.localized(translations_for("ko").gettext)
     assert "Project-Id-Version" not in korean and korean.startswith(": ")
+
+
+@pytest.mark.parametrize("name", ["none", "photo", "unknown", "CSV file"])
+def test_a_file_named_like_a_phrase_keeps_its_name_in_korean(name):
+    # Only Phrase parameters are translated: a user's file called "none" is not "없음".
+    exc = UnusableInputError("%(where)s: the EDF file holds no signals.", params={"where": name})
+    assert exc.localized(translations_for("ko").gettext).startswith(f"{name}: ")
+
+
+def test_a_reader_without_a_file_name_names_the_format_in_korean():
+    from backend.inference.ecg.readers import csv_format
+
+    with pytest.raises(UnusableInputError) as info:
+        csv_format.read_csv(b"\xff\xfe\x00garbage\x00\x00", None)
+    korean = info.value.localized(translations_for("ko").gettext)
+    assert info.value.message.startswith("CSV file: ")
+    assert korean.startswith("CSV 파일: "), korean

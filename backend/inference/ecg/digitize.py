@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from backend.inference.ecg.record import STANDARD_LEADS, EcgRecord
-from backend.inference.errors import UnusableInputError
+from backend.inference.errors import Phrase, UnusableInputError
 
 FS_OUT = 500
 SPEED_MM_PER_S = 25.0  # standard paper speed
@@ -70,6 +70,12 @@ MSG_NO_ROWS = (
     "with the whole grid in the frame."
 )
 MSG_CUT_OFF = "The %(edge)s of the sheet is cut off. Step back so the whole sheet is in the photo."
+EDGES = {
+    "left": Phrase("left edge"),
+    "right": Phrase("right edge"),
+    "top": Phrase("top edge"),
+    "bottom": Phrase("bottom edge"),
+}
 MSG_LAYOUT = MSG_NO_ROWS + " (found %(rows)d rows; 3x4, 6x2 and single-strip sheets are read)."
 
 
@@ -434,7 +440,7 @@ def _check_cut_off(region: np.ndarray, quad: np.ndarray) -> None:
     if frac > 0.12:
         raise UnusableInputError(
             MSG_CUT_OFF,
-            params={"edge": f"{side} edge"},
+            params={"edge": EDGES[side]},
             extra={"reason": "cut_off", "side": side},
         )
 

@@ -19,7 +19,7 @@ from backend.inference.ecg.readers.normalise import (
     unit_scale,
 )
 from backend.inference.ecg.record import EcgRecord
-from backend.inference.errors import UnusableInputError
+from backend.inference.errors import Phrase, UnusableInputError
 
 _DTD = re.compile(r"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 _TIME_SCALE_S = {"s": 1.0, "sec": 1.0, "ms": 1e-3, "us": 1e-6}
@@ -61,7 +61,7 @@ def parse_xml_safely(data: bytes, where: str) -> ET.Element:
 
 
 def read_aecg(data: bytes, name: str) -> EcgRecord:
-    where = name or "aECG file"
+    where = name or Phrase("aECG file")
     root = parse_xml_safely(data, where)
     if _local(root.tag) != "AnnotatedECG":
         raise UnusableInputError(

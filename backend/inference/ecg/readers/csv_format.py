@@ -19,7 +19,7 @@ from backend.inference.ecg.readers.normalise import (
     unit_scale,
 )
 from backend.inference.ecg.record import EcgRecord
-from backend.inference.errors import UnusableInputError
+from backend.inference.errors import Phrase, UnusableInputError
 
 _TIME = re.compile(r"^(time|t|sec|secs|seconds|timestamp|elapsed)\b", re.IGNORECASE)
 _INDEX = re.compile(r"^(sample|samples|index|idx|n|#|unnamed:?\s*0)$", re.IGNORECASE)
@@ -47,7 +47,7 @@ def _is_number(text: str) -> bool:
 
 
 def read_csv(data: bytes, name: str) -> EcgRecord:
-    where = name or "CSV file"
+    where = name or Phrase("CSV file")
     text = _decode(data, where)
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:

@@ -16,7 +16,7 @@ from backend.inference.ecg.readers.normalise import (
     unit_scale,
 )
 from backend.inference.ecg.record import EcgRecord
-from backend.inference.errors import UnusableInputError
+from backend.inference.errors import Phrase, UnusableInputError
 
 _DTYPES = {
     (8, "SB"): np.int8,
@@ -38,7 +38,7 @@ def _channel_label(channel) -> str:
 
 
 def read_dicom(data: bytes, name: str) -> EcgRecord:
-    where = name or "DICOM file"
+    where = name or Phrase("DICOM file")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom warns about every damaged element it meets
         try:
@@ -71,7 +71,7 @@ def _read(data: bytes, where: str) -> EcgRecord:
         raise UnusableInputError(
             "%(where)s: this DICOM file (modality %(modality)s) holds no ECG waveform; "
             "an image of an ECG must be sent as a photo instead.",
-            params={"where": where, "modality": str(ds.get("Modality") or "unknown")},
+            params={"where": where, "modality": str(ds.get("Modality") or "") or Phrase("unknown")},
         )
     rhythm = [g for g in groups if str(g.get("MultiplexGroupLabel", "")).upper() == "RHYTHM"]
     group = (rhythm or sorted(groups, key=lambda g: -int(g.get("NumberOfWaveformSamples", 0))))[0]

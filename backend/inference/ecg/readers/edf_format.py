@@ -19,11 +19,11 @@ from backend.inference.ecg.readers.normalise import (
     unit_scale,
 )
 from backend.inference.ecg.record import EcgRecord
-from backend.inference.errors import UnusableInputError
+from backend.inference.errors import Phrase, UnusableInputError
 
 
 def read_edf(data: bytes, name: str) -> EcgRecord:
-    where = name or "EDF file"
+    where = name or Phrase("EDF file")
     suffix = ".bdf" if data[:8] == b"\xffBIOSEMI" else ".edf"
     with tempfile.TemporaryDirectory(prefix="carelens-edf-") as tmp:
         path = Path(tmp) / f"upload{suffix}"

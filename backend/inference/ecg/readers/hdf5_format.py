@@ -16,7 +16,7 @@ from backend.inference.ecg.readers.normalise import (
     unit_scale,
 )
 from backend.inference.ecg.record import EcgRecord
-from backend.inference.errors import UnusableInputError
+from backend.inference.errors import Phrase, UnusableInputError
 
 FS_KEYS = (
     "fs",
@@ -80,7 +80,7 @@ def _scalar_dataset(file: h5py.File, keys: tuple[str, ...]) -> object | None:
 
 
 def read_hdf5(data: bytes, name: str) -> EcgRecord:
-    where = name or "HDF5 file"
+    where = name or Phrase("HDF5 file")
     try:
         file = h5py.File(io.BytesIO(data), "r")
     except Exception:  # noqa: BLE001 - the library raises many types on damage
@@ -114,7 +114,7 @@ def _read(file: h5py.File, where: str) -> EcgRecord:
                 candidates.append(obj)  # refused below with the orientation message
 
     file.visititems(visit)
-    listing = ", ".join(f"/{p} {s}" for p, s in found) or "none"
+    listing = ", ".join(f"/{p} {s}" for p, s in found) or Phrase("none")
     if not candidates:
         raise UnusableInputError(
             "%(where)s: no 2-D signal dataset (samples x leads) found; datasets: %(datasets)s.",

@@ -17,7 +17,7 @@ from backend.inference.ecg.readers.normalise import (
     unit_scale,
 )
 from backend.inference.ecg.record import EcgRecord
-from backend.inference.errors import UnusableInputError
+from backend.inference.errors import Phrase, UnusableInputError
 
 
 def load_npy(data: bytes, where: str) -> np.ndarray:
@@ -112,7 +112,7 @@ def record_from_mapping(mapping: Mapping, *, fmt: str, where: str) -> EcgRecord:
         if signal_value is None:
             arrays = [k for k, v in rest.items() if np.asarray(v).size > 64]
             if len(arrays) != 1:
-                keys = ", ".join(str(k) for k in mapping) or "none"
+                keys = ", ".join(str(k) for k in mapping) or Phrase("none")
                 raise UnusableInputError(
                     "%(where)s: cannot tell which entry holds the ECG signal (keys: %(keys)s); "
                     "name it 'signal'.",
@@ -157,13 +157,13 @@ def record_from_mapping(mapping: Mapping, *, fmt: str, where: str) -> EcgRecord:
 
 
 def read_npy(data: bytes, name: str) -> EcgRecord:
-    where = name or ".npy file"
+    where = name or Phrase(".npy file")
     arr = load_npy(data, where)
     return record_from_mapping({"signal": arr}, fmt="npy", where=where)
 
 
 def read_npz(members: dict[str, bytes], name: str) -> EcgRecord:
-    where = name or ".npz file"
+    where = name or Phrase(".npz file")
     arrays = {}
     for member, data in members.items():
         key = member.removesuffix(".npy")

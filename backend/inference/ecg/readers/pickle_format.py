@@ -17,7 +17,7 @@ import numpy as np
 from backend.inference.ecg.readers.normalise import MAX_VALUES, error_text
 from backend.inference.ecg.readers.numpy_format import record_from_mapping
 from backend.inference.ecg.record import EcgRecord
-from backend.inference.errors import UnusableInputError
+from backend.inference.errors import Phrase, UnusableInputError
 
 
 def _latin1_encode(text: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
@@ -85,7 +85,7 @@ def _count_values(obj: object, limit: int) -> None:
 
 
 def read_pickle(data: bytes, name: str) -> EcgRecord:
-    where = name or "pickle file"
+    where = name or Phrase("pickle file")
     try:
         obj = RestrictedUnpickler(io.BytesIO(data)).load()
     except pickle.UnpicklingError as exc:
