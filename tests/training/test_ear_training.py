@@ -244,3 +244,36 @@ def test_head_retraining_rebuilds_the_checkpoints_own_architecture(tmp_path):
     rebuilt.load_state_dict(ck["state"])
     assert ck["arch"] == "lite0"
     assert json.loads((out / "history.json").read_text())["head_retraining"]["grid"]
+
+
+@pytest.mark.slow
+def test_fit_on_val_keeps_the_last_epoch_and_a_fixed_head(tmp_path):
+    """--fit-on-val trains on train + val: nothing is left to select with, so the last epoch is
+    kept, and the head is re-fitted once at the given source balance and L2 (no grid)."""
+    import json
+
+    from training.ear import retrain_head
+    from training.ear.train import Recipe
+
+    torch.set_num_threads(1)
+    arrays = _tiny_arrays()
+    ck_path = tmp_path / "state.pt"
+    cls = train_classifier(arrays, torch.device("cpu"), epochs=3, adv=0.0, seed=0, log=[],
+                           recipe=Recipe(fit_on_val=True), checkpoint=ck_path)
+    last = torch.load(ck_path, map_location="cpu")["net"]
+    assert all(torch.equal(cls["state"][k], v.cpu()) for k, v in last.items())
+
+    np.savez(tmp_path / "arrays.npz", **arrays)
+    run, out = tmp_path / "run", tmp_path / "out"
+    run.mkdir()
+    torch.save({"state": cls["state"], "adv": 0.0, "arch": "earnet", "val_score": 1.0,
+                "classes": list(data.CLASSES)}, run / "ear_classifier_adv0.0.pt")
+    (run / "history.json").write_text(json.dumps({"log": [], "recipe": {"fit_on_val": True}}))
+    retrain_head.main(["--run", str(run), "--out", str(out), "--cache",
+                       str(tmp_path / "arrays.npz"), "--views", "1", "--fit-on-val",
+                       "--source-power", "0.5", "--l2", "0.001"])
+    head = json.loads((out / "history.json").read_text())["head_retraining"]
+    assert head["fit_on_val"] and len(head["grid"]) == 1
+    assert head["selected"] == {"source_power": 0.5, "l2": 0.001}
+    new = torch.load(out / "ear_classifier_adv0.0.pt", map_location="cpu")["state"]
+    assert not torch.equal(new["head.weight"], cls["state"]["head.weight"])

@@ -361,6 +361,9 @@ def main(argv: list[str] | None = None) -> None:
     known = y >= 0
     tr, va, te = (known & (split == 0)), (known & (split == 1)), (known & (split == 2))
 
+    fit_on_val = bool((history.get("recipe") or {}).get("fit_on_val"))
+    if fit_on_val and args.tta == "auto":
+        ap.error("a run trained on val (--fit-on-val) needs its test-time views set with --tta")
     # Test-time views: chosen on the validation split only.
     tta_name, tta_val = select_views(base_net, x[va], y[va])
     if args.tta != "auto":
@@ -432,6 +435,10 @@ def main(argv: list[str] | None = None) -> None:
         use_int8 = (
             q_val >= fp32_val - 0.01 and int8["int8_latency_ms"] < 0.8 * int8["fp32_latency_ms"]
         )
+    if fit_on_val:
+        # Val was trained on, so its figures cannot decide; fp32, as for the earlier model.
+        int8["decided_on"] = "not decided: val was in training (train.py --fit-on-val); fp32 kept"
+        use_int8 = False
     int8["kept"] = bool(use_int8)
     print("int8:", int8)
     if use_int8:

@@ -8,6 +8,9 @@ logistic regression replaces the head. The sample weights balance the classes an
 class, the sources (training/ear/train.py:sampling_weights), so a class is not recognised by
 its majority camera. The L2 strength and the source balance are chosen on the validation
 split (mean of balanced accuracy and macro-F1); the test split is not read.
+
+With --fit-on-val (for a run trained by train.py --fit-on-val) the head is fitted on train + val
+with the source balance and L2 given (chosen earlier on val), and always replaces the old head.
 """
 
 from __future__ import annotations
@@ -48,11 +51,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cache", type=Path, default=Path("/work/scratch/ear/arrays.npz"))
     ap.add_argument("--views", type=int, default=8)
     ap.add_argument("--seed", type=int, default=data.SEED)
+    ap.add_argument("--fit-on-val", action="store_true", help="fit on train + val, no selection")
+    ap.add_argument("--source-power", type=float, default=0.5, help="with --fit-on-val")
+    ap.add_argument("--l2", type=float, default=1e-3, help="with --fit-on-val")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     z = np.load(args.cache)
     x, y, src, split = z["x_ear"], z["y_ear"], z["src_ear"], z["split_ear"]
-    tr = np.flatnonzero((y >= 0) & (split == 0))
+    tr = np.flatnonzero((y >= 0) & np.isin(split, (0, 1) if args.fit_on_val else (0,)))
     va = np.flatnonzero((y >= 0) & (split == 1))
     n_cls = len(data.CLASSES)
 
@@ -72,9 +78,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"current head: val BA {m0['balanced_accuracy']:.4f} F1 {m0['macro_f1']:.4f}", flush=True)
 
     grid = []
-    for source_power in (0.0, 0.5, 1.0):
+    source_powers = (args.source_power,) if args.fit_on_val else (0.0, 0.5, 1.0)
+    for source_power in source_powers:
         w = sampling_weights(y_tr, s_tr, n_cls, 1.0, source_power)
-        for l2 in (1e-4, 1e-3, 1e-2):
+        for l2 in (args.l2,) if args.fit_on_val else (1e-4, 1e-3, 1e-2):
             wt, b = fit_softmax_head(f_tr, y_tr, w, n_cls, l2, iters=200, standardise=False)
             pred = (f_va @ wt.T + b).argmax(1)
             m = summary(y[va], pred, n_cls)
@@ -98,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     current = 0.5 * (m0["balanced_accuracy"] + m0["macro_f1"])
     args.out.mkdir(parents=True, exist_ok=True)
     state = {k: v.clone() for k, v in ck["state"].items()}
-    kept_head = best["val_score"] <= current
+    kept_head = best["val_score"] <= current and not args.fit_on_val
     if not kept_head:
         state["head.weight"] = torch.from_numpy(best["head"][0]).float()
         state["head.bias"] = torch.from_numpy(best["head"][1]).float()
@@ -110,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     history["head_retraining"] = {
         "from": str(ck_path),
         "views_per_train_image": args.views,
+        "fit_on_val": args.fit_on_val,
         "class_power": 1.0,
         "val_current_head": {
             "balanced_accuracy": round(m0["balanced_accuracy"], 4),
