@@ -20,6 +20,7 @@ from backend.inference.errors import ModelIntegrityError, UnusableInputError
 from backend.inference.registry import ModelRegistry
 from backend.services import checks as check_service
 from backend.services import ecg_plot, result_cards
+from backend.services import vitals as vital_service
 from backend.services.errors import NotFoundError, ServiceError
 from backend.services.inference_pool import InferencePool
 from backend.settings import Settings
@@ -120,6 +121,15 @@ def _result_context(check: Check) -> dict[str, Any]:
     }
 
 
+async def _heart_rate_offer(user: User, check: Check) -> dict[str, Any] | None:
+    """An ECG result's heart rate, offered as a vitals reading (or shown as already saved)."""
+    hr = (_result_of(check).get("intervals") or {}).get("hr_bpm") if check.kind == "ecg" else None
+    if hr is None:
+        return None
+    saved = await vital_service.heart_rate_saved_from_check(user, check)
+    return {"bpm": round(float(hr)), "saved": saved is not None}
+
+
 def _created(check: Check) -> datetime | None:
     return check.created_at
 
@@ -171,7 +181,8 @@ class CheckPagesController(Controller):
             }, headers=NO_STORE)
         return Template("checks/result.html",
                         context={"user": current_user, **_result_context(check),
-                                 "photo_size": _photo_size(check, settings)},
+                                 "photo_size": _photo_size(check, settings),
+                                 "heart_rate_offer": await _heart_rate_offer(current_user, check)},
                         headers=NO_STORE)
 
     async def _done_check(self, user: User, check_id: int) -> Check:

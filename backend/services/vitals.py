@@ -419,11 +419,31 @@ async def delete_reading(user: User, vital_id: int) -> None:
     await Vital.delete().where(Vital.id == row.id)
 
 
+async def heart_rate_saved_from_check(user: User, check: Any) -> Vital | None:
+    """The heart_rate reading already saved from this ECG check, if any (its reading carries the
+    check's time; a second of slack for databases that round timestamps)."""
+    when = check.finished_at or check.created_at
+    if when is None:
+        return None
+    slack = timedelta(seconds=1)
+    return await Vital.objects().where(
+        (Vital.owner == user.id)
+        & (Vital.type == "heart_rate")
+        & (Vital.source == "ecg_check")
+        & (Vital.measured_at >= when - slack)
+        & (Vital.measured_at <= when + slack)
+    ).first()
+
+
 async def heart_rate_from_check(user: User, check_id: int) -> Vital:
-    """A heart_rate reading (source ecg_check) from an ECG check's measured rate."""
+    """A heart_rate reading (source ecg_check) from an ECG check's measured rate; saving the
+    same check twice (a double tap, a reload) returns the reading saved the first time."""
     from backend.services.checks import get_own_check
 
     check = await get_own_check(user, check_id)
+    already = await heart_rate_saved_from_check(user, check)
+    if already is not None:
+        return already
     result = check.result if isinstance(check.result, dict) else None
     if result is None and isinstance(check.result, str) and check.result:
         import json

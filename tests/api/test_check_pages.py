@@ -146,6 +146,25 @@ async def test_ecg_result_page_shows_trace_intervals_and_actions(client, app_set
     assert svg.text.count("<polyline") == 2 and svg.text.count("<path d=\"M") >= 5
 
 
+async def test_ecg_result_offers_its_heart_rate_as_a_vitals_reading_once(client, app_settings):
+    user, token = await logged_in(client)
+    check = await stored_check(user, "ecg", ecg_result(), app_settings.uploads_dir)
+    html = (await client.get(f"/checks/{check.id}")).text
+    assert f'action="/vitals/from-check/{check.id}"' in html
+    assert "Add my heart rate (112 bpm) to vitals" in html
+    for _tap in range(2):  # a double tap saves one reading
+        saved = await client.post(f"/vitals/from-check/{check.id}", data={"_csrf_token": token},
+                                  follow_redirects=False)
+        assert saved.status_code in (302, 303) and "type=heart_rate" in saved.headers["location"]
+    rows = await Vital.objects().where(Vital.owner == user.id)
+    assert [(r.type, r.value, r.source) for r in rows] == [("heart_rate", 112, "ecg_check")]
+    html = (await client.get(f"/checks/{check.id}")).text
+    assert "Your heart rate (112 bpm) is saved in your vitals." in html
+    assert "/vitals/from-check/" not in html
+    skin = await stored_check(user, "skin", skin_result(photo_and_mask()[1]), app_settings.uploads_dir)
+    assert "/vitals/from-check/" not in (await client.get(f"/checks/{skin.id}")).text
+
+
 async def test_korean_result_page_uses_the_korean_explanation(client, app_settings):
     user, _token = await logged_in(client)
     check = await stored_check(user, "ecg", ecg_result(), app_settings.uploads_dir)

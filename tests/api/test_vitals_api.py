@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from backend.tables.accounts import User
 from backend.tables.checks import Check
-from tests.conftest import csrf_from, login_form
+from tests.conftest import csrf_from, login_form, register_user
 
 
 async def test_log_and_list_vitals(client, make_user):
@@ -51,8 +51,10 @@ async def test_bmi_with_asian_cut_offs(client, make_user):
     assert asian[0]["category"]["key"] == "overweight"
 
 
-async def test_heart_rate_from_an_ecg_check(client, make_user):
-    headers = await make_user("ecg@example.org")
+async def test_heart_rate_from_an_ecg_check(any_db_client):
+    """On both databases: the saved-once lookup compares timestamps."""
+    client = any_db_client
+    headers = await register_user(client, "ecg@example.org")
     user = await User.objects().where(User.email == "ecg@example.org").first()
     check = Check(owner=user.id, kind="ecg", status="done",
                   result={"kind": "ecg", "intervals": {"hr_bpm": 64, "pr_ms": 160}})
@@ -60,8 +62,10 @@ async def test_heart_rate_from_an_ecg_check(client, make_user):
     response = await client.post(f"/api/v1/vitals/from-check/{check.id}", headers=headers)
     assert response.status_code == 201, response.text
     assert response.json()["value"] == 64 and response.json()["source"] == "ecg_check"
+    again = await client.post(f"/api/v1/vitals/from-check/{check.id}", headers=headers)
+    assert again.json()["id"] == response.json()["id"]  # the same reading, not a second one
     other = await client.post(f"/api/v1/vitals/from-check/{check.id}",
-                              headers=await make_user("someone@example.org"))
+                              headers=await register_user(client, "someone@example.org"))
     assert other.status_code == 404
 
 
