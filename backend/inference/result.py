@@ -11,6 +11,20 @@ DISCLAIMER = (
     "from a computer model that can be wrong. See a doctor if you are worried, if symptoms "
     "appear or get worse, and always for chest pain, fainting or shortness of breath."
 )
+# The warning signs at the end are the check's own: chest pain means little on an ear result.
+DISCLAIMERS = {
+    "ecg": DISCLAIMER,
+    "skin": (
+        "CareLens is not a medical device and this is not a diagnosis. It is a second opinion "
+        "from a computer model that can be wrong. See a doctor if you are worried, and always "
+        "for a spot that is new, growing, bleeding or changing in shape or colour."
+    ),
+    "ear": (
+        "CareLens is not a medical device and this is not a diagnosis. It is a second opinion "
+        "from a computer model that can be wrong. See a doctor if you are worried, and always "
+        "for fever, severe ear pain, fluid coming out of the ear or sudden hearing loss."
+    ),
+}
 
 
 def make_result(
@@ -38,6 +52,6 @@ def make_result(
         "model": model,
         "quality": {"ok": bool(quality_ok), "issues": list(quality_issues or [])},
         "explanation": explanation,
-        "disclaimer": DISCLAIMER,
+        "disclaimer": DISCLAIMERS[kind],
         **extra,
     }

@@ -25,6 +25,7 @@ from PIL import Image
 from backend.i18n import N_, current_locale
 from backend.i18n import gettext as _
 from backend.inference.images import load_image_rgb
+from backend.inference.result import DISCLAIMERS
 from backend.services.errors import NotFoundError, ServiceError
 from backend.services.result_cards import label_name
 from backend.services.uploads import encode_jpeg
@@ -136,7 +137,7 @@ def shared_result(check: dict[str, Any] | None) -> dict[str, Any] | None:
         "urgency": result.get("urgency", ""),
         "model": {"name": model.get("name", check.get("model_name", "")),
                   "version": model.get("version", check.get("model_version", ""))},
-        "disclaimer": result.get("disclaimer", ""),
+        "disclaimer": DISCLAIMERS.get(check["kind"]) or result.get("disclaimer", ""),
         "created_at": _iso(check.get("created_at")),
     }
     intervals = result.get("intervals")

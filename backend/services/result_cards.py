@@ -21,7 +21,7 @@ from backend.i18n import N_, current_locale
 from backend.i18n import gettext as _
 from backend.inference import ear
 from backend.inference.ecg import quality
-from backend.inference.result import DISCLAIMER
+from backend.inference.result import DISCLAIMER, DISCLAIMERS
 from backend.services import ecg_plot
 
 KIND_TITLES = {"ecg": N_("ECG check"), "skin": N_("Skin check"), "ear": N_("Ear check")}
@@ -162,7 +162,10 @@ def quality_notes_title(result: dict[str, Any]) -> str:
 
 
 def disclaimer_for(result: dict[str, Any]) -> str:
-    return _(str(result.get("disclaimer") or DISCLAIMER))
+    """The check kind's disclaimer in the user's language (also for a result saved before the
+    disclaimers named each kind's own warning signs)."""
+    kind = str(result.get("kind", ""))
+    return _(DISCLAIMERS.get(kind) or str(result.get("disclaimer") or DISCLAIMER))
 
 
 def explanation_for(result: dict[str, Any]) -> str:

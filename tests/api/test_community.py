@@ -206,7 +206,7 @@ async def test_shared_ecg_result_card_shows_model_and_disclaimer(client, make_us
     await login_form(client, "ben@example.org")
     html = (await client.get(f"/community/{post['id']}")).text
     assert "ecg_rhythm v1.2.0" in html and "91%" in html
-    assert "This is not a diagnosis." in html and "112 bpm" in html
+    assert "this is not a diagnosis" in html and "chest pain" in html and "112 bpm" in html
     assert (await client.get(f"/community/{post['id']}/photo")).status_code == 404
 
 

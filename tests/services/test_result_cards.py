@@ -149,10 +149,29 @@ def test_every_fixed_quality_note_has_korean_text():
     from backend.i18n import translations_for
     from backend.inference import ear
     from backend.inference.ecg import analyze
-    from backend.inference.result import DISCLAIMER
+    from backend.inference.result import DISCLAIMER, DISCLAIMERS
 
     korean = translations_for("ko").gettext
     notes = [analyze.PHOTO_INTERVALS_NOTE, analyze.CLIPPED_NOTE, analyze.NOISY_NOTE,
-             ear.LOW_CONFIDENCE_NOTE, ear.SLIGHTLY_BLURRY_NOTE, DISCLAIMER]
+             ear.LOW_CONFIDENCE_NOTE, ear.SLIGHTLY_BLURRY_NOTE, DISCLAIMER, *DISCLAIMERS.values()]
     missing = [n for n in notes if not re.search(r"[\uac00-\ud7a3]", korean(n))]
     assert missing == []
+
+
+def test_each_kind_of_check_names_its_own_warning_signs_in_the_disclaimer():
+    from backend.inference.result import DISCLAIMER
+
+    # An ear result used to end with "always for chest pain, fainting or shortness of breath".
+    saved_before = {**ear_result(), "disclaimer": DISCLAIMER}
+    assert "fever" in result_cards.disclaimer_for(saved_before)
+    assert "chest pain" not in result_cards.disclaimer_for(saved_before)
+    assert "bleeding" in result_cards.disclaimer_for({"kind": "skin"})
+    assert "chest pain" in result_cards.disclaimer_for(ecg_result())
+    for kind in ("ecg", "skin", "ear"):
+        assert result_cards.disclaimer_for({"kind": kind}).startswith(
+            "CareLens is not a medical device")
+    token = current_locale.set("ko")
+    try:
+        assert "청력 저하" in result_cards.disclaimer_for(saved_before)
+    finally:
+        current_locale.reset(token)
