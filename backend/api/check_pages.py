@@ -20,6 +20,7 @@ from backend.inference.errors import ModelIntegrityError, UnusableInputError
 from backend.inference.registry import ModelRegistry
 from backend.services import checks as check_service
 from backend.services import ecg_plot, result_cards
+from backend.services import places as place_service
 from backend.services import vitals as vital_service
 from backend.services.errors import NotFoundError, ServiceError
 from backend.services.inference_pool import InferencePool
@@ -118,7 +119,17 @@ def _result_context(check: Check) -> dict[str, Any]:
         "saliency": result.get("saliency_png_base64"),
         "leads": result.get("leads") or [],
         "input_type": result.get("input_type"),
+        "nearby": _nearby_specialist(kind, urgency),
     }
+
+
+def _nearby_specialist(kind: str, urgency: str) -> dict[str, str] | None:
+    """Where the result says to see a doctor, a link to the nearest fitting clinics."""
+    specialty = place_service.SPECIALTY_FOR_CHECK.get(kind)
+    if urgency not in ("soon", "urgent") or specialty is None:
+        return None
+    return {"href": f"/places?kind={specialty}",
+            "specialty": _(place_service.KIND_LABELS[specialty])}
 
 
 async def _heart_rate_offer(user: User, check: Check) -> dict[str, Any] | None:

@@ -165,6 +165,22 @@ async def test_ecg_result_offers_its_heart_rate_as_a_vitals_reading_once(client,
     assert "/vitals/from-check/" not in (await client.get(f"/checks/{skin.id}")).text
 
 
+async def test_a_result_that_says_see_a_doctor_links_to_the_nearest_specialists(
+        client, app_settings):
+    user, _token = await logged_in(client)
+    photo, mask = photo_and_mask()
+    skin = await stored_check(user, "skin", skin_result(mask), app_settings.uploads_dir, photo)
+    assert 'href="/places?kind=dermatology"' in (await client.get(f"/checks/{skin.id}")).text
+    ecg = await stored_check(user, "ecg", ecg_result(), app_settings.uploads_dir)
+    html = (await client.get(f"/checks/{ecg.id}")).text
+    assert 'href="/places?kind=cardiology"' in html and "(Cardiology)" in html
+    routine = {**ear_result(), "urgency": "routine"}
+    ear = await stored_check(user, "ear", routine, app_settings.uploads_dir, photo)
+    assert "/places?kind=" not in (await client.get(f"/checks/{ear.id}")).text
+    page = await client.get("/places?kind=dermatology")
+    assert page.status_code == 200 and 'value="dermatology" selected' in page.text
+
+
 async def test_korean_result_page_uses_the_korean_explanation(client, app_settings):
     user, _token = await logged_in(client)
     check = await stored_check(user, "ecg", ecg_result(), app_settings.uploads_dir)
