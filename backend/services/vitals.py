@@ -452,7 +452,8 @@ async def heart_rate_from_check(user: User, check_id: int) -> Vital:
     hr = ((result or {}).get("intervals") or {}).get("hr_bpm") if check.kind == "ecg" else None
     if hr is None:
         raise ServiceError(_("This check has no measured heart rate."), 422)
-    reading = validate_reading({"type": "heart_rate", "value": hr, "unit": "bpm",
+    # Whole beats per minute, as the result page offers it and as a pulse reading is written.
+    reading = validate_reading({"type": "heart_rate", "value": round(float(hr)), "unit": "bpm",
                                 "measured_at": check.finished_at or check.created_at,
                                 "source": "ecg_check"})
     return await add_reading(user, reading)

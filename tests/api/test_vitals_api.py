@@ -57,7 +57,7 @@ async def test_heart_rate_from_an_ecg_check(any_db_client):
     headers = await register_user(client, "ecg@example.org")
     user = await User.objects().where(User.email == "ecg@example.org").first()
     check = Check(owner=user.id, kind="ecg", status="done",
-                  result={"kind": "ecg", "intervals": {"hr_bpm": 64, "pr_ms": 160}})
+                  result={"kind": "ecg", "intervals": {"hr_bpm": 63.7, "pr_ms": 160}})
     await check.save()
     response = await client.post(f"/api/v1/vitals/from-check/{check.id}", headers=headers)
     assert response.status_code == 201, response.text
