@@ -17,6 +17,7 @@ from backend.i18n import N_
 from backend.i18n import gettext as _
 from backend.services.errors import ServiceError
 from backend.tables.accounts import User
+from backend.tables.checks import Check
 from backend.tables.vitals import Vital
 
 TYPES = ("blood_pressure", "glucose", "weight", "height", "heart_rate")
@@ -419,7 +420,7 @@ async def delete_reading(user: User, vital_id: int) -> None:
     await Vital.delete().where(Vital.id == row.id)
 
 
-async def heart_rate_saved_from_check(user: User, check: Any) -> Vital | None:
+async def heart_rate_saved_from_check(user: User, check: Check) -> Vital | None:
     """The heart_rate reading already saved from this ECG check, if any (its reading carries the
     check's time; a second of slack for databases that round timestamps)."""
     when = check.finished_at or check.created_at
