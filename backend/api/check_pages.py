@@ -20,6 +20,7 @@ from backend.inference.errors import ModelIntegrityError, UnusableInputError
 from backend.inference.registry import ModelRegistry
 from backend.services import checks as check_service
 from backend.services import ecg_plot, result_cards
+from backend.services import history as history_service
 from backend.services import places as place_service
 from backend.services import vitals as vital_service
 from backend.services.errors import NotFoundError, ServiceError
@@ -27,16 +28,8 @@ from backend.services.inference_pool import InferencePool
 from backend.settings import Settings
 from backend.tables.accounts import User
 from backend.tables.checks import Check
-from backend.tables.vitals import Vital
 
-KINDS = ("ecg", "skin", "ear")
 ECG_FILE_TYPES = ".hea,.dat,.h5,.hdf5,.npy,.npz,.pkl,.csv,.edf,.xml,.dcm,.zip"
-VITAL_NAMES = {
-    "blood_pressure": N_("Blood pressure"), "glucose": N_("Glucose"), "weight": N_("Weight"),
-    "height": N_("Height"), "heart_rate": N_("Heart rate"),
-}
-HISTORY_FILTERS = (("all", N_("All")), ("ecg", N_("ECG")), ("skin", N_("Skin")),
-                   ("ear", N_("Ear")), ("vitals", N_("Vitals")))
 NO_STORE = {"Cache-Control": "private, no-store"}
 
 
@@ -275,36 +268,9 @@ class CheckPagesController(Controller):
     @get("/history")
     async def history(self, current_user: NamedDependency[User], kind: FromQuery[str] = "all",
                       deleted: FromQuery[int] = 0) -> Template:
-        kind = kind if kind in {k for k, _n in HISTORY_FILTERS} else "all"
-        entries: list[dict[str, Any]] = []
-        if kind != "vitals":
-            query = Check.objects().where(Check.owner == current_user.id)
-            if kind in KINDS:
-                query = query.where(Check.kind == kind)
-            for check in await query.order_by(Check.created_at, ascending=False).limit(200):
-                result = _result_of(check)
-                entries.append({
-                    "type": "check", "when": check.created_at, "kind": check.kind,
-                    "title": _(result_cards.KIND_TITLES.get(check.kind, N_("Check"))),
-                    "status": check.status, "href": f"/checks/{check.id}",
-                    "summary": result_cards.label_name(check.kind, str(result.get("label", "")))
-                    if check.status == "done" else "",
-                    "urgency": result.get("urgency"),
-                    "urgency_name": result_cards.urgency_name(result.get("urgency")),
-                })
-        if kind in ("all", "vitals"):
-            vitals = await Vital.objects().where(Vital.owner == current_user.id).order_by(
-                Vital.measured_at, ascending=False).limit(200)
-            for v in vitals:
-                value = f"{v.value:g}/{v.value2:g}" if v.value2 is not None else f"{v.value:g}"
-                entries.append({
-                    "type": "vital", "when": v.measured_at, "kind": "vitals",
-                    "title": _(VITAL_NAMES.get(v.type, v.type)), "status": "done",
-                    "href": f"/vitals?type={v.type}", "summary": f"{value} {v.unit}",
-                    "urgency": None, "urgency_name": "",
-                })
-        entries.sort(key=lambda e: e["when"].timestamp() if e["when"] else 0.0, reverse=True)
+        kind = kind if kind in {k for k, _n in history_service.FILTERS} else "all"
+        entries = await history_service.timeline(current_user, kind)
         return Template("history.html", context={
             "user": current_user, "entries": entries, "kind": kind,
-            "filters": [(k, _(n)) for k, n in HISTORY_FILTERS], "deleted": bool(deleted),
+            "filters": [(k, _(n)) for k, n in history_service.FILTERS], "deleted": bool(deleted),
         }, headers=NO_STORE)

@@ -16,6 +16,7 @@ from backend.api.web import LANG_COOKIE, SESSION_USER_KEY, client_ip, requires_l
 from backend.i18n import SUPPORTED_LOCALES
 from backend.i18n import gettext as _
 from backend.services import accounts
+from backend.services import history as history_service
 from backend.services.errors import ServiceError
 from backend.settings import PROJECT_ROOT, Settings
 from backend.tables.accounts import User
@@ -80,7 +81,9 @@ class PagesController(Controller):
 
     @get("/")
     async def home(self, current_user: NamedDependency[User | None]) -> Template:
-        return Template("home.html", context={"user": current_user})
+        entries = await history_service.timeline(current_user, limit=3) if current_user else []
+        return Template("home.html", context={"user": current_user, "entries": entries},
+                        headers={"Cache-Control": "private, no-store"} if current_user else None)
 
     @get("/healthz")
     async def healthz(self) -> dict[str, str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import re
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -329,3 +329,20 @@ async def test_result_page_says_why_the_headline_is_not_the_longest_bar(client, 
     html = (await client.get(f"/checks/{overruled.id}")).text
     client.cookies.delete("lang")
     assert "가장 긴 막대와 다를 수 있습니다" in html
+
+
+async def test_home_greets_a_new_member_and_then_lists_the_latest_entries(client, app_settings):
+    user, _token = await logged_in(client)
+    home = (await client.get("/")).text
+    assert "Welcome, Pat. Start with a check" in home and "Welcome back" not in home
+    assert 'class="timeline"' not in home
+    ecg = await stored_check(user, "ecg", ecg_result(), app_settings.uploads_dir)
+    for hours in range(4):  # three newer readings push the check out of the home list
+        await Vital(owner=user.id, type="weight", value=70 + hours, unit="kg",
+                    measured_at=datetime.now(UTC) + timedelta(hours=hours)).save()
+    home = (await client.get("/")).text
+    assert "Welcome back, Pat." in home and home.count('class="entry ') == 3
+    assert "73 kg" in home and "71 kg" in home and "70 kg" not in home
+    assert f'href="/checks/{ecg.id}"' not in home and 'href="/history"' in home
+    history = (await client.get("/history")).text
+    assert history.count('class="entry ') == 5 and f'href="/checks/{ecg.id}"' in history

@@ -1,0 +1,69 @@
+"""The health history: checks and vitals readings of one member, newest first, as the history
+page and the home page's "Latest" list show them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from backend.i18n import N_
+from backend.i18n import gettext as _
+from backend.inference.dispatch import KINDS
+from backend.services import result_cards
+from backend.tables.accounts import User
+from backend.tables.checks import Check
+from backend.tables.vitals import Vital
+
+VITAL_NAMES = {
+    "blood_pressure": N_("Blood pressure"), "glucose": N_("Glucose"), "weight": N_("Weight"),
+    "height": N_("Height"), "heart_rate": N_("Heart rate"),
+}
+FILTERS = (("all", N_("All")), ("ecg", N_("ECG")), ("skin", N_("Skin")), ("ear", N_("Ear")),
+           ("vitals", N_("Vitals")))
+
+
+def _result_of(check: Check) -> dict[str, Any]:
+    result = check.result
+    if isinstance(result, str):
+        result = json.loads(result) if result else None
+    return result or {}
+
+
+def _check_entry(check: Check) -> dict[str, Any]:
+    result = _result_of(check)
+    return {
+        "type": "check", "when": check.created_at, "kind": check.kind,
+        "title": _(result_cards.KIND_TITLES.get(check.kind, N_("Check"))),
+        "status": check.status, "href": f"/checks/{check.id}",
+        "summary": result_cards.label_name(check.kind, str(result.get("label", "")))
+        if check.status == "done" else "",
+        "urgency": result.get("urgency"),
+        "urgency_name": result_cards.urgency_name(result.get("urgency")),
+    }
+
+
+def _vital_entry(v: Vital) -> dict[str, Any]:
+    value = f"{v.value:g}/{v.value2:g}" if v.value2 is not None else f"{v.value:g}"
+    return {
+        "type": "vital", "when": v.measured_at, "kind": "vitals",
+        "title": _(VITAL_NAMES.get(v.type, v.type)), "status": "done",
+        "href": f"/vitals?type={v.type}", "summary": f"{value} {v.unit}",
+        "urgency": None, "urgency_name": "",
+    }
+
+
+async def timeline(user: User, kind: str = "all", limit: int = 200) -> list[dict[str, Any]]:
+    """The newest `limit` entries: checks (of one kind, or all) and vitals readings."""
+    entries: list[dict[str, Any]] = []
+    if kind != "vitals":
+        query = Check.objects().where(Check.owner == user.id)
+        if kind in KINDS:
+            query = query.where(Check.kind == kind)
+        checks = await query.order_by(Check.created_at, ascending=False).limit(limit)
+        entries += [_check_entry(c) for c in checks]
+    if kind in ("all", "vitals"):
+        vitals = await Vital.objects().where(Vital.owner == user.id).order_by(
+            Vital.measured_at, ascending=False).limit(limit)
+        entries += [_vital_entry(v) for v in vitals]
+    entries.sort(key=lambda e: e["when"].timestamp() if e["when"] else 0.0, reverse=True)
+    return entries[:limit]
