@@ -1,0 +1,35 @@
+"""The health history timeline: checks and readings of one member, newest first."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from backend.services import history
+from backend.tables.accounts import User
+from backend.tables.checks import Check
+from backend.tables.vitals import Vital
+
+T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+
+
+async def test_timeline_merges_filters_and_keeps_to_its_owner(client, make_user):
+    await make_user("own@example.org")
+    await make_user("other@example.org")
+    own = await User.objects().where(User.email == "own@example.org").first()
+    other = await User.objects().where(User.email == "other@example.org").first()
+    await Check(owner=own.id, kind="skin", status="done", created_at=T0 + timedelta(hours=1),
+                result={"kind": "skin", "label": "nv", "urgency": "routine"}).save()
+    await Check(owner=own.id, kind="ear", status="failed", created_at=T0 + timedelta(hours=3),
+                error="not an eardrum").save()
+    await Vital(owner=own.id, type="blood_pressure", value=128, value2=82, unit="mmHg",
+                measured_at=T0 + timedelta(hours=2)).save()
+    await Vital(owner=other.id, type="weight", value=80, unit="kg", measured_at=T0).save()
+
+    entries = await history.timeline(own)
+    assert [(e["kind"], e["status"]) for e in entries] == [
+        ("ear", "failed"), ("vitals", "done"), ("skin", "done")]
+    assert entries[1]["summary"] == "128/82 mmHg" and entries[1]["title"] == "Blood pressure"
+    assert entries[2]["summary"] == "Mole (melanocytic nevus)" and entries[2]["urgency"] == "routine"
+    assert [e["kind"] for e in await history.timeline(own, "skin")] == ["skin"]
+    assert [e["kind"] for e in await history.timeline(own, "vitals")] == ["vitals"]
+    assert [e["kind"] for e in await history.timeline(own, limit=2)] == ["ear", "vitals"]
