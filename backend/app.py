@@ -38,6 +38,7 @@ from backend.api.web import (
 )
 from backend.inference.registry import ModelRegistry
 from backend.services.inference_pool import InferencePool
+from backend.services.local_time import local_time_text
 from backend.settings import PROJECT_ROOT, Settings, get_settings
 from backend.tables.db import ServerSQLiteEngine, configure_database
 
@@ -76,6 +77,7 @@ def configure_jinja(engine: JinjaTemplateEngine) -> None:
     env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)
     env.globals["current_locale"] = i18n.current_locale.get
     env.globals["supported_locales"] = i18n.SUPPORTED_LOCALES
+    env.filters["local_time"] = local_time_text
 
 
 def create_app(settings: Settings | None = None) -> Litestar:

@@ -22,6 +22,7 @@ class RegisterRequest:
     email: str
     password: str
     display_name: str = ""
+    timezone: str = "UTC"  # an IANA name such as Asia/Seoul; anything else counts as UTC
 
 
 @dataclass
@@ -80,7 +81,8 @@ class AuthController(Controller):
         request: Request,
         settings: NamedDependency[Settings],
     ) -> UserOut:
-        user = await accounts.register_user(data.email, data.password, data.display_name)
+        user = await accounts.register_user(data.email, data.password, data.display_name,
+                                            timezone=data.timezone)
         await accounts.record_audit("register", actor_id=user.id,
                                     ip=client_ip(request, settings.trusted_proxies))
         return UserOut.of(user)

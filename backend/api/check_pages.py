@@ -25,6 +25,7 @@ from backend.services import places as place_service
 from backend.services import vitals as vital_service
 from backend.services.errors import NotFoundError, ServiceError
 from backend.services.inference_pool import InferencePool
+from backend.services.local_time import in_user_zone
 from backend.settings import Settings
 from backend.tables.accounts import User
 from backend.tables.checks import Check
@@ -134,8 +135,9 @@ async def _heart_rate_offer(user: User, check: Check) -> dict[str, Any] | None:
     return {"bpm": round(float(hr)), "saved": saved is not None}
 
 
-def _created(check: Check) -> datetime | None:
-    return check.created_at
+def _created(check: Check, user: User) -> datetime | None:
+    """When the check was made, in the member's time zone (the PDF and the card print it)."""
+    return in_user_zone(check.created_at, user.timezone)
 
 
 class CheckPagesController(Controller):
@@ -209,7 +211,7 @@ class CheckPagesController(Controller):
         settings: NamedDependency[Settings],
     ) -> Response:
         check = await self._done_check(current_user, check_id)
-        png = result_cards.render_card_png(_result_of(check), _created(check),
+        png = result_cards.render_card_png(_result_of(check), _created(check, current_user),
                                            self._input_bytes(check, settings))
         return Response(png, media_type="image/png", headers={
             **NO_STORE,
@@ -224,7 +226,7 @@ class CheckPagesController(Controller):
     ) -> Response:
         check = await self._done_check(current_user, check_id)
         pdf = result_cards.render_report_pdf(
-            _result_of(check), created_at=_created(check), patient=current_user.display_name,
+            _result_of(check), created_at=_created(check, current_user), patient=current_user.display_name,
             input_image=self._input_bytes(check, settings), check_id=check.id)
         return Response(pdf, media_type="application/pdf", headers={
             **NO_STORE,

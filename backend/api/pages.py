@@ -37,6 +37,7 @@ class RegisterForm:
     email: str = ""
     password: str = ""
     display_name: str = ""
+    timezone: str = "UTC"  # filled in by the browser (app.js), so times read in the member's zone
 
 
 @dataclass
@@ -149,7 +150,8 @@ class PagesController(Controller):
     async def register(self, request: Request, settings: NamedDependency[Settings],
                        data: Annotated[RegisterForm, Form]) -> Template | Redirect:
         try:
-            user = await accounts.register_user(data.email, data.password, data.display_name)
+            user = await accounts.register_user(data.email, data.password, data.display_name,
+                                                timezone=data.timezone)
         except ServiceError as exc:
             return Template("register.html", status_code=exc.status_code, context={
                 "user": None, "error": exc.localized(_), "email": data.email,

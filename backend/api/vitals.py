@@ -22,6 +22,7 @@ from backend.i18n import gettext as _
 from backend.services import health_record
 from backend.services import vitals as vital_service
 from backend.services.errors import ServiceError
+from backend.services.local_time import user_zone
 from backend.tables.accounts import User
 from backend.tables.vitals import Vital
 
@@ -225,7 +226,7 @@ class VitalsPagesController(Controller):
                                                       translate=_) for k, v in latest.items()},
             "bmi_scale": scale, "height_cm": height, "units": vital_service.UNITS,
             "now_local": datetime.now(UTC).astimezone(
-                vital_service.user_zone(user.timezone)).strftime("%Y-%m-%dT%H:%M"),
+                user_zone(user.timezone)).strftime("%Y-%m-%dT%H:%M"),
             "form": extra.pop("form", {}), **extra})
 
     @get("/vitals")

@@ -14,6 +14,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from backend.i18n import N_
 from backend.services.errors import ServiceError
+from backend.services.local_time import user_zone
 from backend.tables.accounts import ApiToken, User
 from backend.tables.audit import AuditLog
 from backend.tables.checks import Check
@@ -53,8 +54,10 @@ def verify_password(password_hash: str, password: str) -> bool:
 
 
 async def register_user(
-    email: str, password: str, display_name: str, *, is_admin: bool = False
+    email: str, password: str, display_name: str, *, is_admin: bool = False,
+    timezone: str = "UTC",
 ) -> User:
+    """A new account; `timezone` is the browser's guess, and UTC when it is not a zone name."""
     email = normalise_email(email)
     if not _EMAIL_RE.match(email):
         raise ServiceError(N_("Please enter a valid email address."), 400)
@@ -69,6 +72,7 @@ async def register_user(
         password_hash=hash_password(password),
         display_name=display_name,
         is_admin=is_admin,
+        timezone=user_zone(timezone).key,
     )
     await user.save()
     return user

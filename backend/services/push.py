@@ -314,7 +314,7 @@ def parse_hhmm(value: str) -> tuple[int, int] | None:
 
 def in_quiet_hours(user: User, moment: datetime) -> bool:
     """Whether `moment` falls in the user's quiet hours (local time; may wrap midnight)."""
-    from backend.services.vitals import user_zone
+    from backend.services.local_time import user_zone
 
     start, end = parse_hhmm(user.quiet_start), parse_hhmm(user.quiet_end)
     if not start or not end or start == end:

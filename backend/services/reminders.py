@@ -30,13 +30,13 @@ from typing import Any
 from backend.i18n import current_locale
 from backend.i18n import gettext as _
 from backend.services.errors import ServiceError
+from backend.services.local_time import user_zone
 from backend.services.push import (
     Notification,
     PushService,
     in_quiet_hours,
     parse_hhmm,
 )
-from backend.services.vitals import user_zone
 from backend.tables.accounts import User
 from backend.tables.push import Reminder
 

@@ -308,7 +308,8 @@ def _card(result: dict[str, Any], created_at: datetime | None, input_image: byte
               font=fonts.get(36), fill="white")
     y = 190
     if created_at:
-        draw.text((pad, y), created_at.strftime("%Y-%m-%d %H:%M"), font=fonts.get(30), fill=MUTED)
+        draw.text((pad, y), created_at.strftime("%Y-%m-%d %H:%M %Z").strip(), font=fonts.get(30),
+                  fill=MUTED)
         y += 50
     y = _text_block(draw, (pad, y), label_name(kind, str(result.get("label", ""))),
                     fonts.get(60, bold=True), width - 2 * pad) + 12

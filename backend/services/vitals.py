@@ -11,11 +11,11 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from backend.i18n import N_
 from backend.i18n import gettext as _
 from backend.services.errors import ServiceError
+from backend.services.local_time import user_zone
 from backend.tables.accounts import User
 from backend.tables.checks import Check
 from backend.tables.vitals import Vital
@@ -282,13 +282,6 @@ def parse_measured_at(raw: Any, tz_name: str, now: datetime | None = None) -> da
     if moment.year < 1900:
         raise ServiceError(_("The time of the reading is too far in the past."), 422)
     return moment
-
-
-def user_zone(name: str | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
 
 
 def validate_reading(data: dict[str, Any], tz_name: str = "UTC",

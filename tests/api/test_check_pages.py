@@ -346,3 +346,25 @@ async def test_home_greets_a_new_member_and_then_lists_the_latest_entries(client
     assert f'href="/checks/{ecg.id}"' not in home and 'href="/history"' in home
     history = (await client.get("/history")).text
     assert history.count('class="entry ') == 5 and f'href="/checks/{ecg.id}"' in history
+
+
+async def test_times_read_in_the_zone_the_browser_gave_at_sign_up(client, app_settings):
+    page = await client.get("/register")
+    assert 'name="timezone" value="UTC" data-detect-timezone' in page.text
+    await client.post("/register", data={
+        "email": "seoul@example.org", "password": "correct horse battery staple",
+        "display_name": "Min", "timezone": "Asia/Seoul", "_csrf_token": csrf_from(page.text)})
+    user = await User.objects().where(User.email == "seoul@example.org").first()
+    assert user.timezone == "Asia/Seoul"
+    check = await stored_check(user, "ecg", ecg_result(), app_settings.uploads_dir)
+    await Check.update({Check.created_at: datetime(2026, 11, 24, 0, 27, tzinfo=UTC)}).where(
+        Check.id == check.id)
+    for path in (f"/checks/{check.id}", "/history", "/"):
+        html = (await client.get(path)).text
+        assert ">2026-11-24 09:27 KST<" in html and "2026-11-24 00:27" not in html, path
+    page = await client.get("/register")
+    await client.post("/register", data={
+        "email": "nowhere@example.org", "password": "correct horse battery staple",
+        "timezone": "Mars/Olympus", "_csrf_token": csrf_from(page.text)})
+    nowhere = await User.objects().where(User.email == "nowhere@example.org").first()
+    assert nowhere.timezone == "UTC"

@@ -36,6 +36,17 @@
   window.addEventListener("offline", updateOnline);
   updateOnline();
 
+  // Times in the device's own zone and the page's language. Without JavaScript the server's
+  // text stays: the profile's zone, with its name.
+  document.querySelectorAll("time[datetime]").forEach(function (el) {
+    var when = new Date(el.getAttribute("datetime"));
+    if (el.getAttribute("datetime") && !isNaN(when)) {
+      el.textContent = when.toLocaleString(document.documentElement.lang || undefined, {
+        dateStyle: "medium", timeStyle: "short",
+      });
+    }
+  });
+
   document.querySelectorAll("[data-detect-timezone]").forEach(function (input) {
     if ((!input.value || input.value === "UTC") && window.Intl) {
       input.value = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
