@@ -24,8 +24,12 @@ def in_user_zone(value: datetime | str | None, tz_name: str | None) -> datetime 
     return moment.astimezone(user_zone(tz_name))
 
 
-def local_time_text(value: datetime | str | None, tz_name: str | None) -> str:
+def local_time_text(
+    value: datetime | str | None, tz_name: str | None, date_only: bool = False
+) -> str:
     """"2026-11-24 09:27 KST": the member's wall-clock time, with the zone so that a time read
-    without JavaScript (or in a PDF) is never mistaken for another zone's."""
+    without JavaScript (or in a PDF) is never mistaken for another zone's; or the day alone."""
     moment = in_user_zone(value, tz_name)
-    return moment.strftime("%Y-%m-%d %H:%M %Z").strip() if moment else ""
+    if moment is None:
+        return ""
+    return moment.strftime("%Y-%m-%d" if date_only else "%Y-%m-%d %H:%M %Z").strip()

@@ -14,6 +14,7 @@ def test_times_read_in_the_members_zone_with_its_name():
     assert local_time_text(MIDNIGHT_UTC, "America/New_York") == "2026-11-23 19:27 EST"
     assert local_time_text("2026-11-24T00:27:00+00:00", "Asia/Seoul") == "2026-11-24 09:27 KST"
     assert local_time_text(datetime(2026, 11, 24, 0, 27), "Asia/Seoul").endswith("09:27 KST")
+    assert local_time_text(MIDNIGHT_UTC, "America/New_York", date_only=True) == "2026-11-23"
 
 
 def test_an_unknown_or_missing_zone_is_utc_and_no_time_is_empty():
