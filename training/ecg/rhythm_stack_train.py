@@ -27,6 +27,9 @@ learning rate 0.03/0.1 x 7/15 leaves x L2 0/1 x 100/300 rounds) lost more: best 
 challenge score 0.858 and AF F1 at best 0.837 (10 s crops 0.796 vs 0.799). A likely reason for
 both: the CNN's train-split logits are in-sample, and a flexible stage learns to trust them more
 than they deserve on new strips; out-of-fold CNN scores would need the CNN retrained per fold.
+Nor does moving the AF decision: an offset on the AF logit (-1 to +1 in steps of 0.1) of the
+train-fitted stage never raised validation AF F1 above the unshifted 0.868 (whole strips; 10 s
+crops 0.828 -> at best 0.829), so the decision stays the argmax.
 
     python -m training.ecg.rhythm_stack_train --cache /work/scratch/rhythm/crops_cache.npz
 """
