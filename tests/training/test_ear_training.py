@@ -98,13 +98,16 @@ def _tiny_arrays() -> dict[str, np.ndarray]:
 
 
 @pytest.mark.slow
-def test_training_smoke_runs_and_exports_an_onnx_that_matches_torch(tmp_path):
+def test_training_smoke_runs_and_exports_an_onnx_that_matches_torch(tmp_path, capsys):
     torch.set_num_threads(1)
     arrays = _tiny_arrays()
     log: list[dict] = []
     cls = train_classifier(arrays, torch.device("cpu"), epochs=1, adv=0.3, seed=0, log=log)
     gate = train_gate(arrays, torch.device("cpu"), epochs=1, seed=0, log=log)
     assert {r["model"] for r in log} == {"classifier_adv0.3", "gate"}
+    bars = capsys.readouterr().err  # a progress bar per model, with its count and figures
+    assert "ear classifier (adv 0.3)" in bars and "ear gate" in bars and "1/1" in bars
+    assert "val_ba=" in bars and "val_rejection=" in bars
     assert all(np.isfinite(r["loss"]) for r in log)
 
     net = model.classifier(len(data.CLASSES))

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from training.common.classification_metrics import summary
+from training.common.progress import progress_bar
 from training.ear import data, model, warmstart
 from training.ear.augment import augment, to_float
 
@@ -115,8 +116,8 @@ def train_classifier(
     checkpoint: Path | None = None,
 ) -> dict:
     """Train (or fine-tune) the classifier; the best epoch on val (mean of balanced accuracy
-    and macro-F1) is returned, or the last one with `recipe.fit_on_val`. With `checkpoint`, the full training state is saved after
-    every epoch and a stopped run resumes from it."""
+    and macro-F1) is returned, or the last one with `recipe.fit_on_val`. With `checkpoint`,
+    the full training state is saved after every epoch and a stopped run resumes from it."""
     torch.manual_seed(seed)
     g = torch.Generator(device=device).manual_seed(seed)
     y, split, src = arrays["y_ear"], arrays["split_ear"], arrays["src_ear"]
@@ -174,6 +175,7 @@ def train_classifier(
         log[:] = ck["log"]
         print(f"resumed at epoch {start}", flush=True)
     use_amp = device.type == "cuda"
+    bar = progress_bar(epochs, f"ear classifier (adv {adv})", initial=start)
     for epoch in range(start, epochs):
         net.train()
         t0, total = time.time(), 0.0
@@ -235,12 +237,18 @@ def train_classifier(
             }
             torch.save(state, checkpoint.with_suffix(".tmp"))
             checkpoint.with_suffix(".tmp").replace(checkpoint)
+        bar.update(1)
+        bar.set_postfix(
+            loss=f"{total / steps_per_epoch:.3f}", val_ba=f"{m['balanced_accuracy']:.3f}",
+            refresh=False,
+        )
         if epoch % 10 == 0 or epoch == epochs - 1 or checkpoint is not None:
             print(
                 f"cls adv={adv} ep {epoch} loss {total / steps_per_epoch:.3f} val bacc "
                 f"{m['balanced_accuracy']:.3f} f1 {m['macro_f1']:.3f}",
                 flush=True,
             )
+    bar.close()
     return {"state": best_state, "val_score": best, "adv": adv}
 
 
@@ -268,6 +276,7 @@ def train_gate(
     target = torch.cat([torch.ones(half), torch.zeros(half)]).to(device)
     best, best_state = -1.0, None
     use_amp = device.type == "cuda"
+    bar = progress_bar(epochs, "ear gate")
     for epoch in range(epochs):
         net.train()
         t0, total = time.time(), 0.0
@@ -301,11 +310,16 @@ def train_gate(
         if rejection >= best:
             best = rejection
             best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+        bar.update(1)
+        bar.set_postfix(
+            loss=f"{total / steps_per_epoch:.4f}", val_rejection=f"{rejection:.3f}", refresh=False
+        )
         if epoch % 5 == 0 or epoch == epochs - 1:
             print(
                 f"gate ep {epoch} loss {total / steps_per_epoch:.4f} val rejection@98%TPR {rejection:.4f}",
                 flush=True,
             )
+    bar.close()
     return {"state": best_state, "val_score": best}
 
 

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from training.common.progress import progress_bar
 from training.ecg.delineate_dataset import wide_qrs_records
 from training.ecg.delineate_model import DelineationUNet
 from training.ecg.rhythm_train import schedule
@@ -173,6 +174,7 @@ def main() -> None:
     model = DelineationUNet(lead_head=lead_all is not None).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-2)
     history, t0, running = [], time.time(), 0.0
+    bar = progress_bar(args.steps, "delineation U-Net", unit="step")
     for step in range(1, args.steps + 1):
         model.train()
         if args.wide_qrs_weight == 1.0:  # the draw earlier runs made, so their seeds reproduce
@@ -208,7 +210,9 @@ def main() -> None:
         loss.backward()
         opt.step()
         running += loss.item()
+        bar.update(1)
         if step % 100 == 0:
+            bar.set_postfix(loss=f"{running / 100:.3f}", refresh=False)
             history.append(
                 {"step": step, "loss": running / 100, "elapsed_s": round(time.time() - t0, 1)}
             )
@@ -222,6 +226,7 @@ def main() -> None:
             )
         if last:
             break
+    bar.close()
     print("done", flush=True)
 
 

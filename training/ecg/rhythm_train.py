@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from training.common.progress import progress_bar
 from training.ecg.rhythm_model import RhythmNet
 
 FS = 250
@@ -99,6 +100,7 @@ def train_member(seed: int, data: dict, args: argparse.Namespace, device: str, l
         start_epoch, elapsed = ck["epoch"], ck["elapsed_s"]
         log(f"resumed member {seed} at epoch {start_epoch} ({elapsed:.0f} s done)")
     t0 = time.time() - elapsed
+    bar = progress_bar(args.epochs, f"rhythm CNN (member {seed})", initial=start_epoch)
     for epoch in range(start_epoch, args.epochs):
         if time.time() - t0 > args.budget_s:
             break
@@ -153,6 +155,11 @@ def train_member(seed: int, data: dict, args: argparse.Namespace, device: str, l
                 best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                 torch.save(best_state, args.out / f"rhythm_member{seed}.pt")
         history.append(row)
+        bar.update(1)
+        bar.set_postfix(
+            loss=f"{row['train_loss']:.3f}", val_score=f"{row.get('val_score', 0.0):.3f}",
+            refresh=False,
+        )
         log(json.dumps(row))
         # Every epoch, so a stopped CPU run resumes where it was (--resume).
         torch.save(
@@ -169,6 +176,7 @@ def train_member(seed: int, data: dict, args: argparse.Namespace, device: str, l
             },
             last_path,
         )
+    bar.close()
     return {"state": best_state, "best_val_score": best, "history": history}
 
 

@@ -24,6 +24,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from backend.inference.skin import CLASSES
+from training.common.progress import progress_bar
 from training.skin.data import SCRATCH, Pack, SkinDataset, class_weights
 from training.skin.metrics import classification_report, dice_iou
 from training.skin.model import ARCHS, build_model
@@ -179,6 +180,7 @@ def train(args: argparse.Namespace) -> Path:
 
     t_start = time.time()
     step = start_epoch * steps_per_epoch
+    bar = progress_bar(state["epochs"], "skin model", initial=start_epoch)
     epoch = start_epoch
     # A while loop, not range(): --time-budget may shorten state["epochs"] after epoch 2.
     while epoch < state["epochs"]:
@@ -234,6 +236,7 @@ def train(args: argparse.Namespace) -> Path:
             fit = int(args.time_budget / per_epoch)
             if fit < state["epochs"]:
                 state["epochs"] = max(fit, epoch + 2)
+                bar.total = state["epochs"]
                 print(f"time budget: {state['epochs']} epochs ({per_epoch:.1f} s each)", flush=True)
         torch.save(
             {
@@ -250,6 +253,11 @@ def train(args: argparse.Namespace) -> Path:
             last_path,
         )
         (args.out / "history.json").write_text(json.dumps(history, indent=1))
+        bar.update(1)
+        bar.set_postfix(
+            val_bacc=f"{metrics['balanced_accuracy']:.3f}", dice=f"{metrics['dice']:.3f}",
+            refresh=False,
+        )
         print(
             f"ep {epoch:3d} lr {row['lr']:.2e} ce {row['train_ce']:.3f} seg {row['train_seg']:.3f} "
             f"| val bacc {metrics['balanced_accuracy']:.3f} mauc {metrics['melanoma_auc']:.3f} "
@@ -259,6 +267,7 @@ def train(args: argparse.Namespace) -> Path:
         if args.max_steps and step >= args.max_steps:
             break
         epoch += 1
+    bar.close()
     return best_path
 
 
