@@ -269,10 +269,11 @@ class CheckPagesController(Controller):
 
     @get("/history")
     async def history(self, current_user: NamedDependency[User], kind: FromQuery[str] = "all",
-                      deleted: FromQuery[int] = 0) -> Template:
+                      deleted: FromQuery[int] = 0, page: FromQuery[int] = 1) -> Template:
         kind = kind if kind in {k for k, _n in history_service.FILTERS} else "all"
-        entries = await history_service.timeline(current_user, kind)
+        entries, older = await history_service.timeline_page(current_user, kind, page)
         return Template("history.html", context={
             "user": current_user, "entries": entries, "kind": kind,
+            "page": max(page, 1), "older": older,
             "filters": [(k, _(n)) for k, n in history_service.FILTERS], "deleted": bool(deleted),
         }, headers=NO_STORE)

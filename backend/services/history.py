@@ -52,18 +52,33 @@ def _vital_entry(v: Vital) -> dict[str, Any]:
     }
 
 
-async def timeline(user: User, kind: str = "all", limit: int = 200) -> list[dict[str, Any]]:
-    """The newest `limit` entries: checks (of one kind, or all) and vitals readings."""
+PAGE_SIZE = 50
+MAX_PAGES = 100  # 5,000 entries back; a page further than that would read too many rows
+
+
+async def timeline(
+    user: User, kind: str = "all", limit: int = PAGE_SIZE, offset: int = 0
+) -> list[dict[str, Any]]:
+    """Entries offset..offset+limit, newest first: checks (of one kind, or all) and vitals
+    readings. Each source is read up to offset+limit rows, enough for any merge of the two."""
+    wanted = offset + limit
     entries: list[dict[str, Any]] = []
     if kind != "vitals":
         query = Check.objects().where(Check.owner == user.id)
         if kind in KINDS:
             query = query.where(Check.kind == kind)
-        checks = await query.order_by(Check.created_at, ascending=False).limit(limit)
+        checks = await query.order_by(Check.created_at, ascending=False).limit(wanted)
         entries += [_check_entry(c) for c in checks]
     if kind in ("all", "vitals"):
         vitals = await Vital.objects().where(Vital.owner == user.id).order_by(
-            Vital.measured_at, ascending=False).limit(limit)
+            Vital.measured_at, ascending=False).limit(wanted)
         entries += [_vital_entry(v) for v in vitals]
     entries.sort(key=lambda e: e["when"].timestamp() if e["when"] else 0.0, reverse=True)
-    return entries[:limit]
+    return entries[offset:wanted]
+
+
+async def timeline_page(user: User, kind: str, page: int) -> tuple[list[dict[str, Any]], bool]:
+    """One page of the history (1 = newest) and whether an older page follows."""
+    page = min(max(page, 1), MAX_PAGES)
+    rows = await timeline(user, kind, PAGE_SIZE + 1, (page - 1) * PAGE_SIZE)
+    return rows[:PAGE_SIZE], len(rows) > PAGE_SIZE and page < MAX_PAGES

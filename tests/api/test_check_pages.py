@@ -368,3 +368,16 @@ async def test_times_read_in_the_zone_the_browser_gave_at_sign_up(client, app_se
         "timezone": "Mars/Olympus", "_csrf_token": csrf_from(page.text)})
     nowhere = await User.objects().where(User.email == "nowhere@example.org").first()
     assert nowhere.timezone == "UTC"
+
+
+async def test_history_links_to_older_entries_past_the_first_page(client):
+    user, _token = await logged_in(client)
+    for i in range(51):
+        await Vital(owner=user.id, type="weight", value=60 + i, unit="kg",
+                    measured_at=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=i)).save()
+    first = (await client.get("/history")).text
+    assert first.count('class="entry ') == 50 and 'href="/history?kind=all&amp;page=2"' in first
+    second = (await client.get("/history?page=2")).text
+    assert second.count('class="entry ') == 1 and ">60 kg<" in second
+    assert 'page=1"' in second and "page=3" not in second
+    assert (await client.get("/history?page=abc")).status_code == 400

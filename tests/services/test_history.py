@@ -33,3 +33,25 @@ async def test_timeline_merges_filters_and_keeps_to_its_owner(client, make_user)
     assert [e["kind"] for e in await history.timeline(own, "skin")] == ["skin"]
     assert [e["kind"] for e in await history.timeline(own, "vitals")] == ["vitals"]
     assert [e["kind"] for e in await history.timeline(own, limit=2)] == ["ear", "vitals"]
+
+
+async def test_history_pages_go_back_past_the_first_fifty(client, make_user):
+    await make_user("long@example.org")
+    user = await User.objects().where(User.email == "long@example.org").first()
+    for i in range(70):  # 70 readings, then 40 checks, interleaved in time
+        await Vital(owner=user.id, type="weight", value=60 + i / 10, unit="kg",
+                    measured_at=T0 + timedelta(minutes=2 * i)).save()
+    for i in range(40):
+        await Check(owner=user.id, kind="ecg", status="done", result={"label": "sinus_rhythm"},
+                    created_at=T0 + timedelta(minutes=2 * i + 1)).save()
+    first, older = await history.timeline_page(user, "all", 1)
+    second, older2 = await history.timeline_page(user, "all", 2)
+    third, older3 = await history.timeline_page(user, "all", 3)
+    assert (len(first), len(second), len(third)) == (50, 50, 10)
+    assert older and older2 and not older3
+    everything = first + second + third
+    whens = [e["when"] for e in everything]
+    assert whens == sorted(whens, reverse=True) and len(set(map(id, everything))) == 110
+    assert [e["summary"] for e in everything[-3:]] == ["60.1 kg", "Normal sinus rhythm", "60 kg"]
+    assert (await history.timeline_page(user, "ecg", 1))[1] is False  # 40 checks: one page
+    assert (await history.timeline_page(user, "all", -5))[0] == first
