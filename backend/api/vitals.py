@@ -13,9 +13,10 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Body, FromPath, FromQuery, JSONBody
 from litestar.response import Redirect, Template
-from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from backend.api.web import requires_login
 from backend.i18n import gettext as _
@@ -157,12 +158,17 @@ class VitalsApiController(Controller):
     async def remove(self, vital_id: FromPath[int], current_user: NamedDependency[User]) -> None:
         await vital_service.delete_reading(current_user, vital_id)
 
-    @post("/from-check/{check_id:int}", status_code=HTTP_201_CREATED)
+    @post("/from-check/{check_id:int}", status_code=HTTP_201_CREATED, responses={
+        HTTP_200_OK: ResponseSpec(data_container=VitalOut, generate_examples=False,
+                                  description="The reading saved from this check before"),
+    })
     async def from_check(self, request: Request, check_id: FromPath[int],
-                         current_user: NamedDependency[User]) -> VitalOut:
-        """A heart_rate reading (source ecg_check) from an ECG check's measured heart rate."""
-        row = await vital_service.heart_rate_from_check(current_user, check_id)
-        return (await vitals_out(current_user, [row], bmi_scale_for(request, current_user)))[0]
+                         current_user: NamedDependency[User]) -> Response[VitalOut]:
+        """A heart_rate reading (source ecg_check) from an ECG check's measured heart rate:
+        201 with the new reading, or 200 with the one saved from this check before."""
+        row, created = await vital_service.heart_rate_from_check(current_user, check_id)
+        out = (await vitals_out(current_user, [row], bmi_scale_for(request, current_user)))[0]
+        return Response(out, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
 
 
 class RecordApiController(Controller):

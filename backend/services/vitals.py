@@ -429,15 +429,15 @@ async def heart_rate_saved_from_check(user: User, check: Check) -> Vital | None:
     ).first()
 
 
-async def heart_rate_from_check(user: User, check_id: int) -> Vital:
-    """A heart_rate reading (source ecg_check) from an ECG check's measured rate; saving the
-    same check twice (a double tap, a reload) returns the reading saved the first time."""
+async def heart_rate_from_check(user: User, check_id: int) -> tuple[Vital, bool]:
+    """A heart_rate reading (source ecg_check) from an ECG check's measured rate, and whether it
+    is new: saving the same check twice (a double tap, a reload) returns the first reading."""
     from backend.services.checks import get_own_check
 
     check = await get_own_check(user, check_id)
     already = await heart_rate_saved_from_check(user, check)
     if already is not None:
-        return already
+        return already, False
     result = check.result if isinstance(check.result, dict) else None
     if result is None and isinstance(check.result, str) and check.result:
         import json
@@ -450,7 +450,7 @@ async def heart_rate_from_check(user: User, check_id: int) -> Vital:
     reading = validate_reading({"type": "heart_rate", "value": round(float(hr)), "unit": "bpm",
                                 "measured_at": check.finished_at or check.created_at,
                                 "source": "ecg_check"})
-    return await add_reading(user, reading)
+    return await add_reading(user, reading), True
 
 
 # ---------------------------------------------------------------------------------------
