@@ -27,7 +27,7 @@ from backend.i18n import gettext as _
 from backend.inference.images import load_image_rgb
 from backend.inference.result import DISCLAIMERS
 from backend.services.errors import NotFoundError, ServiceError
-from backend.services.result_cards import label_name
+from backend.services.result_cards import KIND_TITLES, label_name
 from backend.services.uploads import encode_jpeg
 from backend.tables.accounts import User
 from backend.tables.checks import Check
@@ -462,12 +462,15 @@ async def report(user: User, *, post_id: int | None = None, comment_id: int | No
 
 
 async def shareable_checks(user: User) -> list[dict[str, Any]]:
+    """The member's 20 newest finished checks, each with what the picker shows of it (the kind
+    of check and what it found, in the member's language)."""
     rows = await Check.select(Check.id, Check.kind, Check.status, Check.result, Check.owner,
                               Check.model_name, Check.model_version, Check.created_at,
                               Check.input_media_type).where(
         (Check.owner == user.id) & (Check.status == "done")).order_by(Check.id, ascending=False
                                                                       ).limit(20)
-    return [r for r in rows]
+    return [{**r, "kind_title": _(KIND_TITLES.get(r["kind"], N_("Check"))),
+             "label_name": (shared_result(r) or {}).get("label_name", "")} for r in rows]
 
 
 async def image_path(viewer: User | None, post_id: int, uploads_dir: Path) -> Path:

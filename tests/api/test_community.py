@@ -218,6 +218,8 @@ async def test_new_post_page_attaches_my_check_and_reencodes_the_image(client, m
     form = await client.get(f"/community/new?check={check_id}")
     assert form.status_code == 200 and "ecg_rhythm v1.2.0" in form.text
     assert f'<option value="{check_id}" selected' in form.text
+    # the picker names the check and its finding in the member's words, not "ECG · #12"
+    assert "ECG check · Atrial fibrillation (irregular rhythm) · " in form.text
 
     exif = Image.Exif()
     exif[0x010F] = "SecretCam"  # Make
