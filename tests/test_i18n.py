@@ -41,3 +41,16 @@ def test_translations_keep_their_placeholders():
 
     for msgid, msgstr in korean_catalog().items():
         assert sorted(re.findall(r"%\(\w+\)s", msgid)) == sorted(re.findall(r"%\(\w+\)s", msgstr)), msgid
+
+
+def test_no_translated_text_hides_in_an_f_string():
+    """Babel's extractor does not look inside f-strings: _("Name") there went untranslated in
+    the doctor PDF. Use a %-template with variables instead."""
+    import re
+
+    hidden = []
+    for path in sorted((ROOT / "backend").rglob("*.py")):
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"""\bf(["']).*\{_\(""", line):
+                hidden.append(f"{path.relative_to(ROOT)}:{lineno}")
+    assert hidden == []

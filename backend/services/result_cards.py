@@ -399,11 +399,11 @@ def _report(result, created_at, patient, input_image, check_id) -> bytes:
     y = pad + 64
     meta = []
     if patient:
-        meta.append(f"{_('Name')}: {patient}")
+        meta.append(_("Name: %(name)s", name=patient))
     if created_at:
-        meta.append(f"{_('Date')}: {created_at.strftime('%Y-%m-%d %H:%M %Z').strip()}")
+        meta.append(_("Date: %(date)s", date=created_at.strftime("%Y-%m-%d %H:%M %Z").strip()))
     if check_id is not None:
-        meta.append(f"{_('Check')} #{check_id}")
+        meta.append(_("Check #%(number)s", number=check_id))
     draw.text((pad, y), "   ".join(meta), font=fonts.get(22), fill=MUTED)
     y += 50
     y = _text_block(draw, (pad, y), label_name(kind, str(result.get("label", ""))),
@@ -438,7 +438,8 @@ def _report(result, created_at, patient, input_image, check_id) -> bytes:
             draw.text((pad, y), row["title"], font=small, fill=INK)
             draw.text((pad + 420, y), value, font=bold,
                       fill="#a61b1b" if row["flag"] else INK)
-            draw.text((pad + 640, y), f"{_('normal')} {row['range']}", font=small, fill=MUTED)
+            draw.text((pad + 640, y), _("normal %(range)s", range=row["range"]), font=small,
+                      fill=MUTED)
             y += 32
     notes = quality_notes(result)
     if notes:
