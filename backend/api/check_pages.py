@@ -62,15 +62,6 @@ def _capture(kind: str, user: User, status: int = 200, error: str | None = None)
     }, headers=NO_STORE)
 
 
-def _result_of(check: Check) -> dict[str, Any]:
-    result = check.result
-    if isinstance(result, str):
-        import json
-
-        result = json.loads(result) if result else None
-    return result or {}
-
-
 def _photo_size(check: Check, settings: Settings) -> tuple[int, int]:
     """Width and height for the <img> tags, so the page does not jump when the photo loads."""
     path = settings.uploads_dir / check.input_file
@@ -83,7 +74,7 @@ def _photo_size(check: Check, settings: Settings) -> tuple[int, int]:
 
 
 def _result_context(check: Check) -> dict[str, Any]:
-    result = _result_of(check)
+    result = check_service.result_of(check)
     kind = check.kind
     probs = sorted((result.get("probabilities") or {}).items(), key=lambda kv: -kv[1])
     urgency = str(result.get("urgency", "routine"))
@@ -128,11 +119,11 @@ def _nearby_specialist(kind: str, urgency: str) -> dict[str, str] | None:
 
 async def _heart_rate_offer(user: User, check: Check) -> dict[str, Any] | None:
     """An ECG result's heart rate, offered as a vitals reading (or shown as already saved)."""
-    hr = (_result_of(check).get("intervals") or {}).get("hr_bpm") if check.kind == "ecg" else None
+    hr = vital_service.ecg_heart_rate(check)
     if hr is None:
         return None
     saved = await vital_service.heart_rate_saved_from_check(user, check)
-    return {"bpm": round(float(hr)), "saved": saved is not None}
+    return {"bpm": round(hr), "saved": saved is not None}
 
 
 def _created(check: Check, user: User) -> datetime | None:
@@ -211,7 +202,8 @@ class CheckPagesController(Controller):
         settings: NamedDependency[Settings],
     ) -> Response:
         check = await self._done_check(current_user, check_id)
-        png = result_cards.render_card_png(_result_of(check), _created(check, current_user),
+        png = result_cards.render_card_png(check_service.result_of(check),
+                                           _created(check, current_user),
                                            self._input_bytes(check, settings))
         return Response(png, media_type="image/png", headers={
             **NO_STORE,
@@ -226,8 +218,9 @@ class CheckPagesController(Controller):
     ) -> Response:
         check = await self._done_check(current_user, check_id)
         pdf = result_cards.render_report_pdf(
-            _result_of(check), created_at=_created(check, current_user), patient=current_user.display_name,
-            input_image=self._input_bytes(check, settings), check_id=check.id)
+            check_service.result_of(check), created_at=_created(check, current_user),
+            patient=current_user.display_name, input_image=self._input_bytes(check, settings),
+            check_id=check.id)
         return Response(pdf, media_type="application/pdf", headers={
             **NO_STORE,
             "Content-Disposition": f'attachment; filename="carelens-{check.kind}-{check.id}.pdf"'})
@@ -239,7 +232,7 @@ class CheckPagesController(Controller):
         current_user: NamedDependency[User],
     ) -> Response:
         check = await self._done_check(current_user, check_id)
-        trace = _result_of(check).get("trace")
+        trace = check_service.result_of(check).get("trace")
         if check.kind != "ecg" or not trace:
             raise NotFoundError(N_("This check has no ECG trace."))
         label = _("Where the rhythm model looked (lead %(lead)s)",
@@ -255,7 +248,7 @@ class CheckPagesController(Controller):
         current_user: NamedDependency[User],
     ) -> Response:
         check = await self._done_check(current_user, check_id)
-        png = result_cards.outline_png(_result_of(check).get("mask_png_base64"))
+        png = result_cards.outline_png(check_service.result_of(check).get("mask_png_base64"))
         if png is None:
             raise NotFoundError(N_("This check has no lesion outline."))
         return Response(png, media_type="image/png",

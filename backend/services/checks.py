@@ -129,6 +129,11 @@ def check_to_json(check: Check) -> dict[str, Any]:
     return body
 
 
+def result_of(check: Check) -> dict[str, Any]:
+    """The check's stored result as a dict (SQLite hands JSON columns back as text); {} if none."""
+    return _loads(check.result) or {}
+
+
 def _loads(value: Any) -> Any:
     import json
 

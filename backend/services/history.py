@@ -1,15 +1,15 @@
 """The health history: checks and vitals readings of one member, newest first, as the history
-page and the home page's "Latest" list show them."""
+page and the home page's "Recent" list show them."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from backend.i18n import N_
 from backend.i18n import gettext as _
 from backend.inference.dispatch import KINDS
 from backend.services import result_cards
+from backend.services.checks import result_of
 from backend.tables.accounts import User
 from backend.tables.checks import Check
 from backend.tables.vitals import Vital
@@ -22,15 +22,8 @@ FILTERS = (("all", N_("All")), ("ecg", N_("ECG")), ("skin", N_("Skin")), ("ear",
            ("vitals", N_("Vitals")))
 
 
-def _result_of(check: Check) -> dict[str, Any]:
-    result = check.result
-    if isinstance(result, str):
-        result = json.loads(result) if result else None
-    return result or {}
-
-
 def _check_entry(check: Check) -> dict[str, Any]:
-    result = _result_of(check)
+    result = result_of(check)
     return {
         "type": "check", "when": check.created_at, "kind": check.kind,
         "title": _(result_cards.KIND_TITLES.get(check.kind, N_("Check"))),

@@ -413,10 +413,23 @@ async def delete_reading(user: User, vital_id: int) -> None:
     await Vital.delete().where(Vital.id == row.id)
 
 
+def ecg_heart_rate(check: Check) -> float | None:
+    """The heart rate an ECG check measured (bpm), None for other checks or when unmeasured."""
+    from backend.services.checks import result_of
+
+    hr = (result_of(check).get("intervals") or {}).get("hr_bpm") if check.kind == "ecg" else None
+    return None if hr is None else float(hr)
+
+
+def _time_of(check: Check) -> datetime | None:
+    """The time a reading saved from the check carries."""
+    return check.finished_at or check.created_at
+
+
 async def heart_rate_saved_from_check(user: User, check: Check) -> Vital | None:
     """The heart_rate reading already saved from this ECG check, if any (its reading carries the
     check's time; a second of slack for databases that round timestamps)."""
-    when = check.finished_at or check.created_at
+    when = _time_of(check)
     if when is None:
         return None
     slack = timedelta(seconds=1)
@@ -438,17 +451,12 @@ async def heart_rate_from_check(user: User, check_id: int) -> tuple[Vital, bool]
     already = await heart_rate_saved_from_check(user, check)
     if already is not None:
         return already, False
-    result = check.result if isinstance(check.result, dict) else None
-    if result is None and isinstance(check.result, str) and check.result:
-        import json
-
-        result = json.loads(check.result)
-    hr = ((result or {}).get("intervals") or {}).get("hr_bpm") if check.kind == "ecg" else None
+    hr = ecg_heart_rate(check)
     if hr is None:
         raise ServiceError(_("This check has no measured heart rate."), 422)
     # Whole beats per minute, as the result page offers it and as a pulse reading is written.
-    reading = validate_reading({"type": "heart_rate", "value": round(float(hr)), "unit": "bpm",
-                                "measured_at": check.finished_at or check.created_at,
+    reading = validate_reading({"type": "heart_rate", "value": round(hr), "unit": "bpm",
+                                "measured_at": _time_of(check),
                                 "source": "ecg_check"})
     return await add_reading(user, reading), True
 
