@@ -13,6 +13,7 @@ from PIL import Image
 from tests.conftest import register_user
 from tests.contract import assert_contract_result
 from tests.inference.ecg.ecg_synth import synthetic_ecg
+from tests.inference.ecg.test_readers import apple_watch_csv
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -68,6 +69,18 @@ async def test_ecg_wfdb_upload_as_hea_and_dat(client, tmp_path):
     result = response.json()["result"]
     assert_contract_result(result, "ecg")
     assert result["rhythm"] == "sinus_bradycardia"
+    assert abs(result["intervals"]["hr_bpm"] - 55) <= 2
+
+
+async def test_ecg_from_an_apple_watch_export(client):
+    headers = await register_user(client, "watch@example.org")
+    lead_i = synthetic_ecg(hr=55, duration_s=30, fs=512, leads=("I",)).signal[:, 0]
+    response = await client.post("/api/v1/checks/ecg", headers=headers, files={"file": (
+        "ecg_2026-11-20.csv", apple_watch_csv(lead_i * 1000), "text/csv")})
+    assert response.status_code == 201, response.text
+    result = response.json()["result"]
+    assert_contract_result(result, "ecg")
+    assert result["leads"] == ["I"] and result["rhythm"] == "sinus_bradycardia"
     assert abs(result["intervals"]["hr_bpm"] - 55) <= 2
 
 

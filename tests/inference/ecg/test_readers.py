@@ -315,6 +315,44 @@ def test_csv_of_one_row_says_how_short_it_is():
     assert "0.00 s" not in message
 
 
+def apple_watch_csv(samples_uv: np.ndarray, *, decimal: str = ".", header: list[str] | None = None):
+    """An ECG as the iPhone Health app exports it (electrocardiograms/ecg_<date>.csv)."""
+    header = header or [
+        "Name,Jane Doe", 'Date of Birth,"Jan 15, 1990"', "Recorded Date,2026-11-20 09:30:00 +0900",
+        "Classification,Sinus Rhythm", "Symptoms,", "Software Version,1.90", 'Device,"Watch6,7"',
+        "Sample Rate,512 hertz", "", "", "Lead,Lead I", "Unit,µV", "", "",
+    ]
+    body = [f"{v:.3f}".replace(".", decimal) for v in samples_uv]
+    return "\n".join(header + body).encode()
+
+
+@pytest.mark.parametrize("decimal", [".", ","])
+def test_apple_watch_export_reads_as_lead_i_at_512_hz(decimal):
+    # With a comma decimal separator (a Portuguese or German phone) a sample line reads
+    # "-265,868": one number, not two columns.
+    signal = ecg_like(1, fs=512, seconds=30)[:, 0]
+    record = read_ecg_files({"ecg_2026-11-20.csv": apple_watch_csv(signal * 1000, decimal=decimal)})
+    assert record.source == "file:apple_watch_csv"
+    assert record.fs == 512 and record.lead_names == ["I"] and record.duration_s == 30
+    np.testing.assert_allclose(record.signal[:, 0], signal, atol=1e-6)
+
+
+def test_apple_watch_export_from_a_korean_phone_is_recognised_by_its_shape():
+    signal = ecg_like(1, fs=512, seconds=30)[:, 0]
+    korean = ["이름,김지수", "기록 날짜,2026-11-20 09:30:00 +0900", "분류,동리듬", "기기,\"Watch6,7\"",
+              "샘플링 속도,512Hz", "", "리드,리드 I", "단위,µV", ""]
+    record = read_ecg_files({"ecg.csv": apple_watch_csv(signal * 1000, header=korean)})
+    assert record.fs == 512 and record.lead_names == ["I"]
+    np.testing.assert_allclose(record.signal[:, 0], signal, atol=1e-6)
+
+
+def test_apple_watch_export_with_text_among_samples_names_the_line():
+    data = apple_watch_csv(ecg_like(1, fs=512, seconds=30)[:, 0] * 1000)
+    lines = data.decode().split("\n")
+    lines[100] = "oops"
+    assert_unusable({"ecg.csv": "\n".join(lines).encode()}, "line 101", "sample value")
+
+
 # ---------------------------------------------------------------- EDF
 
 

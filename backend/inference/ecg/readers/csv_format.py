@@ -1,4 +1,5 @@
-"""CSV/TXT: one column per lead with a header of lead names (the Chapman/Shaoxing layout).
+"""CSV/TXT: one column per lead with a header of lead names (the Chapman/Shaoxing layout), or
+an Apple Watch ECG export (apple_watch_format.py).
 
 An optional time column gives the rate; units may be given in the header ("II (uV)", "V1 [mV]").
 The Chapman/Shaoxing files carry no units and hold microvolts at 500 Hz: the amplitude check
@@ -12,6 +13,7 @@ import re
 
 import numpy as np
 
+from backend.inference.ecg.readers.apple_watch_format import try_read_apple_watch
 from backend.inference.ecg.readers.normalise import (
     DEFAULT_FS_HZ,
     MAX_VALUES,
@@ -49,6 +51,9 @@ def _is_number(text: str) -> bool:
 def read_csv(data: bytes, name: str) -> EcgRecord:
     where = name or Phrase("CSV file")
     text = _decode(data, where)
+    watch_record = try_read_apple_watch(text, where)
+    if watch_record is not None:
+        return watch_record
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
         raise UnusableInputError("%(where)s: the CSV file is empty.", params={"where": where})
