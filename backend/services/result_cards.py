@@ -21,6 +21,7 @@ from backend.i18n import N_, current_locale
 from backend.i18n import gettext as _
 from backend.inference import ear
 from backend.inference.ecg import quality
+from backend.inference.ecg.analyze import interval_flags
 from backend.inference.result import DISCLAIMER, DISCLAIMERS
 from backend.services import ecg_plot
 
@@ -86,15 +87,18 @@ def next_steps(kind: str, urgency: str) -> str:
 
 URGENCY_COLOURS = {"routine": "#1d6b35", "soon": "#8a5300", "urgent": "#a61b1b"}
 
-# Adult resting normal ranges (AHA/ACCF/HRS recommendations for the standardisation and
-# interpretation of the ECG, Circulation 2009; QTc upper limits 450 ms men / 460 ms women).
+# The table's rows; ranges and flags are the analysis' own (analyze.interval_flags and
+# thresholds.py), so the table cannot call normal what the explanation calls long.
 INTERVAL_ROWS = (
-    ("hr_bpm", N_("Heart rate"), "bpm", 60, 100),
-    ("pr_ms", N_("PR interval"), "ms", 120, 200),
-    ("qrs_ms", N_("QRS duration"), "ms", 70, 120),
-    ("qt_ms", N_("QT interval"), "ms", None, None),
-    ("qtc_ms", N_("QTc (corrected QT)"), "ms", 350, 460),
+    ("hr_bpm", N_("Heart rate"), "bpm", "hr"),
+    ("pr_ms", N_("PR interval"), "ms", "pr"),
+    ("qrs_ms", N_("QRS duration"), "ms", "qrs"),
+    ("qt_ms", N_("QT interval"), "ms", None),
+    ("qtc_ms", N_("QTc (corrected QT)"), "ms", "qtc"),
 )
+# analyze.interval_flags' words -> the table's mark
+_FLAG_MARKS = {"low": "low", "short": "low", "high": "high", "long": "high", "wide": "high",
+               "prolonged": "high", "markedly_prolonged": "high", "borderline": "borderline"}
 
 HANGUL_FONTS = (
     "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
@@ -127,20 +131,31 @@ def urgency_name(urgency: str | None) -> str:
     return _(URGENCY_NAMES[urgency]) if urgency in URGENCY_NAMES else ""
 
 
+def _range_text(bounds: list | None, unit: str) -> str:
+    low, high = bounds if bounds else (None, None)
+    if low is not None and high is not None:
+        return f"{low:g}–{high:g} {unit}"
+    if high is not None:
+        return f"≤ {high:g} {unit}"
+    return f"≥ {low:g} {unit}" if low is not None else "—"
+
+
 def interval_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """The ECG intervals with their normal range and whether the value lies outside it."""
+    """The ECG intervals with the normal range and the flag the analysis gave them (re-derived
+    for results saved without them)."""
     intervals = result.get("intervals") or {}
+    detail = result.get("intervals_detail") or {}
+    flags, ranges = detail.get("flags"), detail.get("normal_ranges")
+    if flags is None or ranges is None:
+        flags, ranges = interval_flags(intervals, None)
     rows = []
-    for key, title, unit, low, high in INTERVAL_ROWS:
+    for key, title, unit, flag_key in INTERVAL_ROWS:
         value = intervals.get(key)
-        flag = None
-        if isinstance(value, (int, float)) and low is not None and high is not None:
-            flag = "low" if value < low else "high" if value > high else None
         rows.append({
             "key": key, "title": _(title), "unit": unit,
             "value": None if value is None else round(float(value)),
-            "range": f"{low}–{high} {unit}" if low is not None else "—",
-            "flag": flag,
+            "range": _range_text(ranges.get(key), unit),
+            "flag": _FLAG_MARKS.get(flags.get(flag_key)) if value is not None else None,
         })
     return rows
 

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from backend.i18n import current_locale
+from backend.inference.ecg.analyze import interval_flags
 from backend.services import result_cards
 from tests.api.test_check_pages import ear_result, ecg_result, photo_and_mask, skin_result
 from tests.services.test_ecg_plot import sheet_3x4_trace
@@ -69,12 +70,25 @@ def test_outline_is_a_ring_around_the_mask():
     assert result_cards.outline_png(None) is None and result_cards.outline_png("not base64!") is None
 
 
-def test_interval_rows_flag_values_outside_the_adult_range():
-    rows = {r["key"]: r for r in result_cards.interval_rows(ecg_result())}
+def test_interval_rows_show_the_ranges_and_flags_the_analysis_gave():
+    # A man's QTc of 452 ms: the analysis calls it prolonged (>= 450 ms for men) and says so in
+    # the explanation; the table used to print it unflagged next to "350-460 ms".
+    result = ecg_result()
+    flags, ranges = interval_flags(result["intervals"], "M")
+    result["intervals_detail"] = {"flags": flags, "normal_ranges": ranges}
+    rows = {r["key"]: r for r in result_cards.interval_rows(result)}
+    assert rows["qtc_ms"]["flag"] == "high" and rows["qtc_ms"]["range"] == "390–450 ms"
     assert rows["hr_bpm"]["flag"] == "high" and rows["hr_bpm"]["value"] == 112
+    assert rows["qrs_ms"]["flag"] is None and rows["qrs_ms"]["range"] == "≤ 110 ms"
     assert rows["pr_ms"]["value"] is None and rows["pr_ms"]["flag"] is None
-    assert rows["qtc_ms"]["flag"] is None and rows["qtc_ms"]["range"] == "350–460 ms"
     assert rows["qt_ms"]["range"] == "—"
+
+
+def test_interval_rows_of_a_result_saved_without_flags_are_judged_the_same_way():
+    rows = {r["key"]: r for r in result_cards.interval_rows(ecg_result())}
+    # no sex known: between the men's and the women's limit is borderline
+    assert rows["qtc_ms"]["flag"] == "borderline" and rows["qtc_ms"]["range"] == "390–460 ms"
+    assert rows["hr_bpm"]["flag"] == "high"
 
 
 def test_words_follow_the_ui_language():

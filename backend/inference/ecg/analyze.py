@@ -52,7 +52,7 @@ def _round_trace(x: np.ndarray) -> list[float | None]:
     return out.tolist()
 
 
-def _interval_flags(
+def interval_flags(
     intervals: dict[str, Any], sex: str | None
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """Per-interval flag and the normal ranges used (sex-specific QTc upper limit)."""
@@ -196,7 +196,7 @@ def analyze_ecg_record(
     label = rh.final_rhythm(family, evidence, cnn.probabilities)
     if label in ("atrial_fibrillation", "supraventricular_tachycardia"):
         intervals["pr_ms"] = None  # no sinus P waves: a PR interval would be a guess
-    flags, ranges = _interval_flags(intervals, sex)
+    flags, ranges = interval_flags(intervals, sex)
     p = cnn.probabilities
     # The family the label stands for; its probability is reported under the label's own name
     # (normal -> sinus_bradycardia at 50 bpm), so probabilities[label] is the confidence.
