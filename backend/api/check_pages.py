@@ -30,7 +30,7 @@ from backend.settings import Settings
 from backend.tables.accounts import User
 from backend.tables.checks import Check
 
-ECG_FILE_TYPES = ".hea,.dat,.h5,.hdf5,.npy,.npz,.pkl,.csv,.edf,.xml,.dcm,.zip"
+ECG_FILE_TYPES = ".hea,.dat,.h5,.hdf5,.npy,.npz,.pkl,.csv,.edf,.xml,.dcm,.zip,.pdf"
 NO_STORE = {"Cache-Control": "private, no-store"}
 
 

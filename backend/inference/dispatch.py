@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from backend.inference.errors import Phrase, UnusableInputError
 from backend.inference.images import decode_photo, load_image_rgb, sniff_image_format
+from backend.inference.pdf_pages import is_pdf, page_images
 from backend.inference.registry import ModelRegistry, default_registry
 
 if TYPE_CHECKING:
@@ -49,8 +50,11 @@ def analyze_files(
     if kind == "ecg":
         from backend.inference.ecg.analyze import analyze_ecg_record
 
-        if len(files) == 1 and sniff_image_format(next(iter(files.values()))):
-            record = _digitize(load_image_rgb(next(iter(files.values()))))
+        upload = next(iter(files.values()))
+        if len(files) == 1 and sniff_image_format(upload):
+            record = _digitize(load_image_rgb(upload))
+        elif len(files) == 1 and is_pdf(upload):
+            record = _digitize_pdf(upload)
         else:
             from backend.inference.ecg.readers import read_ecg_files
 
@@ -77,6 +81,31 @@ def _digitize(image) -> EcgRecord:
             "from straight above, in even light — or upload the ECG file instead.",
             extra={"reason": "digitize_failed"},
         ) from exc
+
+
+MSG_NO_ECG_IN_PDF = (
+    "No ECG sheet was found on the first %(pages)d pages of this PDF. CareLens reads PDFs that "
+    "print a 12-lead sheet (3x4 or 6x2) or a rhythm strip on an ECG grid; otherwise upload the "
+    "ECG file, or a photo of the printout."
+)
+
+
+def _digitize_pdf(data: bytes) -> EcgRecord:
+    """The first page (of the first few) that holds a readable ECG sheet. A one-page PDF keeps
+    the digitiser's own reason for a refusal; for several pages it would name only one."""
+    first_refusal: UnusableInputError | None = None
+    pages = 0
+    for pages, image in enumerate(page_images(data), start=1):
+        try:
+            record = _digitize(image)
+        except UnusableInputError as exc:
+            first_refusal = first_refusal or exc
+            continue
+        record.meta["pdf_page"] = pages
+        return record
+    if pages == 1 and first_refusal is not None:
+        raise first_refusal
+    raise UnusableInputError(MSG_NO_ECG_IN_PDF, params={"pages": pages})
 
 
 def files_for_path(path: Path) -> dict[str, bytes]:

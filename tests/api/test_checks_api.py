@@ -10,6 +10,8 @@ import numpy as np
 import wfdb
 from PIL import Image
 
+from backend.inference.ecg.analyze import analyze_ecg_record
+from backend.services.result_cards import render_report_pdf
 from tests.conftest import register_user
 from tests.contract import assert_contract_result
 from tests.inference.ecg.ecg_synth import synthetic_ecg
@@ -82,6 +84,20 @@ async def test_ecg_from_an_apple_watch_export(client):
     assert_contract_result(result, "ecg")
     assert result["leads"] == ["I"] and result["rhythm"] == "sinus_bradycardia"
     assert abs(result["intervals"]["hr_bpm"] - 55) <= 2
+
+
+async def test_ecg_from_a_pdf_print(client):
+    headers = await register_user(client, "pdf@example.org")
+    pdf = render_report_pdf(analyze_ecg_record(synthetic_ecg(hr=55)), patient="Min")
+    response = await client.post("/api/v1/checks/ecg", headers=headers, files={"file": (
+        "ecg-print.pdf", pdf, "application/pdf")})
+    assert response.status_code == 201, response.text
+    result = response.json()["result"]
+    assert_contract_result(result, "ecg")
+    assert result["rhythm"] == "sinus_bradycardia" and len(result["leads"]) == 12
+    damaged = await client.post("/api/v1/checks/ecg", headers=headers, files={"file": (
+        "ecg-print.pdf", pdf[:2000], "application/pdf")})
+    assert damaged.status_code == 422 and "could not be opened" in damaged.json()["error"]
 
 
 async def poll_until_finished(client, headers: dict, check_id: int) -> dict:

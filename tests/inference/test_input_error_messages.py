@@ -71,9 +71,11 @@ def _refusal_texts(module: Path) -> set[str]:
     return texts
 
 
-# Every reader module, so that a new one cannot be left out of the scan.
-READERS = sorted(
-    f"ecg/readers/{path.name}" for path in (INFERENCE / "ecg" / "readers").glob("*.py")
+# Every module that refuses input, so that a new one cannot be left out of the scan.
+REFUSING_MODULES = sorted(
+    str(path.relative_to(INFERENCE))
+    for path in INFERENCE.rglob("*.py")
+    if path.name != "errors.py" and "UnusableInputError(" in path.read_text()
 )
 # How many Phrase("...") parameters the scan must find in a module (it reads literals only).
 PHRASES = {
@@ -111,16 +113,7 @@ def _unread_refusals(module: Path) -> list[str]:
 
 @pytest.mark.parametrize(
     "module",
-    [
-        "images.py",
-        "skin.py",
-        "ear.py",
-        "ecg/digitize.py",
-        "ecg/analyze.py",
-        "ecg/quality.py",
-        "dispatch.py",
-        *READERS,
-    ],
+    REFUSING_MODULES,
 )
 def test_every_refusal_has_korean_text(module):
     texts = _refusal_texts(INFERENCE / module)

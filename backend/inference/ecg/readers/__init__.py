@@ -70,7 +70,7 @@ _READERS: dict[str, Callable[[bytes, str], EcgRecord]] = {
 _UNSUPPORTED = (
     "Supported ECG files: WFDB (.hea + .dat, or both in a .zip), HDF5 (.h5), NumPy (.npy/.npz), "
     "CSV (also Apple Watch ECG exports), EDF/EDF+, HL7 aECG XML, DICOM ECG waveforms and pickled "
-    "arrays; or a photo of the printout."
+    "arrays; or a PDF or photo of the printout."
 )
 # Refusals used more than once; the others are written where they are raised.
 MSG_ZIP_DAMAGED = "%(name)s: the .zip archive is damaged or truncated."
