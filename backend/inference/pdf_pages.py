@@ -24,20 +24,21 @@ def is_pdf(data: bytes) -> bool:
 
 def page_images(data: bytes, max_pages: int = MAX_PAGES) -> Iterator[np.ndarray]:
     """HxWx3 uint8 RGB of each of the first `max_pages` pages, rendered on white."""
-    document = _open(data)
-    for index in range(min(len(document), max_pages)):
-        page = document[index]
-        width, height = page.get_size()
-        if min(width, height) <= 0:
-            continue
-        bitmap = page.render(scale=RENDER_LONG_SIDE / max(width, height), fill_color=(255,) * 4)
-        yield np.asarray(bitmap.to_pil().convert("RGB"))
-
-
-def _open(data: bytes):
     import pypdfium2 as pdfium
 
     try:
-        return pdfium.PdfDocument(data)
+        document = pdfium.PdfDocument(data)
+        n_pages = len(document)
     except pdfium.PdfiumError:
         raise UnusableInputError(MSG_UNREADABLE_PDF) from None
+    for index in range(min(n_pages, max_pages)):
+        try:
+            page = document[index]
+            width, height = page.get_size()
+            if min(width, height) <= 0:
+                continue
+            scale = RENDER_LONG_SIDE / max(width, height)
+            image = page.render(scale=scale, fill_color=(255,) * 4).to_pil().convert("RGB")
+        except pdfium.PdfiumError:
+            raise UnusableInputError(MSG_UNREADABLE_PDF) from None
+        yield np.asarray(image)
