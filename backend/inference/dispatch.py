@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from backend.inference.errors import Phrase, UnusableInputError
 from backend.inference.images import decode_photo, load_image_rgb, sniff_image_format
-from backend.inference.pdf_pages import is_pdf, page_images
+from backend.inference.pdf_pages import is_pdf, read_pages
 from backend.inference.registry import ModelRegistry, default_registry
 
 if TYPE_CHECKING:
@@ -65,13 +65,13 @@ def analyze_files(
     raise UnusableInputError(f"Unknown check kind {kind!r}; use one of {', '.join(KINDS)}.")
 
 
-def _digitize(image) -> EcgRecord:
+def _digitize(image, continuous_rows: bool = False) -> EcgRecord:
     """The photo digitiser is heuristic image analysis: a photo it cannot follow (a failure
     mode, not a server fault) must read as "no ECG found", never as a 500."""
     from backend.inference.ecg.digitize import digitize_photo
 
     try:
-        return digitize_photo(image)
+        return digitize_photo(image, continuous_rows=continuous_rows)
     except UnusableInputError:
         raise
     except Exception as exc:  # see the docstring; logged for the developers
@@ -85,27 +85,30 @@ def _digitize(image) -> EcgRecord:
 
 MSG_NO_ECG_IN_PDF = (
     "No ECG sheet was found on the first %(pages)d pages of this PDF. CareLens reads PDFs that "
-    "print a 12-lead sheet (3x4 or 6x2) or a rhythm strip on an ECG grid; otherwise upload the "
-    "ECG file, or a photo of the printout."
+    "print a 12-lead sheet (3x4 or 6x2), a rhythm strip, or a watch's or handheld device's "
+    "single-lead ECG on an ECG grid; otherwise upload the ECG file, or a photo of the printout."
 )
 
 
 def _digitize_pdf(data: bytes) -> EcgRecord:
     """The first page (of the first few) that holds a readable ECG sheet. A one-page PDF keeps
-    the digitiser's own reason for a refusal; for several pages it would name only one."""
+    the digitiser's own reason for a refusal; for several pages it would name only one. A page
+    whose text names a single-lead device (Apple Watch, Kardia...) is read as its rows of lead I."""
+    from backend.inference.ecg.digitize import is_single_lead_print
+
     first_refusal: UnusableInputError | None = None
-    pages = 0
-    for pages, image in enumerate(page_images(data), start=1):
+    n_pages = 0
+    for n_pages, page in enumerate(read_pages(data), start=1):
         try:
-            record = _digitize(image)
+            record = _digitize(page.image, continuous_rows=is_single_lead_print(page.text))
         except UnusableInputError as exc:
             first_refusal = first_refusal or exc
             continue
-        record.meta["pdf_page"] = pages
+        record.meta["pdf_page"] = n_pages
         return record
-    if pages == 1 and first_refusal is not None:
+    if n_pages == 1 and first_refusal is not None:
         raise first_refusal
-    raise UnusableInputError(MSG_NO_ECG_IN_PDF, params={"pages": pages})
+    raise UnusableInputError(MSG_NO_ECG_IN_PDF, params={"pages": n_pages})
 
 
 def files_for_path(path: Path) -> dict[str, bytes]:

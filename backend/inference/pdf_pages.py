@@ -5,6 +5,7 @@ photo digitiser reads the sheet from there."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 
@@ -22,8 +23,13 @@ def is_pdf(data: bytes) -> bool:
     return b"%PDF-" in data[:1024]
 
 
-def page_images(data: bytes, max_pages: int = MAX_PAGES) -> Iterator[np.ndarray]:
-    """HxWx3 uint8 RGB of each of the first `max_pages` pages, rendered on white."""
+class PdfPage(NamedTuple):
+    image: np.ndarray  # HxWx3 uint8 RGB, rendered on white
+    text: str  # the page's text layer ("" for a scan); a wearable's print names the device
+
+
+def read_pages(data: bytes, max_pages: int = MAX_PAGES) -> Iterator[PdfPage]:
+    """Each of the first `max_pages` pages as pixels and text."""
     import pypdfium2 as pdfium
 
     try:
@@ -39,6 +45,7 @@ def page_images(data: bytes, max_pages: int = MAX_PAGES) -> Iterator[np.ndarray]
                 continue
             scale = RENDER_LONG_SIDE / max(width, height)
             image = page.render(scale=scale, fill_color=(255,) * 4).to_pil().convert("RGB")
+            text = page.get_textpage().get_text_range()
         except pdfium.PdfiumError:
             raise UnusableInputError(MSG_UNREADABLE_PDF) from None
-        yield np.asarray(image)
+        yield PdfPage(np.asarray(image), text)

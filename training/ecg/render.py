@@ -7,12 +7,15 @@ rotation, curl and crease warps, lamp gradient, shadow, colour cast, blur, noise
 in "clean" mode, scans it. It returns the image and the ground truth: per lead a 500 Hz array over
 the printed time axis with NaN outside the window in which that lead is printed.
 
+`wearable_pdf(lead_i, fs)` writes a single-lead device's ECG PDF (the Apple Watch export's layout).
+
 Data loaders for ../shared/data/ecg (twelve-lead WFDB records, CinC 2017 strips) sit at the end;
 the renderer itself needs none of them (tests feed `synthetic_twelve_lead`).
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -478,6 +481,64 @@ def render_sample(
     )
     params.update(sheet_ppm=ppm, lead_boxes=sheet.lead_boxes)
     return Rendered(img, sheet.truth, FS, layout, mode, sheet.duration_s, params)
+
+
+# ----------------------------------------------------------------------------- a watch's PDF
+
+WATCH_PAGE_MM = (279.4, 215.9)
+WATCH_MINOR, WATCH_MAJOR = (1.0, 0.75, 0.75), (0.93, 0.45, 0.45)
+WATCH_FOOTER = "25 mm/s, 10 mm/mV, Lead I, 512Hz, iOS 17.1, watchOS 10.1, Watch6,7"
+
+
+def wearable_pdf(
+    lead_i_mv: np.ndarray,
+    fs: float,
+    *,
+    rows: int = 3,
+    gap_mm: float = 6.0,
+    footer: str = WATCH_FOOTER,
+) -> bytes:
+    """A single-lead device's ECG PDF, laid out like the iPhone Health app's export of an Apple
+    Watch ECG: US Letter landscape, name and finding on top, the lead as `rows` rows (30 s: three
+    of 10 s) at 25 mm/s and 10 mm/mV on a red grid, and a footer naming the lead and the device.
+    matplotlib writes the text as TrueType text, as the Health app does, so the page has a text
+    layer. gap_mm: white paper between the rows' grids (0 = one grid under all rows)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    width, height = WATCH_PAGE_MM
+    with matplotlib.rc_context({"pdf.fonttype": 42}):
+        fig = plt.figure(figsize=(width / 25.4, height / 25.4))
+        ax = fig.add_axes((0, 0, 1, 1))
+        ax.set_xlim(0, width)
+        ax.set_ylim(height, 0)  # y grows down the page, in mm
+        ax.axis("off")
+        ax.text(15, 14, "Jane Doe", fontsize=12, weight="bold")
+        ax.text(15, 20, "Recorded on Nov 20, 2026 at 9:30 AM", fontsize=8)
+        ax.text(200, 14, "Sinus Rhythm", fontsize=12, weight="bold")
+        row_s = len(lead_i_mv) / fs / rows
+        left, row_h = 15.0, 40.0
+        row_mm = row_s * 25.0
+        for r in range(rows):
+            top = 35 + r * (row_h + gap_mm)
+            for k in range(int(row_mm) + 1):
+                colour, lw = (WATCH_MAJOR, 0.6) if k % 5 == 0 else (WATCH_MINOR, 0.25)
+                ax.plot([left + k, left + k], [top, top + row_h], color=colour, lw=lw)
+            for k in range(int(row_h) + 1):
+                colour, lw = (WATCH_MAJOR, 0.6) if k % 5 == 0 else (WATCH_MINOR, 0.25)
+                ax.plot([left, left + row_mm], [top + k, top + k], color=colour, lw=lw)
+            piece = lead_i_mv[int(r * row_s * fs) : int((r + 1) * row_s * fs)]
+            t = np.arange(piece.size) / fs
+            ax.plot(left + 25.0 * t, top + row_h / 2 - 10.0 * piece, color="black", lw=0.6)
+        bottom = 35 + rows * (row_h + gap_mm)
+        ax.text(15, bottom + 6, footer, fontsize=7)
+        ax.text(15, bottom + 11, "The waveform is similar to a Lead I ECG.", fontsize=7)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="pdf")
+        plt.close(fig)
+    return buffer.getvalue()
 
 
 # ----------------------------------------------------------------------------- data loaders

@@ -3,7 +3,8 @@
 Pipeline: exposure/blank checks -> illumination flattening -> grid region (where grid-coloured,
 periodic pixels are) -> page quad -> perspective correction -> grid period per axis from the
 autocorrelation of grid pixels (px per mm) -> trace pixels (dark, not grid-coloured) -> rows and
-layout (3x4 + rhythm II, 6x2, single strip) -> calibration pulse (amplitude reference) ->
+layout (3x4 + rhythm II, 6x2, single strip; or a wearable's print: rows that continue one lead)
+-> calibration pulse (amplitude reference) ->
 vectorisation (one ink run per column, chosen by continuity; the centre line from the runs' upper
 and lower edges as a round pen draws them) -> mV and
 seconds (25 mm/s, 10 mm/mV unless the pulse says otherwise) -> 500 Hz.
@@ -52,6 +53,26 @@ LAYOUT_ROWS = {
     "1x1": (("II",),),
 }
 LAYOUT_BY_ROWS = {4: "3x4", 3: "3x4-no-rhythm", 6: "6x2", 1: "1x1"}
+# A watch or handheld ECG (Apple Watch, KardiaMobile, Galaxy Watch...) prints its 30 s of lead I
+# as rows that continue one another, usually 3 rows of 10 s. In pixels that is a 3x4 sheet
+# without its rhythm strip, so the caller says which it is (a PDF's text layer names the device).
+CONTINUOUS_LAYOUT = "lead-I-rows"
+CONTINUOUS_MAX_ROWS = 6
+# ...unless the waveforms tell: a 3x4 sheet's twelve 2.5 s pieces are twelve leads (aVR upside
+# down, V1 unlike V5), a watch's are one lead. Lowest QRS-template correlation of a piece with
+# the pieces' median template (training/ecg/eval_watch_pdf.py --rows-check): at most 0.593 over
+# the twelve-lead records of ../shared/data/ecg (219 of 220; one has too few beats), >= 0.7 in
+# 82.5 % of the 6,429 CinC 2017 strips of 30 s or more (a noisy strip mostly stays unrecognised).
+ONE_LEAD_MIN_CORR = 0.7
+STRIP_ASPECT = 0.35  # a watch's grid strip: 10 s (250 mm) by 4-8 cm; a 12-lead grid is ~2:3
+# What a single-lead device's PDF says about itself, in its text layer (any phone language keeps
+# the product names and "Lead I"); a 12-lead print names aVR, V1...
+_SINGLE_LEAD_DEVICE_TEXT = re.compile(
+    r"apple watch|watchos|kardia|alivecor|galaxy watch|samsung health|fitbit|pixel watch"
+    r"|withings|scanwatch|\blead i\b",
+    re.IGNORECASE,
+)
+_TWELVE_LEAD_TEXT = re.compile(r"\ba[vV][rRlLfF]\b|\bV[1-6]\b")
 
 MSG_DARK = "The photo is too dark. Turn on a light or move to a brighter spot and take it again."
 MSG_BLANK = (
@@ -84,12 +105,30 @@ class _Rows:
     baselines: np.ndarray  # y of each row's 0 mV line in rectified px
     layout: str
 
+    @property
+    def lead_rows(self) -> tuple[tuple[str, ...], ...]:
+        if self.layout == CONTINUOUS_LAYOUT:
+            return (("I",),) * len(self.baselines)
+        return LAYOUT_ROWS[self.layout]
+
+
+def is_single_lead_print(text: str) -> bool:
+    """True when a page's text is that of a single-lead device's ECG print (see
+    CONTINUOUS_LAYOUT): it names such a device or "Lead I", and no 12-lead lead names."""
+    return bool(_SINGLE_LEAD_DEVICE_TEXT.search(text)) and not _TWELVE_LEAD_TEXT.search(text)
+
 
 # ----------------------------------------------------------------------------- public API
 
 
-def digitize_photo(image: np.ndarray) -> EcgRecord:
-    """HxWx3 uint8 RGB photo of a printed ECG -> EcgRecord (mV, 500 Hz, leads found)."""
+def digitize_photo(image: np.ndarray, *, continuous_rows: bool = False) -> EcgRecord:
+    """HxWx3 uint8 RGB photo of a printed ECG -> EcgRecord (mV, 500 Hz, leads found).
+
+    continuous_rows: the sheet is a single-lead device's print (CONTINUOUS_LAYOUT): its rows are
+    read one after the other as lead I. Without it, a sheet is read so when its rows are separate
+    grid strips (12-lead machines print one grid), or when its three rows read as a 3x4 sheet
+    whose twelve pieces all have one QRS shape.
+    """
     img = np.ascontiguousarray(image[..., :3])
     if img.ndim != 3 or min(img.shape[:2]) < 200:
         raise UnusableInputError(
@@ -99,7 +138,8 @@ def digitize_photo(image: np.ndarray) -> EcgRecord:
     _check_exposure(small)
     flat_small = _flatten(small, max(5, round(max(small.shape) / 130)))
     _check_blank(flat_small)
-    region, dense = _grid_region(small)
+    region, dense, n_strips = _grid_region(small)
+    continuous_rows = continuous_rows or n_strips > 1
     quad_small = _quad_from_mask(region)
     # Cut off = the clearly printed grid runs into the frame (the grown region may reach it
     # through footer text or a washed-out margin).
@@ -128,8 +168,11 @@ def digitize_photo(image: np.ndarray) -> EcgRecord:
 
     ink = _ink_mask(flat, ppm_y)
     _check_blur(flat, ink, ppm_x)
-    rows = _find_rows(ink, ppm_y)
+    rows = _find_rows(ink, ppm_y, continuous=continuous_rows)
     signals, meta = _vectorise(ink, rows, ppm_x, ppm_y)
+    if rows.layout == "3x4-no-rhythm" and _is_one_lead(list(signals.values())):
+        rows = _Rows(baselines=rows.baselines, layout=CONTINUOUS_LAYOUT)
+        signals, meta = _vectorise(ink, rows, ppm_x, ppm_y)
     if not signals:
         raise UnusableInputError(MSG_NO_ROWS, extra={"reason": "no_trace"})
 
@@ -322,8 +365,10 @@ def _check_blank(flat: np.ndarray) -> None:
         raise UnusableInputError(MSG_BLANK, extra={"reason": "blank"})
 
 
-def _grid_region(small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Binary masks of the printed grid area in a ~1000 px image: (grown, dense).
+def _grid_region(small: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Binary masks of the printed grid area in a ~1000 px image: (grown, dense), and how many
+    separate grid strips it joins (a watch's print: strips as wide as the largest, in line
+    with it, one above the other; 1 for a sheet printed on one grid).
 
     Thin dark lines on paper show up in the black-hat transform (closing minus image) of the
     darkest channel; where they are dense is the grid. Flat or softly textured backgrounds
@@ -349,7 +394,11 @@ def _grid_region(small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     if stats[best, cv2.CC_STAT_AREA] < 0.08 * mask.size:
         raise UnusableInputError(MSG_NO_GRID, extra={"reason": "no_grid"})
-    dense = (lab == best).astype(np.uint8)
+    strips = _stacked_strips(stats, best)
+    if len(strips) > 1:
+        dense = _hull(np.isin(lab, strips))
+    else:
+        dense = (lab == best).astype(np.uint8)
     # Where a lamp washes part of the grid out it is sparser still: grow the dense grid into
     # connected, less dense grid (the table has no thin lines at all). The wide opening drops
     # bands of header/footer text, which are that sparse too.
@@ -362,7 +411,30 @@ def _grid_region(small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     keep[0] = False
     grown = dense | keep[lab_w].astype(np.uint8)
     grown = cv2.morphologyEx(grown, cv2.MORPH_CLOSE, np.ones((k, k), np.uint8))
-    return grown, dense
+    return grown, dense, len(strips)
+
+
+def _stacked_strips(stats: np.ndarray, best: int) -> list[int]:
+    """Components that are strips (at most STRIP_ASPECT as tall as wide) as wide as the largest
+    and in line with it; just [best] when the largest is not a strip."""
+    x, w, h = (stats[best, k] for k in (cv2.CC_STAT_LEFT, cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT))
+    if h > STRIP_ASPECT * w:
+        return [best]
+    return [
+        i
+        for i in range(1, stats.shape[0])
+        if stats[i, cv2.CC_STAT_AREA] >= 0.5 * stats[best, cv2.CC_STAT_AREA]
+        and stats[i, cv2.CC_STAT_HEIGHT] <= STRIP_ASPECT * stats[i, cv2.CC_STAT_WIDTH]
+        and abs(stats[i, cv2.CC_STAT_LEFT] - x) < 0.05 * w
+        and abs(stats[i, cv2.CC_STAT_WIDTH] - w) < 0.05 * w
+    ]
+
+
+def _hull(mask: np.ndarray) -> np.ndarray:
+    hull = np.zeros(mask.shape, np.uint8)
+    points = np.argwhere(mask)[:, ::-1].astype(np.int32)
+    cv2.fillConvexPoly(hull, cv2.convexHull(points), 1)
+    return hull
 
 
 def _quad_from_mask(mask: np.ndarray) -> np.ndarray:
@@ -699,7 +771,7 @@ def _grid_period(
 # ----------------------------------------------------------------------------- layout and traces
 
 
-def _find_rows(ink: np.ndarray, ppm_y: float) -> _Rows:
+def _find_rows(ink: np.ndarray, ppm_y: float, continuous: bool = False) -> _Rows:
     from scipy.signal import find_peaks
 
     prof = ink.mean(axis=1).astype(np.float64)
@@ -715,6 +787,8 @@ def _find_rows(ink: np.ndarray, ppm_y: float) -> _Rows:
     cover = _row_coverage(ink, peaks, ppm_y)
     span = cover / max(cover.max(), 1e-6)
     strong = peaks[keep & (span > 0.45)]
+    if continuous and 1 <= strong.size <= CONTINUOUS_MAX_ROWS:
+        return _Rows(baselines=strong.astype(np.float64), layout=CONTINUOUS_LAYOUT)
     layout = LAYOUT_BY_ROWS.get(int(strong.size))
     gaps = np.diff(strong)
     if strong.size >= 3 and gaps.max() > 1.4 * gaps.min():
@@ -793,6 +867,42 @@ def _row_lattice(prof: np.ndarray, ink: np.ndarray, ppm_y: float) -> np.ndarray 
         if best is not None:
             return best[1]
     return None
+
+
+def qrs_template_similarity(pieces: list[np.ndarray], fs: float = FS_OUT) -> float | None:
+    """Lowest correlation of a piece's median QRS template with the median of all pieces'
+    templates (best within +-20 ms); None when fewer than 10 pieces hold a beat."""
+    from scipy.signal import butter, find_peaks, sosfiltfilt
+
+    sos = butter(2, [1.0, 40.0], btype="band", fs=fs, output="sos")
+    half = int(0.08 * fs)
+    templates = []
+    for piece in pieces:
+        x = piece[np.isfinite(piece)]
+        if x.size < 2 * fs:
+            continue
+        x = sosfiltfilt(sos, x)
+        slope = np.abs(np.gradient(x))
+        peaks, _ = find_peaks(
+            slope, distance=int(0.3 * fs), height=0.35 * np.percentile(slope, 99)
+        )
+        peaks = peaks[(peaks > half) & (peaks < x.size - half)]
+        if peaks.size == 0:
+            continue
+        t = np.median(np.stack([x[p - half : p + half] for p in peaks]), axis=0)
+        t -= t.mean()
+        templates.append(t / (np.linalg.norm(t) + 1e-9))
+    if len(templates) < 10:
+        return None
+    ref = np.median(np.stack(templates), axis=0)
+    ref /= np.linalg.norm(ref) + 1e-9
+    shifts = range(-int(0.02 * fs), int(0.02 * fs) + 1)
+    return float(min(max(np.dot(np.roll(t, k), ref) for k in shifts) for t in templates))
+
+
+def _is_one_lead(pieces: list[np.ndarray]) -> bool:
+    similarity = qrs_template_similarity(pieces)
+    return similarity is not None and similarity >= ONE_LEAD_MIN_CORR
 
 
 def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -972,7 +1082,7 @@ def _drop_labels(
 def _vectorise(ink: np.ndarray, rows: _Rows, ppm_x: float, ppm_y: float) -> tuple[dict, dict]:
     H, _W = ink.shape
     bases = rows.baselines
-    layout_rows = LAYOUT_ROWS[rows.layout]
+    layout_rows = rows.lead_rows
     px_per_s = SPEED_MM_PER_S * ppm_x
     # Horizontal extent of the printing: where each row's ink starts and ends.
     firsts, lasts, _pulses = [], [], []
@@ -1014,6 +1124,8 @@ def _vectorise(ink: np.ndarray, rows: _Rows, ppm_x: float, ppm_y: float) -> tupl
     signals: dict[str, np.ndarray] = {}
     boxes: dict[str, list[float]] = {}
     found_frac: dict[str, float] = {}
+    continuous = rows.layout == CONTINUOUS_LAYOUT
+    continued_rows: list[np.ndarray] = []  # CONTINUOUS_LAYOUT: each row's lead I, in order
     for r, (b, names) in enumerate(zip(bases, layout_rows, strict=False)):
         up = (b - bases[r - 1]) if r > 0 else min(b, 30 * ppm_y)
         down = (bases[r + 1] - b) if r + 1 < len(bases) else min(H - b, 30 * ppm_y)
@@ -1031,8 +1143,10 @@ def _vectorise(ink: np.ndarray, rows: _Rows, ppm_x: float, ppm_y: float) -> tupl
                 continue
             band = ink[y_lo:y_hi, ca:cb]
             xs, ys, frac = _track(band, b - y_lo, ppm_y)
-            found_frac[name] = round(frac, 3)
+            found_frac[f"I row {r + 1}" if continuous else name] = round(frac, 3)
             if frac < 0.3 or xs.size < 10:
+                if continuous:  # a row it cannot follow stays a gap: later rows keep their time
+                    continued_rows.append(np.full(n, np.nan))
                 continue
             t_pts = (xs + ca - x0) / px_per_s
             v_pts = (b - (ys + y_lo)) / ppm_y / gain
@@ -1040,10 +1154,17 @@ def _vectorise(ink: np.ndarray, rows: _Rows, ppm_x: float, ppm_y: float) -> tupl
             sel = (t_out >= t0 - 1e-9) & (t_out < t1 - 1e-9)
             out = np.full(n, np.nan)
             out[sel] = np.interp(t_out[sel], t_pts, v_pts)
+            if continuous:
+                continued_rows.append(out)
+                boxes[f"I row {r + 1}"] = [float(ca), float(y_lo), float(cb), float(y_hi)]
+                continue
             if name in signals and np.isnan(signals[name]).sum() <= np.isnan(out).sum():
                 continue  # keep the longer print of a lead (3x4: the rhythm strip of II)
             signals[name] = out
             boxes[name] = [float(ca), float(y_lo), float(cb), float(y_hi)]
+    if continuous and not all(np.isnan(row).all() for row in continued_rows):
+        signals["I"] = np.concatenate(continued_rows)
+        duration *= len(continued_rows)
     meta = {
         "duration_s": duration,
         "gain_mm_per_mv": gain,

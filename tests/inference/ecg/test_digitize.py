@@ -10,12 +10,29 @@ import cv2
 import numpy as np
 import pytest
 import wfdb
+from scipy.signal import resample_poly
 
-from backend.inference.ecg.digitize import digitize_photo, write_wfdb
+from backend.inference.ecg.digitize import (
+    ONE_LEAD_MIN_CORR,
+    digitize_photo,
+    is_single_lead_print,
+    qrs_template_similarity,
+    write_wfdb,
+)
 from backend.inference.ecg.record import STANDARD_LEADS
 from backend.inference.errors import UnusableInputError
-from training.ecg.eval_digitize import score_record
-from training.ecg.render import render_sample, synthetic_twelve_lead
+from backend.inference.pdf_pages import read_pages
+from tests.inference.ecg.ecg_synth import synthetic_ecg
+from training.ecg.eval_digitize import score_record, snr_db
+from training.ecg.render import (
+    LAYOUT_3X4,
+    WATCH_PAGE_MM,
+    Sheet,
+    photograph,
+    render_sample,
+    synthetic_twelve_lead,
+    wearable_pdf,
+)
 
 # Floors the classical pipeline meets with margin on these synthetic sheets (measured 18.6 and
 # 22.0 dB clean 3x4/6x2, 15.1 dB phone 3x4, 19.9 dB single strip with the pen-envelope centre
@@ -185,3 +202,58 @@ def test_row_count_is_inferred_from_even_spacing(rows_mm, text_mm, layout, expec
     assert rows.layout == layout
     # A sine-shaped row's ink profile peaks near one of its extremes: ~2.4 mm off its centre.
     np.testing.assert_allclose(np.asarray(rows.baselines) / ppm - 2.4, expect_mm, atol=1.5)
+
+
+# ---------------------------------------------------------------- a watch's single-lead print
+
+
+@pytest.mark.parametrize(
+    ("text", "single_lead"),
+    [
+        ("25 mm/s, 10 mm/mV, Lead I, 512Hz, iOS 17.1, watchOS 10.1, Watch6,7", True),
+        ("KardiaMobile · AliveCor · 30 s", True),
+        ("Samsung Health Monitor  Galaxy Watch6", True),
+        ("리드 I 파형은 Apple Watch에서 기록되었습니다", True),
+        ("I  aVR  V1  V4  25 mm/s 10 mm/mV  GE MAC 2000", False),  # a 12-lead print
+        ("Apple Watch ECG with aVL", False),
+        ("Lead II rhythm strip", False),
+        ("", False),  # a scan has no text layer
+    ],
+)
+def test_single_lead_prints_are_told_by_their_text(text, single_lead):
+    assert is_single_lead_print(text) is single_lead
+
+
+@pytest.mark.parametrize("gap_mm", [6.0, 0.0], ids=["grid-per-row", "one-grid"])
+def test_watch_rows_are_read_one_after_another_as_lead_i(gap_mm):
+    fs = 512
+    watch = synthetic_ecg(hr=66, rr_jitter=0.1, duration_s=30, fs=fs, leads=("I",), seed=4)
+    lead_i = watch.signal[:, 0] * np.repeat([0.6, 1.0, 1.4], 10 * fs)  # rows tell apart
+    page = next(read_pages(wearable_pdf(lead_i, fs, gap_mm=gap_mm)))
+    rec = digitize_photo(page.image, continuous_rows=True)
+    assert rec.meta["layout"] == "lead-I-rows" and rec.lead_names == ["I"]
+    assert rec.duration_s == pytest.approx(30) and rec.meta["duration_s"] == pytest.approx(30)
+    truth = resample_poly(lead_i, 125, 128)  # 512 -> 500 Hz
+    assert snr_db(truth, rec.signal[:, 0]) >= STRIP_FLOOR_DB
+
+
+@pytest.mark.parametrize("gap_mm", [6.0, 0.0], ids=["grid-per-row", "one-grid"])
+def test_a_photographed_watch_print_is_read_as_lead_i_unprompted(gap_mm):
+    # Separate grid strips say it on their own; three rows on one grid would pass for a 3x4
+    # sheet without its rhythm strip, but all twelve of its pieces have one QRS shape.
+    watch = synthetic_ecg(hr=80, rr_jitter=0.1, duration_s=30, fs=512, leads=("I",), seed=5)
+    page = next(read_pages(wearable_pdf(watch.signal[:, 0], 512, gap_mm=gap_mm))).image
+    sheet = Sheet(page, page.shape[1] / WATCH_PAGE_MM[0], "watch", {}, 30.0, (0, 0, 0, 0))
+    photo, _ = photograph(sheet, rng=np.random.default_rng(2), mode="phone", out_long_side=3000)
+    rec = digitize_photo(photo)
+    assert rec.meta["layout"] == "lead-I-rows" and rec.lead_names == ["I"]
+    assert rec.duration_s == pytest.approx(30)
+
+
+def test_a_3x4_sheet_has_twelve_qrs_shapes_and_a_watch_strip_one(signals):
+    piece = 1250  # 2.5 s at 500 Hz
+    sheet = [signals[name][c * piece : (c + 1) * piece]
+             for row in LAYOUT_3X4 for c, name in enumerate(row)]
+    one_lead = [signals["II"][c * piece : (c + 1) * piece] for c in range(4)] * 3
+    assert qrs_template_similarity(sheet) < ONE_LEAD_MIN_CORR <= qrs_template_similarity(one_lead)
+    assert qrs_template_similarity(sheet[:5]) is None  # too few pieces to judge
