@@ -179,7 +179,9 @@ class CheckPagesController(Controller):
         return Template("checks/result.html",
                         context={"user": current_user, **_result_context(check),
                                  "photo_size": _photo_size(check, settings),
-                                 "heart_rate_offer": await _heart_rate_offer(current_user, check)},
+                                 "heart_rate_offer": await _heart_rate_offer(current_user, check),
+                                 "recorded_at": check_service.recorded_at(
+                                     check, current_user.timezone)},
                         headers=NO_STORE)
 
     async def _done_check(self, user: User, check_id: int) -> Check:
@@ -220,7 +222,8 @@ class CheckPagesController(Controller):
         pdf = result_cards.render_report_pdf(
             check_service.result_of(check), created_at=_created(check, current_user),
             patient=current_user.display_name, input_image=self._input_bytes(check, settings),
-            check_id=check.id)
+            check_id=check.id, recorded_at=in_user_zone(
+                check_service.recorded_at(check, current_user.timezone), current_user.timezone))
         return Response(pdf, media_type="application/pdf", headers={
             **NO_STORE,
             "Content-Disposition": f'attachment; filename="carelens-{check.kind}-{check.id}.pdf"'})

@@ -391,18 +391,18 @@ def _trace_pages(trace: dict[str, Any], fonts: _Fonts, pad: int) -> list[Image.I
 
 def render_report_pdf(result: dict[str, Any], *, created_at: datetime | None = None,
                       patient: str = "", input_image: bytes | None = None,
-                      check_id: int | None = None) -> bytes:
+                      check_id: int | None = None, recorded_at: datetime | None = None) -> bytes:
     """An A4 report for the doctor: finding, probabilities, ECG intervals with normal ranges,
     the trace at true scale (or the photo), the exact model (name, version, sha256) and the
     disclaimer. Landscape second page for a 10 s ECG, which is 250 mm wide."""
     token = current_locale.set(_card_locale())
     try:
-        return _report(result, created_at, patient, input_image, check_id)
+        return _report(result, created_at, patient, input_image, check_id, recorded_at)
     finally:
         current_locale.reset(token)
 
 
-def _report(result, created_at, patient, input_image, check_id) -> bytes:
+def _report(result, created_at, patient, input_image, check_id, recorded_at) -> bytes:
     kind = str(result.get("kind", ""))
     fonts = _Fonts(current_locale.get() == "ko")
     w, h = A4_PX
@@ -419,6 +419,9 @@ def _report(result, created_at, patient, input_image, check_id) -> bytes:
         meta.append(_("Date: %(date)s", date=created_at.strftime("%Y-%m-%d %H:%M %Z").strip()))
     if check_id is not None:
         meta.append(_("Check #%(number)s", number=check_id))
+    if recorded_at:
+        meta.append(_("Recorded: %(date)s",
+                      date=recorded_at.strftime("%Y-%m-%d %H:%M %Z").strip()))
     draw.text((pad, y), "   ".join(meta), font=fonts.get(22), fill=MUTED)
     y += 50
     y = _text_block(draw, (pad, y), label_name(kind, str(result.get("label", ""))),

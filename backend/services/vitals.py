@@ -421,15 +421,19 @@ def ecg_heart_rate(check: Check) -> float | None:
     return None if hr is None else float(hr)
 
 
-def _time_of(check: Check) -> datetime | None:
-    """The time a reading saved from the check carries."""
-    return check.finished_at or check.created_at
+def _time_of(check: Check, tz_name: str) -> datetime | None:
+    """The time a reading saved from the check carries: when the ECG was recorded, where its
+    file says (a time without an offset is the member's local time), else when it was checked."""
+    from backend.services.checks import recorded_at
+
+    return recorded_at(check, tz_name) or check.finished_at or check.created_at
 
 
 async def heart_rate_saved_from_check(user: User, check: Check) -> Vital | None:
     """The heart_rate reading already saved from this ECG check, if any (its reading carries the
-    check's time; a second of slack for databases that round timestamps)."""
-    when = _time_of(check)
+    check's time, see _time_of; a second of slack for databases that round timestamps). Another
+    check of the same recorded ECG finds it too: one recording, one reading."""
+    when = _time_of(check, user.timezone)
     if when is None:
         return None
     slack = timedelta(seconds=1)
@@ -456,7 +460,7 @@ async def heart_rate_from_check(user: User, check_id: int) -> tuple[Vital, bool]
         raise ServiceError(_("This check has no measured heart rate."), 422)
     # Whole beats per minute, as the result page offers it and as a pulse reading is written.
     reading = validate_reading({"type": "heart_rate", "value": round(hr), "unit": "bpm",
-                                "measured_at": _time_of(check),
+                                "measured_at": _time_of(check, user.timezone),
                                 "source": "ecg_check"})
     return await add_reading(user, reading), True
 

@@ -146,6 +146,18 @@ async def test_ecg_result_page_shows_trace_intervals_and_actions(client, app_set
     assert svg.text.count("<polyline") == 2 and svg.text.count("<path d=\"M") >= 5
 
 
+async def test_the_time_an_ecg_file_was_recorded_is_on_its_result(client, app_settings):
+    user, _token = await logged_in(client)
+    await User.update({User.timezone: "Asia/Seoul"}).where(User.id == user.id)
+    recorded = {**ecg_result(), "recorded_at": "2026-11-20T09:30:00"}  # the recorder's clock
+    check = await stored_check(user, "ecg", recorded, app_settings.uploads_dir)
+    html = (await client.get(f"/checks/{check.id}")).text
+    assert "Recorded by the device: 2026-11-20 09:30 KST" in html
+    assert (await client.get(f"/checks/{check.id}/report.pdf")).status_code == 200
+    plain = await stored_check(user, "ecg", ecg_result(), app_settings.uploads_dir)
+    assert "Recorded by the device" not in (await client.get(f"/checks/{plain.id}")).text
+
+
 async def test_ecg_result_offers_its_heart_rate_as_a_vitals_reading_once(client, app_settings):
     user, token = await logged_in(client)
     check = await stored_check(user, "ecg", ecg_result(), app_settings.uploads_dir)

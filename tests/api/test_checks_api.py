@@ -84,6 +84,7 @@ async def test_ecg_from_an_apple_watch_export(client):
     assert_contract_result(result, "ecg")
     assert result["leads"] == ["I"] and result["rhythm"] == "sinus_bradycardia"
     assert abs(result["intervals"]["hr_bpm"] - 55) <= 2
+    assert result["recorded_at"] == "2026-11-20T09:30:00+09:00"  # the file's Recorded Date
 
 
 async def test_ecg_from_a_pdf_print(client):

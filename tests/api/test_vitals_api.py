@@ -70,6 +70,32 @@ async def test_heart_rate_from_an_ecg_check(any_db_client):
     assert other.status_code == 404
 
 
+async def test_heart_rate_from_an_ecg_file_carries_the_time_it_was_recorded(any_db_client):
+    client = any_db_client
+    headers = await register_user(client, "recorded@example.org")
+    user = await User.objects().where(User.email == "recorded@example.org").first()
+    await User.update({User.timezone: "Asia/Seoul"}).where(User.id == user.id)
+
+    async def hr_from(recorded_at: str) -> dict:
+        check = Check(owner=user.id, kind="ecg", status="done",
+                      result={"kind": "ecg", "intervals": {"hr_bpm": 58},
+                              "recorded_at": recorded_at})
+        await check.save()
+        response = await client.post(f"/api/v1/vitals/from-check/{check.id}", headers=headers)
+        assert response.status_code in (200, 201), response.text
+        return response.json()
+
+    with_offset = await hr_from("2026-11-20T09:30:00+09:00")
+    assert with_offset["measured_at"].startswith("2026-11-20T00:30:00")
+    # The recorder's own clock (no offset) is the member's zone; the same recording checked
+    # twice is one reading.
+    local_clock = await hr_from("2026-11-20T09:30:00")
+    assert local_clock["id"] == with_offset["id"]
+    # A recorder's clock set years ahead: the reading takes the check's time instead.
+    future = await hr_from("2031-01-01T00:00:00+00:00")
+    assert future["id"] != with_offset["id"] and future["measured_at"] < "2031"
+
+
 async def test_exports_and_import_over_http(client, make_user):
     headers = await make_user("export@example.org")
     await client.post("/api/v1/vitals", headers=headers, json={

@@ -257,6 +257,8 @@ def analyze_ecg_record(
         },
         leads=lead_names,
         rhythm_leads=cnn.leads_used,
+        # ISO 8601; without an offset when the file gives the recorder's local clock only
+        recorded_at=record.recorded_at.isoformat() if record.recorded_at else None,
         models={
             "rhythm": model_ref,
             "rhythm_rr_stage": registry.get(rh.STACK_MODEL_NAME).model_ref(),

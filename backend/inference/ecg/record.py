@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 
@@ -18,6 +19,8 @@ class EcgRecord:
     lead_names: list[str]
     source: str = "file"  # "file:wfdb", "file:edf", "photo", ...
     meta: dict = field(default_factory=dict)
+    # When the device recorded it, as the file says (naive: the recorder's local clock).
+    recorded_at: datetime | None = None
 
     @property
     def duration_s(self) -> float:

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import zipfile
+from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
 import h5py
@@ -22,7 +23,7 @@ from pyedflib import highlevel
 
 from backend.i18n import translations_for
 from backend.inference.ecg.readers import detect_format, read_ecg_files, read_ecg_path
-from backend.inference.ecg.readers.normalise import standard_lead_name
+from backend.inference.ecg.readers.normalise import parse_compact_time, standard_lead_name
 from backend.inference.ecg.readers.pickle_format import RestrictedUnpickler
 from backend.inference.ecg.record import STANDARD_LEADS
 from backend.inference.errors import UnusableInputError
@@ -391,7 +392,8 @@ def test_a_damaged_edf_is_named_by_the_users_file_not_the_servers_temporary_copy
 # ---------------------------------------------------------------- DICOM
 
 
-def dicom_ecg(signal_mv: np.ndarray, fs: float = 500.0, units: str | None = "uV") -> bytes:
+def dicom_ecg(signal_mv: np.ndarray, fs: float = 500.0, units: str | None = "uV",
+              **attributes: str) -> bytes:
     sensitivity = 2.5  # uV per stored unit
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.9.1.1"  # 12-lead ECG waveform
@@ -402,6 +404,8 @@ def dicom_ecg(signal_mv: np.ndarray, fs: float = 500.0, units: str | None = "uV"
     ds.SOPClassUID = meta.MediaStorageSOPClassUID
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.Modality = "ECG"
+    for keyword, value in attributes.items():
+        setattr(ds, keyword, value)
     group = Dataset()
     group.MultiplexGroupLabel = "RHYTHM"
     group.SamplingFrequency = fs
@@ -607,3 +611,67 @@ def test_detect_format_prefers_magic_bytes_over_extension():
     assert detect_format("x.dat", npy_bytes(np.zeros(3))) == "npy"
     assert detect_format("ecg.csv", b"I,II\n1,2\n") == "csv"
     assert detect_format("x.unknown", b"\x80\x04K\x01.") == "pickle"
+
+
+# ---------------------------------------------------------------- when the ECG was recorded
+
+
+def test_each_format_keeps_the_recording_time_its_file_states(tmp_path):
+    signal = ecg_like()
+    seoul = timezone(timedelta(hours=9))
+    wfdb.wrsamp("rec", fs=500, units=["mV"] * 12, sig_name=list(STANDARD_LEADS),
+                p_signal=signal, fmt=["16"] * 12, write_dir=str(tmp_path),
+                base_date=date(2026, 11, 20), base_time=time(9, 30, 5))
+    assert read_ecg_path(tmp_path / "rec.hea").recorded_at == datetime(2026, 11, 20, 9, 30, 5)
+
+    edf = tmp_path / "ecg.edf"
+    headers = highlevel.make_signal_headers(["ECG I"], dimension="uV", sample_frequency=250,
+                                            physical_min=-5000, physical_max=5000)
+    highlevel.write_edf(str(edf), [ecg_like(1, fs=250).ravel() * 1000], headers,
+                        highlevel.make_header(startdate=datetime(2025, 3, 4, 7, 8, 9)))
+    assert read_ecg_path(edf).recorded_at == datetime(2025, 3, 4, 7, 8, 9)
+
+    dicom = dicom_ecg(signal, AcquisitionDateTime="20261120093005.000000+0900")
+    assert read_ecg_files({"ecg.dcm": dicom}).recorded_at == datetime(2026, 11, 20, 9, 30, 5,
+                                                                       tzinfo=seoul)
+    # a date and a time apart, the offset in the dataset's own tag
+    dicom = dicom_ecg(signal, AcquisitionDate="20261120", AcquisitionTime="093005",
+                      TimezoneOffsetFromUTC="+0900")
+    assert read_ecg_files({"ecg.dcm": dicom}).recorded_at == datetime(2026, 11, 20, 9, 30, 5,
+                                                                       tzinfo=seoul)
+
+    # aECG: the first sample's absolute time (head of TIME_ABSOLUTE) when no effectiveTime
+    assert read_ecg_files({"ecg.xml": aecg_xml(signal)}).recorded_at == datetime(2024, 1, 1, 12)
+
+    watch = read_ecg_files({"ecg.csv": apple_watch_csv(ecg_like(1, fs=512, seconds=30)[:, 0] * 1000)})
+    assert watch.recorded_at == datetime(2026, 11, 20, 9, 30, tzinfo=seoul)
+
+    assert read_ecg_files({"ecg.npy": npy_bytes(signal)}).recorded_at is None  # not stated
+
+
+def test_placeholder_and_future_recording_times_are_dropped(tmp_path):
+    # Anonymised EDF files carry 1985-01-01; a recorder's clock can be years ahead.
+    headers = highlevel.make_signal_headers(["ECG I"], dimension="uV", sample_frequency=250,
+                                            physical_min=-5000, physical_max=5000)
+    for start in (datetime(1985, 1, 1), datetime.now() + timedelta(days=400)):
+        edf = tmp_path / f"ecg-{start.year}.edf"
+        highlevel.write_edf(str(edf), [ecg_like(1, fs=250).ravel() * 1000], headers,
+                            highlevel.make_header(startdate=start))
+        assert read_ecg_path(edf).recorded_at is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("20261120093005", datetime(2026, 11, 20, 9, 30, 5)),
+        ("20261120093005.123-0500", datetime(2026, 11, 20, 9, 30, 5,
+                                              tzinfo=timezone(-timedelta(hours=5)))),
+        ("202611200930", datetime(2026, 11, 20, 9, 30)),
+        ("20261120", datetime(2026, 11, 20)),
+        ("20261340", None),  # no 13th month
+        ("2026-11-20", None),
+        ("", None),
+    ],
+)
+def test_dicom_and_hl7_timestamps_parse(text, expected):
+    assert parse_compact_time(text) == expected

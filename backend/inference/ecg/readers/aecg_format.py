@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from datetime import datetime
 
 import numpy as np
 
@@ -16,6 +17,7 @@ from backend.inference.ecg.readers.normalise import (
     build_record,
     check_fs,
     error_text,
+    parse_compact_time,
     unit_scale,
 )
 from backend.inference.ecg.record import EcgRecord
@@ -88,6 +90,7 @@ def read_aecg(data: bytes, name: str) -> EcgRecord:
         )
 
     fs: float | None = None
+    first_sample_time: datetime | None = None
     labels: list[str] = []
     columns: list[np.ndarray] = []
     total = 0
@@ -114,6 +117,9 @@ def read_aecg(data: bytes, name: str) -> EcgRecord:
                 )
             step = float(increment.get("value", "nan")) * _TIME_SCALE_S[unit]
             fs = 1.0 / step if step > 0 else float("nan")
+            head = _child(value, "head")
+            if code_text == "TIME_ABSOLUTE" and head is not None:
+                first_sample_time = parse_compact_time(head.get("value"))
             continue
         digits = _child(value, "digits")
         if digits is None or not (digits.text or "").strip():
@@ -165,5 +171,16 @@ def read_aecg(data: bytes, name: str) -> EcgRecord:
             params={"where": where, "lengths": str(sorted(lengths))},
         )
     return build_record(
-        np.stack(columns, axis=1), fs, labels, fmt="aecg", where=where, scale_to_mv=1.0
+        np.stack(columns, axis=1), fs, labels, fmt="aecg", where=where, scale_to_mv=1.0,
+        recorded_at=_effective_time(root, series) or first_sample_time,
     )
+
+
+def _effective_time(root: ET.Element, series: list[ET.Element]) -> datetime | None:
+    """The document's effectiveTime (its start), else its first series'."""
+    for elem in [root, *series[:1]]:
+        effective = _child(elem, "effectiveTime")
+        low = _child(effective, "low") if effective is not None else None
+        if low is not None and (value := parse_compact_time(low.get("value"))) is not None:
+            return value
+    return None

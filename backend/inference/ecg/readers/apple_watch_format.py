@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import re
+from datetime import datetime
 
 import numpy as np
 
@@ -37,6 +38,8 @@ _SAMPLE = re.compile(r'^"?([-+\u2212]?\d+(?:[.,]\d+)?)"?$')
 _RATE = re.compile(
     r"^(\d+(?:[.,]\d+)?)\s*(hertz|hz|헤르츠|ヘルツ|赫兹|赫茲|герц|гц)\.?$", re.IGNORECASE
 )
+# "Recorded Date" (under the phone language's key): the only value with a date and a time.
+_RECORDED = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?: [+-]\d{4})?$")
 _MIN_HEADER_LINES = 3
 _MAX_HEADER_LINES = 40  # Apple's header has about ten lines; past this it is another layout
 # The watch records lead I (a finger on the crown, the other arm at the wrist) and nothing else;
@@ -106,4 +109,12 @@ def try_read_apple_watch(text: str, where: str) -> EcgRecord | None:
         fmt="apple_watch_csv",
         where=where,
         scale_to_mv=UNIT_SCALE_TO_MV[_unit_key(unit)] if unit else None,
+        recorded_at=_recorded_at(values),
     )
+
+
+def _recorded_at(values: list[str]) -> datetime | None:
+    text = next((v for v in values if _RECORDED.match(v)), None)
+    if text is None:
+        return None
+    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S %z" if len(text) > 19 else "%Y-%m-%d %H:%M:%S")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import re
 import warnings
+from datetime import datetime
 
 import numpy as np
 import pydicom
@@ -13,6 +15,7 @@ from backend.inference.ecg.readers.normalise import (
     check_fs,
     check_size,
     error_text,
+    parse_compact_time,
     unit_scale,
 )
 from backend.inference.ecg.record import EcgRecord
@@ -127,4 +130,24 @@ def _read(data: bytes, where: str) -> EcgRecord:
         baseline = float(channel.get("ChannelBaseline", 0.0) or 0.0)
         samples[:, idx] = (samples[:, idx] * float(sensitivity) * correction + baseline) * to_mv
     meta = {"multiplex_group": str(group.get("MultiplexGroupLabel", ""))}
-    return build_record(samples, fs, labels, fmt="dicom", where=where, scale_to_mv=1.0, meta=meta)
+    return build_record(samples, fs, labels, fmt="dicom", where=where, scale_to_mv=1.0, meta=meta,
+                        recorded_at=_acquisition_time(ds))
+
+
+_OFFSET = re.compile(r"[+-]\d{4}$")
+
+
+def _acquisition_time(ds) -> datetime | None:
+    """AcquisitionDateTime, else acquisition or content date + time; the dataset's
+    TimezoneOffsetFromUTC applies where the value carries no offset."""
+    text = str(ds.get("AcquisitionDateTime") or "")
+    for date_tag, time_tag in (("AcquisitionDate", "AcquisitionTime"),
+                               ("ContentDate", "ContentTime")):
+        if text:
+            break
+        if ds.get(date_tag):
+            text = str(ds.get(date_tag)) + str(ds.get(time_tag) or "")
+    offset = str(ds.get("TimezoneOffsetFromUTC") or "").strip()
+    if text and not _OFFSET.search(text) and _OFFSET.fullmatch(offset):
+        text += offset
+    return parse_compact_time(text)

@@ -92,4 +92,5 @@ def _read(reader: pyedflib.EdfReader, where: str) -> EcgRecord:
         where=where,
         scale_to_mv=1.0,
         meta=meta,
+        recorded_at=reader.getStartdatetime(),
     )

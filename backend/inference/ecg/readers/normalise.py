@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 
@@ -228,8 +229,10 @@ def build_record(
     where: str,
     scale_to_mv: float | None = None,
     meta: dict | None = None,
+    recorded_at: datetime | None = None,
 ) -> EcgRecord:
     """The normalised record: standard lead names, mV float64 (n, leads), plausible rate and size.
+    `recorded_at` (the file's recording time) is kept only when plausible_recording_time says so.
 
     `scale_to_mv` is None when the file does not declare its units: then millivolts are
     assumed, unless the amplitudes are unmistakably microvolts (converted, with a note).
@@ -340,4 +343,45 @@ def build_record(
         lead_names=names,
         source=f"file:{fmt}",
         meta=meta,
+        recorded_at=plausible_recording_time(recorded_at),
     )
+
+
+# Anonymised EDF files say 1985-01-01; digital ECG files from before 1990 are not what people
+# bring to a home app, so an earlier date is a placeholder, not a recording time.
+EARLIEST_RECORDING = datetime(1990, 1, 1)
+
+
+def plausible_recording_time(value: datetime | None) -> datetime | None:
+    """value, or None when it is a placeholder (before 1990) or later than tomorrow."""
+    if value is None:
+        return None
+    naive = value.replace(tzinfo=None)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    if naive < EARLIEST_RECORDING or naive > now + timedelta(days=1):
+        return None
+    return value
+
+
+_COMPACT_TIME = re.compile(
+    r"^(\d{4})(\d{2})(\d{2})(?:(\d{2})(\d{2})?(\d{2})?(?:\.\d+)?)?(?:([+-])(\d{2})(\d{2}))?$"
+)
+
+
+def parse_compact_time(text: str | None) -> datetime | None:
+    """YYYYMMDD[HHMMSS[.ffff]][+-HHMM], the timestamp of DICOM (DT) and of HL7 v3 (TS, aECG).
+
+    Written here because the two formats share it and neither pydicom's DT (DICOM's rules for
+    partial values) nor any HL7 v3 package is a better fit for one regular expression."""
+    match = _COMPACT_TIME.match((text or "").strip())
+    if not match:
+        return None
+    y, mo, d, h, mi, sec, sign, oh, om = match.groups()
+    try:
+        value = datetime(int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(sec or 0))
+    except ValueError:
+        return None
+    if sign:
+        offset = timedelta(hours=int(oh), minutes=int(om))
+        value = value.replace(tzinfo=timezone(offset if sign == "+" else -offset))
+    return value

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import tempfile
 import warnings
+from datetime import datetime, time
 from pathlib import Path
 
 import numpy as np
@@ -138,4 +139,7 @@ def read_wfdb(files: dict[str, bytes]) -> EcgRecord:
         where=where,
         scale_to_mv=1.0,
         meta={"record_name": record_name, "units": units},
+        recorded_at=(
+            datetime.combine(rec.base_date, rec.base_time or time()) if rec.base_date else None
+        ),
     )
