@@ -152,7 +152,8 @@ async def test_the_time_an_ecg_file_was_recorded_is_on_its_result(client, app_se
     recorded = {**ecg_result(), "recorded_at": "2026-11-20T09:30:00"}  # the recorder's clock
     check = await stored_check(user, "ecg", recorded, app_settings.uploads_dir)
     html = (await client.get(f"/checks/{check.id}")).text
-    assert "Recorded by the device: 2026-11-20 09:30 KST" in html
+    assert ('Recorded by the device: <time datetime="2026-11-20T00:30:00+00:00">'
+            "2026-11-20 09:30 KST</time>") in html
     assert (await client.get(f"/checks/{check.id}/report.pdf")).status_code == 200
     plain = await stored_check(user, "ecg", ecg_result(), app_settings.uploads_dir)
     assert "Recorded by the device" not in (await client.get(f"/checks/{plain.id}")).text
