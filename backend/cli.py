@@ -125,15 +125,15 @@ def _print_human(name: str, result: dict) -> None:
 
 
 def cmd_digitize(settings: Settings, args: argparse.Namespace) -> int:
-    from backend.inference.ecg.digitize import digitize_photo, write_wfdb
+    from backend.inference.dispatch import digitize_print
+    from backend.inference.ecg.digitize import write_wfdb
     from backend.inference.errors import UnusableInputError
-    from backend.inference.images import load_image_rgb
 
     photo = Path(args.photo)
     try:
         if not photo.exists():
             raise UnusableInputError(f"File not found: {photo}")
-        record = digitize_photo(load_image_rgb(photo.read_bytes()))
+        record = digitize_print(photo.read_bytes())
     except UnusableInputError as exc:
         print(json.dumps(exc.to_json(), ensure_ascii=False))
         return EXIT_UNUSABLE
@@ -209,8 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--json", action="store_true", help="print the result JSON")
     analyze.set_defaults(func=cmd_analyze)
 
-    digitize = sub.add_parser("digitize", help="ECG photo -> WFDB record")
-    digitize.add_argument("photo", metavar="PHOTO")
+    digitize = sub.add_parser("digitize", help="ECG photo (or ECG print saved as PDF) -> WFDB record")
+    digitize.add_argument("photo", metavar="PHOTO", help="a photo or a PDF of the printed ECG")
     digitize.add_argument("--out", required=True, metavar="DIR")
     digitize.set_defaults(func=cmd_digitize)
 

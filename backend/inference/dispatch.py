@@ -51,10 +51,8 @@ def analyze_files(
         from backend.inference.ecg.analyze import analyze_ecg_record
 
         upload = next(iter(files.values()))
-        if len(files) == 1 and sniff_image_format(upload):
-            record = _digitize(load_image_rgb(upload))
-        elif len(files) == 1 and is_pdf(upload):
-            record = _digitize_pdf(upload)
+        if len(files) == 1 and (sniff_image_format(upload) or is_pdf(upload)):
+            record = digitize_print(upload)
         else:
             from backend.inference.ecg.readers import read_ecg_files
 
@@ -63,6 +61,13 @@ def analyze_files(
         result.setdefault("input_type", "photo" if record.source == "photo" else "file")
         return result
     raise UnusableInputError(f"Unknown check kind {kind!r}; use one of {', '.join(KINDS)}.")
+
+
+def digitize_print(data: bytes) -> EcgRecord:
+    """A photo of a printed ECG, or an ECG print saved as PDF -> the digitised record."""
+    if is_pdf(data):
+        return _digitize_pdf(data)
+    return _digitize(load_image_rgb(data))
 
 
 def _digitize(image, continuous_rows: bool = False) -> EcgRecord:

@@ -140,6 +140,18 @@ def _text_page(path: Path) -> None:
     page.save(path, quality=92)
 
 
+def test_digitize_reads_a_watch_pdf_to_30_s_of_lead_i(tmp_path):
+    from training.ecg.render import wearable_pdf
+
+    watch = synthetic_ecg(hr=70, duration_s=30, fs=512, leads=("I",))
+    pdf = tmp_path / "apple-watch.pdf"
+    pdf.write_bytes(wearable_pdf(watch.signal[:, 0], 512))
+    done = carelens("digitize", str(pdf), "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    out = wfdb.rdrecord(str(Path(done.stdout.strip().splitlines()[-1]).with_suffix("")))
+    assert out.sig_name == ["I"] and out.fs == 500 and out.sig_len == 15000
+
+
 @pytest.mark.parametrize("make_photo", [_blank_page, _skin_photo, _text_page],
                          ids=["blank-page", "skin-photo", "text-page"])
 def test_digitize_rejects_what_is_not_an_ecg_sheet_with_exit_2(tmp_path, make_photo):
