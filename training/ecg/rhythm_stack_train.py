@@ -29,7 +29,9 @@ both: the CNN's train-split logits are in-sample, and a flexible stage learns to
 than they deserve on new strips; out-of-fold CNN scores would need the CNN retrained per fold.
 Nor does moving the AF decision: an offset on the AF logit (-1 to +1 in steps of 0.1) of the
 train-fitted stage never raised validation AF F1 above the unshifted 0.868 (whole strips; 10 s
-crops 0.828 -> at best 0.829), so the decision stays the argmax.
+crops 0.828 -> at best 0.829), so the decision stays the argmax. Nor does averaging the CNN's
+logits over the strip and its sign flip (the CNN saw 30 % flipped strips in training): validation
+challenge score 0.8405 -> 0.8409, AF F1 0.853 -> 0.853 (CNN alone, 2026-11-24), not worth 2x time.
 
     python -m training.ecg.rhythm_stack_train --cache /work/scratch/rhythm/crops_cache.npz
 """
