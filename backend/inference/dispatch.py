@@ -58,9 +58,16 @@ def analyze_files(
 
             record = read_ecg_files(files)
         result = analyze_ecg_record(record, registry, age=age, sex=sex)
-        result.setdefault("input_type", "photo" if record.source == "photo" else "file")
+        result.setdefault("input_type", _input_type(record))
         return result
     raise UnusableInputError(f"Unknown check kind {kind!r}; use one of {', '.join(KINDS)}.")
+
+
+def _input_type(record: EcgRecord) -> str:
+    """"photo", "pdf" (a print saved as PDF, digitised like a photo) or "file" (samples)."""
+    if record.source != "photo":
+        return "file"
+    return "pdf" if "pdf_page" in record.meta else "photo"
 
 
 def digitize_print(data: bytes) -> EcgRecord:

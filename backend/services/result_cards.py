@@ -172,7 +172,10 @@ def quality_notes(result: dict[str, Any]) -> list[str]:
 
 
 def quality_notes_title(result: dict[str, Any]) -> str:
-    return _("Photo quality notes") if result.get("input_type", "photo") == "photo" else _(
+    input_type = result.get("input_type", "photo")
+    if input_type == "photo":
+        return _("Photo quality notes")
+    return _("Notes on the digitised print") if input_type == "pdf" else _(
         "Recording quality notes")
 
 

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from backend.inference.dispatch import analyze_files
+from backend.inference.ecg import analyze
 from backend.inference.ecg.analyze import analyze_ecg_record
 from backend.inference.errors import UnusableInputError
 from backend.inference.pdf_pages import is_pdf, read_pages
@@ -42,7 +43,8 @@ def test_the_ecg_is_read_back_from_a_doctor_report_pdf(report_pdf):
     result = analyze_files("ecg", {"carelens-report.pdf": report_pdf})
     assert result["rhythm"] == "sinus_rhythm" and len(result["leads"]) == 12
     assert result["intervals"]["hr_bpm"] == pytest.approx(72, abs=2)
-    assert result["input_type"] == "photo"  # digitised, so the photo caveats apply
+    assert result["input_type"] == "pdf"  # digitised like a photo, with the caveat said so
+    assert analyze.PDF_INTERVALS_NOTE in result["quality"]["issues"]
 
 
 def test_a_pdf_without_an_ecg_sheet_says_how_many_pages_were_searched():

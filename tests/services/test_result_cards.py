@@ -150,6 +150,7 @@ def test_quality_notes_and_disclaimer_follow_the_ui_language():
         assert result_cards.quality_notes(saved_ear) == ["모델이 소견 사이에서 확신하지 못합니다"]
         assert result_cards.quality_notes(file_record) == ["기록의 처음 60초만 분석했습니다"]
         assert result_cards.quality_notes_title(file_record) == "기록 품질 참고"
+        assert result_cards.quality_notes_title({"input_type": "pdf"}) == "디지털로 변환한 출력물 참고"
         assert result_cards.disclaimer_for(photo).startswith("CareLens는 의료기기가 아니며")
     finally:
         current_locale.reset(token)
@@ -166,7 +167,8 @@ def test_every_fixed_quality_note_has_korean_text():
     from backend.inference.result import DISCLAIMER, DISCLAIMERS
 
     korean = translations_for("ko").gettext
-    notes = [analyze.PHOTO_INTERVALS_NOTE, analyze.CLIPPED_NOTE, analyze.NOISY_NOTE,
+    notes = [analyze.PHOTO_INTERVALS_NOTE, analyze.PDF_INTERVALS_NOTE, analyze.CLIPPED_NOTE,
+             analyze.NOISY_NOTE,
              ear.LOW_CONFIDENCE_NOTE, ear.SLIGHTLY_BLURRY_NOTE, DISCLAIMER, *DISCLAIMERS.values()]
     missing = [n for n in notes if not re.search(r"[\uac00-\ud7a3]", korean(n))]
     assert missing == []

@@ -102,6 +102,10 @@ PHOTO_INTERVALS_NOTE = (
     "the intervals were measured on a digitised photo and can be off by tens of milliseconds; "
     "confirm them on the original ECG or its file"
 )
+PDF_INTERVALS_NOTE = (
+    "the intervals were measured on an ECG print read from a PDF and can be off by tens of "
+    "milliseconds; confirm them on the original ECG file if there is one"
+)
 
 
 def _urgency(label: str, hr: float | None, flags: dict[str, str], *, from_photo: bool) -> str:
@@ -211,8 +215,8 @@ def analyze_ecg_record(
     agree = agreement(label, evidence)
     from_photo = record.source == "photo"
     urgency = _urgency(label, intervals["hr_bpm"], flags, from_photo=from_photo)
-    if from_photo:
-        issues = [*issues, PHOTO_INTERVALS_NOTE]
+    if from_photo:  # a PDF print is digitised like a photo (dispatch sets pdf_page)
+        issues = [*issues, PDF_INTERVALS_NOTE if "pdf_page" in record.meta else PHOTO_INTERVALS_NOTE]
     explanation_en, explanation_ko = explain(
         label, evidence, intervals, flags, agree, confidence, urgency, sinus_override=sinus_override
     )
