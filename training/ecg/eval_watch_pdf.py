@@ -13,8 +13,14 @@ similarity (digitize.qrs_template_similarity) of the twelve 2.5 s pieces a 3x4 s
 every twelve-lead record of ../shared/data/ecg, against twelve consecutive 2.5 s pieces of 30 s
 CinC 2017 strips (one lead throughout, as on a watch's print read as a 3x4 sheet).
 
+--sheets-check N does the same on pixels: the digitiser's held-out twelve-lead records
+(eval_digitize.holdout_records) drawn as 3x4 sheets WITHOUT a rhythm strip (three rows, the
+layout a watch's print could pass for), N clean scans and N phone photos; it counts how many are
+taken for a watch's print (layout lead-I-rows). It should be none.
+
     python -m training.ecg.eval_watch_pdf --per-class 25
     python -m training.ecg.eval_watch_pdf --rows-check
+    python -m training.ecg.eval_watch_pdf --sheets-check 100
 """
 
 from __future__ import annotations
@@ -50,7 +56,11 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rows-check", action="store_true")
+    ap.add_argument("--sheets-check", type=int, default=0, metavar="N")
     args = ap.parse_args()
+    if args.sheets_check:
+        sheets_check(args.sheets_check)
+        return
     ids, signals, y, fs = load_cinc2017()
     if args.rows_check:
         rows_check(signals, y, fs)
@@ -135,6 +145,30 @@ def rows_check(signals: list[np.ndarray], y: np.ndarray, fs: int) -> None:
         mark = "  <- ONE_LEAD_MIN_CORR" if threshold == ONE_LEAD_MIN_CORR else ""
         print(f"  threshold {threshold:.2f}: twelve-lead sheets taken for one lead {flagged}/"
               f"{s12.size}; one-lead strips found {found.mean():.3f} ({per_class}){mark}")
+
+
+def sheets_check(n_per_mode: int) -> None:
+    from backend.inference.ecg.digitize import CONTINUOUS_LAYOUT, digitize_photo
+    from backend.inference.errors import UnusableInputError
+    from training.ecg.eval_digitize import holdout_records, record_path
+    from training.ecg.render import load_twelve_lead, render_sample
+
+    records = holdout_records()
+    for mode in ("clean", "phone"):
+        layouts: Counter = Counter()
+        bar = progress_bar(n_per_mode, f"{mode} 3-row sheets", unit="sheet")
+        for k in range(n_per_mode):
+            signals = load_twelve_lead(record_path(records[k % len(records)]))
+            rendered = render_sample(signals, seed=k, mode=mode, layout="3x4-no-rhythm")
+            try:
+                layouts[digitize_photo(rendered.image).meta["layout"]] += 1
+            except UnusableInputError:
+                layouts["refused"] += 1
+            bar.update()
+        bar.close()
+        print(f"[{mode}] {n_per_mode} held-out 12-lead sheets of three rows (no rhythm strip), "
+              f"read as: {dict(layouts)}; taken for a watch's print: "
+              f"{layouts[CONTINUOUS_LAYOUT]}")
 
 
 def report(rows: list[dict], fs: int) -> None:

@@ -26,7 +26,7 @@ FS = 500
 LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 LAYOUT_3X4 = (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6"))
 LAYOUT_6X2 = (("I", "V1"), ("II", "V2"), ("III", "V3"), ("aVR", "V4"), ("aVL", "V5"), ("aVF", "V6"))
-LAYOUTS = ("3x4", "6x2", "1x1")
+LAYOUTS = ("3x4", "6x2", "1x1")  # also "3x4-no-rhythm" (three rows, no rhythm strip) on request
 PAPERS_MM = {"a4": (297.0, 210.0), "letter": (279.4, 215.9)}
 STRIP_PAPER_MM = (297.0, 110.0)
 
@@ -164,7 +164,7 @@ def render_sheet(
     speed, gain = 25.0, 10.0  # mm/s, mm/mV
     pulse = style.get("pulse", rng.random() < 0.85)
     cal_w = 9.0 if pulse else 4.0
-    n_cols = {"3x4": 4, "6x2": 2, "1x1": 1}[layout]
+    n_cols = {"3x4": 4, "3x4-no-rhythm": 4, "6x2": 2, "1x1": 1}[layout]
     trace_mm = duration_s * speed
     grid_w = 5 * np.ceil((cal_w + trace_mm + 3) / 5)
     gx0 = max(5.0, (paper_w - grid_w) / 2 + rng.uniform(-3, 3))
@@ -173,7 +173,7 @@ def render_sheet(
         n_rows = 1
     else:
         gy0, gy1 = rng.uniform(28, 40), paper_h - rng.uniform(8, 14)
-        n_rows = 4 if layout == "3x4" else 6
+        n_rows = {"3x4": 4, "3x4-no-rhythm": 3}.get(layout, 6)
     grid_h = 5 * np.floor((gy1 - gy0) / 5)
     gy1 = gy0 + grid_h
     gx1 = gx0 + grid_w
@@ -228,6 +228,8 @@ def render_sheet(
         rows = [[single_lead]]
     elif layout == "3x4":
         rows = [list(r) for r in LAYOUT_3X4] + [["II"]]
+    elif layout == "3x4-no-rhythm":
+        rows = [list(r) for r in LAYOUT_3X4]
     else:
         rows = [list(r) for r in LAYOUT_6X2]
     x_start = gx0 + cal_w
