@@ -54,11 +54,12 @@ LAYOUT_ROWS = {
 }
 LAYOUT_BY_ROWS = {4: "3x4", 3: "3x4-no-rhythm", 6: "6x2", 1: "1x1"}
 # A watch or handheld ECG (Apple Watch, KardiaMobile, Galaxy Watch...) prints its 30 s of lead I
-# as rows that continue one another, usually 3 rows of 10 s. In pixels that is a 3x4 sheet
-# without its rhythm strip, so the caller says which it is (a PDF's text layer names the device).
+# as rows that continue one another, usually 3 rows of 10 s. On one grid that looks like a 3x4
+# sheet without its rhythm strip: the caller may say which (a PDF's text layer names the device),
+# separate grid strips say it (STRIP_ASPECT), or the waveforms tell (ONE_LEAD_MIN_CORR).
 CONTINUOUS_LAYOUT = "lead-I-rows"
 CONTINUOUS_MAX_ROWS = 6
-# ...unless the waveforms tell: a 3x4 sheet's twelve 2.5 s pieces are twelve leads (aVR upside
+# The waveforms: a 3x4 sheet's twelve 2.5 s pieces are twelve leads (aVR upside
 # down, V1 unlike V5), a watch's are one lead. Lowest QRS-template correlation of a piece with
 # the pieces' median template (training/ecg/eval_watch_pdf.py --rows-check): at most 0.593 over
 # the twelve-lead records of ../shared/data/ecg (219 of 220; one has too few beats), >= 0.7 in
