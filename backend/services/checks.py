@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,6 @@ from backend.inference.errors import UnusableInputError
 from backend.inference.registry import ModelRegistry
 from backend.services.errors import NotFoundError, ServiceError
 from backend.services.inference_pool import InferencePool
-from backend.services.local_time import user_zone
 from backend.services.uploads import store_input
 from backend.tables.accounts import User
 from backend.tables.checks import Check
@@ -136,21 +135,19 @@ def result_of(check: Check) -> dict[str, Any]:
 
 
 def recorded_at(check: Check, tz_name: str | None) -> datetime | None:
-    """When the ECG of a check was recorded, where its file says so (the result's recorded_at):
-    UTC; a time without an offset is the recorder's clock, taken as the member's zone. None when
-    the file does not say, or says a time in the future (a recorder's clock set wrong)."""
+    """When the ECG of a check was recorded, where its file says so (the result's recorded_at),
+    in UTC, read as a vitals reading's time is (vitals.parse_measured_at: a time without an offset
+    is the member's zone). None when the file does not say, or says a time in the future (a
+    recorder's clock set wrong)."""
+    from backend.services.vitals import parse_measured_at
+
     raw = result_of(check).get("recorded_at")
+    if not isinstance(raw, str) or not raw:
+        return None
     try:
-        moment = datetime.fromisoformat(raw) if isinstance(raw, str) else None
-    except ValueError:
+        return parse_measured_at(raw, tz_name or "UTC")
+    except ServiceError:
         return None
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=user_zone(tz_name))
-    if moment > datetime.now(UTC) + timedelta(minutes=10):
-        return None
-    return moment.astimezone(UTC)
 
 
 def _loads(value: Any) -> Any:
