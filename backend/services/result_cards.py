@@ -326,8 +326,7 @@ def _card(result: dict[str, Any], created_at: datetime | None, input_image: byte
               font=fonts.get(36), fill="white")
     y = 190
     if created_at:
-        draw.text((pad, y), created_at.strftime("%Y-%m-%d %H:%M %Z").strip(), font=fonts.get(30),
-                  fill=MUTED)
+        draw.text((pad, y), _stamp(created_at), font=fonts.get(30), fill=MUTED)
         y += 50
     y = _text_block(draw, (pad, y), label_name(kind, str(result.get("label", ""))),
                     fonts.get(60, bold=True), width - 2 * pad) + 12
@@ -392,6 +391,11 @@ def _trace_pages(trace: dict[str, Any], fonts: _Fonts, pad: int) -> list[Image.I
     return pages
 
 
+def _stamp(moment: datetime) -> str:
+    """"2026-11-24 09:27 KST" of a time already in the member's zone (cards and the PDF)."""
+    return moment.strftime("%Y-%m-%d %H:%M %Z").strip()
+
+
 def render_report_pdf(result: dict[str, Any], *, created_at: datetime | None = None,
                       patient: str = "", input_image: bytes | None = None,
                       check_id: int | None = None, recorded_at: datetime | None = None) -> bytes:
@@ -419,12 +423,11 @@ def _report(result, created_at, patient, input_image, check_id, recorded_at) -> 
     if patient:
         meta.append(_("Name: %(name)s", name=patient))
     if created_at:
-        meta.append(_("Date: %(date)s", date=created_at.strftime("%Y-%m-%d %H:%M %Z").strip()))
+        meta.append(_("Date: %(date)s", date=_stamp(created_at)))
     if check_id is not None:
         meta.append(_("Check #%(number)s", number=check_id))
     if recorded_at:
-        meta.append(_("Recorded: %(date)s",
-                      date=recorded_at.strftime("%Y-%m-%d %H:%M %Z").strip()))
+        meta.append(_("Recorded: %(date)s", date=_stamp(recorded_at)))
     draw.text((pad, y), "   ".join(meta), font=fonts.get(22), fill=MUTED)
     y += 50
     y = _text_block(draw, (pad, y), label_name(kind, str(result.get("label", ""))),
