@@ -14,7 +14,7 @@ import torch
 
 from backend.settings import PROJECT_ROOT
 from training.ecg.delineate_dataset import QRS, T, global_beats, label_mask, reference_intervals
-from training.ecg.rhythm_dataset import split_records
+from training.ecg.rhythm_dataset import cv_folds, split_records
 from training.ecg.rhythm_export import export
 from training.ecg.rhythm_model import RhythmNet
 from training.ecg.rhythm_train import challenge_f1
@@ -99,6 +99,32 @@ def test_one_epoch_trains_and_saves_a_member(tmp_path):
     assert (tmp_path / "out" / "rhythm_history0.json").exists()
 
 
+def test_cv_folds_are_stratified_seeded_and_cover_every_record():
+    labels = np.repeat([0, 1, 2, 3], [500, 80, 250, 30])
+    fold = cv_folds(labels, 5)
+    assert np.array_equal(fold, cv_folds(labels, 5))
+    assert set(np.unique(fold)) == {0, 1, 2, 3, 4}
+    for c, n in ((0, 500), (1, 80), (2, 250), (3, 30)):
+        assert np.bincount(fold[labels == c], minlength=5).tolist() == [n // 5] * 5
+
+
+@pytest.mark.slow
+def test_a_fold_run_trains_without_its_fold_and_keeps_the_last_weights(tmp_path):
+    _tiny_dataset(tmp_path / "tiny.npz")
+    cmd = [sys.executable, "-m", "training.ecg.rhythm_train", "--data", str(tmp_path / "tiny.npz")]
+    cmd += ["--out", str(tmp_path / "out"), "--epochs", "2", "--batch", "8", "--width", "8"]
+    cmd += ["--fold", "1", "--folds", "3"]
+    run = subprocess.run(
+        cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    z = np.load(tmp_path / "tiny.npz")
+    n_train = int(np.sum(cv_folds(z["y"][z["split"] < 2], 3) != 1))
+    assert f"train={n_train} val=0" in run.stdout
+    RhythmNet(width=8).load_state_dict(torch.load(tmp_path / "out" / "rhythm_fold1.pt"))
+    assert not (tmp_path / "out" / "rhythm_member0.pt").exists()  # nothing chosen on validation
+
+
 @pytest.mark.slow
 def test_a_stopped_run_resumes_from_its_last_epoch(tmp_path):
     import json
@@ -170,6 +196,27 @@ def test_onnx_ensemble_averages_members_and_fp16_storage_halves_the_file(tmp_pat
     assert half_logits.dtype == np.float32  # weights stored in fp16, compute in fp32
     assert np.allclose(half_logits, logits, atol=1e-2) and np.allclose(half_cam, cam, atol=1e-2)
     assert not np.array_equal(half_logits, logits)  # the weights really were rounded
+
+
+def test_int8_weight_storage_quarters_the_file_and_keeps_fp32_compute(tmp_path):
+    from training.common.onnx_quant import store_weights_int8, weight_reader
+
+    torch.manual_seed(0)
+    export(RhythmNet(width=16).eval(), tmp_path / "m.onnx")
+    x = np.random.default_rng(3).standard_normal((2, 1, 3000)).astype(np.float32)
+    logits, _cam = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"signal": x})
+    size = (tmp_path / "m.onnx").stat().st_size
+    store_weights_int8(tmp_path / "m.onnx")
+    assert (tmp_path / "m.onnx").stat().st_size < 0.35 * size
+    q_logits, q_cam = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"signal": x})
+    assert q_logits.dtype == np.float32
+    assert np.allclose(q_logits, logits, atol=0.05) and not np.array_equal(q_logits, logits)
+    assert np.allclose(q_cam.mean(axis=2), q_logits, atol=1e-4)
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "m.onnx")).graph
+    dq = [n for n in graph.node if n.op_type == "DequantizeLinear"]
+    assert dq and weight_reader(graph)(dq[0].output[0]).dtype == np.float32
 
 
 def test_ensemble_records_its_members_through_fp16_storage(tmp_path):

@@ -39,6 +39,17 @@ def split_records(labels: np.ndarray, seed: int = SPLIT_SEED) -> np.ndarray:
     return split
 
 
+def cv_folds(labels: np.ndarray, n_folds: int, seed: int = SPLIT_SEED) -> np.ndarray:
+    """Fold 0..n_folds-1 of each record in `labels` (the train + val records, in dataset order),
+    stratified by class: out-of-fold CNN scores for the second stage (rhythm_stack_train --oof)."""
+    rng = np.random.default_rng(seed + 1)
+    fold = np.zeros(len(labels), dtype=np.int8)
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        fold[idx] = np.arange(len(idx)) % n_folds
+    return fold
+
+
 def load_cinc2017(data_dir: Path = DATA) -> tuple[list[str], list[np.ndarray], np.ndarray, int]:
     """Record ids, raw signals in mV, class indices, sampling rate."""
     lab = pd.read_csv(data_dir / "labels.csv")

@@ -116,21 +116,30 @@ def plot_history(history_files: list[Path], out: Path) -> None:
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     for hf in history_files:
-        for member in json.loads(hf.read_text())["members"]:
+        run = json.loads(hf.read_text())
+        fold = run["args"].get("fold", "None")
+        for member in run["members"]:
             h = member["history"]
             a1.plot(
                 [r["epoch"] for r in h],
                 [r["train_loss"] for r in h],
-                label=f"seed {member['seed']}",
+                label=f"seed {member['seed']}" if fold == "None" else f"fold {fold}",
             )
             v = [r for r in h if "val_score" in r]
-            a2.plot(
-                [r["epoch"] for r in v], [r["val_score"] for r in v], label=f"seed {member['seed']}"
-            )
+            if v:
+                a2.plot(
+                    [r["epoch"] for r in v],
+                    [r["val_score"] for r in v],
+                    label=f"seed {member['seed']}",
+                )
     a1.set(xlabel="epoch", ylabel="train loss (weighted CE)", title="training loss")
     a2.set(xlabel="epoch", ylabel="mean F1 (N, AF, O)", title="validation challenge score")
     a1.legend()
-    a2.legend()
+    if a2.lines:
+        a2.legend()
+    else:  # fold models are not scored during training (their fold is the stage-2 data)
+        a2.text(0.5, 0.5, "fold models: no validation\nscores during training", ha="center",
+                va="center", transform=a2.transAxes)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
 
@@ -144,6 +153,7 @@ def write_card(
     fp16_weights: bool = False,
     selection_note: str | None = None,
     version: str = "1.0.0",
+    int8_weights: bool = False,
 ) -> None:
     _, _, y, _ = load_cinc2017()
     split = split_records(y)
@@ -177,6 +187,10 @@ def write_card(
         "weights_storage": "float16 initializers, each cast to float32 when the session is created: "
         "compute is float32 (training/ecg/rhythm_export.py --fp16-weights)"
         if fp16_weights
+        else "int8 initializers, per output channel, each dequantised to float32 when the session "
+        "is created: activations and compute are float32 (training/ecg/rhythm_export.py "
+        "--int8-weights)"
+        if int8_weights
         else "float32",
         "training_data": {
             "dataset": "PhysioNet/Computing in Cardiology Challenge 2017 (AliveCor single lead, revised v3 labels)",
@@ -221,6 +235,23 @@ def write_card(
                     for r in runs
                     for m in r["members"]
                 ]
+            }
+        elif all(r["args"].get("fold", "None") != "None" for r in runs):
+            # cross-validation fold models (rhythm_train --fold): fixed epochs, no selection
+            card["selection"] = selection_note or (
+                f"the average of {len(runs)} fold models, each trained on train + val minus its "
+                "fold for a fixed number of epochs; nothing chosen on validation"
+            )
+            card["training_data"]["fold_models_train_on"] = (
+                "train + val minus one fold each (rhythm_dataset.cv_folds)"
+            )
+            card["training"] = {
+                "args": runs[0]["args"],
+                "fold_models": [
+                    {"fold": r["args"]["fold"], "final_train_loss": m["history"][-1]["train_loss"]}
+                    for r in runs
+                    for m in r["members"]
+                ],
             }
         else:
             best = max((m for r in runs for m in r["members"]), key=lambda m: m["best_val_score"])
@@ -273,6 +304,7 @@ def main() -> None:
     ap.add_argument("--members", type=int, default=1)
     ap.add_argument("--quantised", action="store_true")
     ap.add_argument("--fp16-weights", action="store_true", help="the file stores fp16 weights")
+    ap.add_argument("--int8-weights", action="store_true", help="the file stores int8 weights")
     ap.add_argument("--selection-note", default=None, help="how the members were chosen (card)")
     ap.add_argument("--version", default="1.0.0", help="the card's model version")
     ap.add_argument(
@@ -293,6 +325,7 @@ def main() -> None:
             args.fp16_weights,
             args.selection_note,
             args.version,
+            args.int8_weights,
         )
 
 

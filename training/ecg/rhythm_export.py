@@ -4,6 +4,8 @@
         --out weights/ecg_rhythm.onnx
     python -m training.ecg.rhythm_export --members NEW.pt --onnx-member weights/ecg_rhythm.onnx \
         --fp16-weights --out weights/ecg_rhythm.onnx   # average a new member with the shipped one
+    python -m training.ecg.rhythm_export --members F/rhythm_fold?.pt --int8-weights \
+        --out weights/ecg_rhythm.onnx   # the cross-validation fold models, averaged
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import torch
 
 from training.common.onnx_members import mean_outputs, members_metadata, merge_members
-from training.common.onnx_quant import store_weights_fp16
+from training.common.onnx_quant import store_weights_fp16, store_weights_int8
 from training.ecg.rhythm_model import RhythmEnsemble, RhythmNet
 
 
@@ -139,6 +141,11 @@ def main() -> None:
     ap.add_argument(
         "--fp16-weights", action="store_true", help="store the weights as fp16 (compute stays fp32)"
     )
+    ap.add_argument(
+        "--int8-weights",
+        action="store_true",
+        help="store the weights as per-channel int8 (compute and activations stay fp32)",
+    )
     ap.add_argument("--out", type=Path, default=Path("weights/ecg_rhythm.onnx"))
     ap.add_argument(
         "--quantise-with",
@@ -164,6 +171,8 @@ def main() -> None:
         export(load_model(args.members), args.out)
     if args.fp16_weights:
         store_weights_fp16(args.out)
+    elif args.int8_weights:
+        store_weights_int8(args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
 
 

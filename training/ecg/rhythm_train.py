@@ -9,6 +9,16 @@ Several seeds can be trained; each member's best-on-validation weights are saved
 
 A checkpoint is written after every epoch; the same command with --resume continues a stopped
 run (on 2 CPU threads an epoch takes ~155 s: 40 epochs are about 6300 s).
+
+More training does not help (H100, 2026-11-24): the shipped member had 170 s (27 epochs, best
+validation score 0.8405). Four width-32 seeds and one width-48 run given 420 s each (~65 epochs
+of a 90-epoch cosine) peaked at 0.830-0.841 (epochs 28-52) and ended lower, 0.806-0.826, as the
+training loss kept falling: they overfit. Averaging their probabilities did not help either: the
+best of all 31 subsets scored 0.8431 (seeds 0-2), all five 0.8322. The data, not the compute, is
+the limit.
+
+--fold k trains on train + val minus one of rhythm_dataset.cv_folds' folds for a fixed number of
+epochs and keeps the last weights: out-of-fold CNN scores for the second stage.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from training.common.progress import progress_bar
+from training.ecg.rhythm_dataset import cv_folds
 from training.ecg.rhythm_model import RhythmNet
 
 FS = 250
@@ -146,7 +157,10 @@ def train_member(seed: int, data: dict, args: argparse.Namespace, device: str, l
             "elapsed_s": round(time.time() - t0, 1),
         }
         progress = max((epoch + 1) / args.epochs, (time.time() - t0) / args.budget_s)
-        if progress >= 0.35:
+        if args.fold is not None:  # no selection: the held-out fold's scores must stay unseen
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            torch.save(best_state, args.out / f"rhythm_fold{args.fold}.pt")
+        elif progress >= 0.35:
             val_logits = predict_full(model, data["val_signals"], device)
             score, f1s = challenge_f1(data["y"][data["val_idx"]], val_logits.argmax(1))
             row.update(val_score=score, val_f1=f1s)
@@ -195,6 +209,16 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="records per split for a dry run")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument(
+        "--folds", type=int, default=5, help="with --fold: the number of cross-validation folds"
+    )
+    ap.add_argument(
+        "--fold",
+        type=int,
+        default=None,
+        help="train on train + val minus this fold (rhythm_dataset.cv_folds) for a fixed number of "
+        "epochs, no selection, and save the last weights as rhythm_fold<k>.pt",
+    )
+    ap.add_argument(
         "--resume", action="store_true", help="continue from each member's last epoch checkpoint"
     )
     args = ap.parse_args()
@@ -213,6 +237,10 @@ def main() -> None:
     ]
     y, split = z["y"].astype(np.int64), z["split"]
     train_idx, val_idx = np.flatnonzero(split == 0), np.flatnonzero(split == 1)
+    if args.fold is not None:
+        trval = np.flatnonzero(split < 2)
+        fold = cv_folds(y[trval], args.folds)
+        train_idx, val_idx = trval[fold != args.fold], np.array([], dtype=np.int64)
     if args.limit:
         train_idx, val_idx = train_idx[: args.limit], val_idx[: args.limit // 4]
     lengths = np.array([len(s) for s in signals])
