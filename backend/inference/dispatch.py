@@ -67,7 +67,7 @@ def _input_type(record: EcgRecord) -> str:
     """"photo", "pdf" (a print saved as PDF, digitised like a photo) or "file" (samples)."""
     if record.source != "photo":
         return "file"
-    return "pdf" if "pdf_page" in record.meta else "photo"
+    return "pdf" if record.is_pdf_print else "photo"
 
 
 def digitize_print(data: bytes) -> EcgRecord:

@@ -215,8 +215,8 @@ def analyze_ecg_record(
     agree = agreement(label, evidence)
     from_photo = record.source == "photo"
     urgency = _urgency(label, intervals["hr_bpm"], flags, from_photo=from_photo)
-    if from_photo:  # a PDF print is digitised like a photo (dispatch sets pdf_page)
-        issues = [*issues, PDF_INTERVALS_NOTE if "pdf_page" in record.meta else PHOTO_INTERVALS_NOTE]
+    if from_photo:  # a PDF print is digitised like a photo
+        issues = [*issues, PDF_INTERVALS_NOTE if record.is_pdf_print else PHOTO_INTERVALS_NOTE]
     explanation_en, explanation_ko = explain(
         label, evidence, intervals, flags, agree, confidence, urgency, sinus_override=sinus_override
     )

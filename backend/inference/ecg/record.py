@@ -26,5 +26,10 @@ class EcgRecord:
     def duration_s(self) -> float:
         return self.signal.shape[0] / self.fs
 
+    @property
+    def is_pdf_print(self) -> bool:
+        """Digitised from a print saved as PDF (dispatch records the page it was found on)."""
+        return self.source == "photo" and "pdf_page" in self.meta
+
     def lead(self, name: str) -> np.ndarray:
         return self.signal[:, self.lead_names.index(name)]
