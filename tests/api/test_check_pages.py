@@ -159,6 +159,24 @@ async def test_the_time_an_ecg_file_was_recorded_is_on_its_result(client, app_se
     assert "Recorded by the device" not in (await client.get(f"/checks/{plain.id}")).text
 
 
+async def test_an_uncertain_ecg_result_says_so_under_its_headline(client, app_settings):
+    user, _token = await logged_in(client)
+    sure = await stored_check(user, "ecg", {**ecg_result(), "uncertain": False},
+                              app_settings.uploads_dir)
+    assert 'id="result-uncertain"' not in (await client.get(f"/checks/{sure.id}")).text
+    unsure = await stored_check(user, "ecg", {**ecg_result(), "uncertain": True},
+                                app_settings.uploads_dir)
+    html = (await client.get(f"/checks/{unsure.id}")).text
+    headline = html.index('id="result-label"')
+    note = html.index('id="result-uncertain"')
+    assert headline < note < html.index('id="next-title"')
+    assert "Have a doctor read this ECG." in html[note:]
+    client.cookies.set("lang", "ko")
+    korean = (await client.get(f"/checks/{unsure.id}")).text
+    client.cookies.delete("lang")
+    assert "불확실한 결과입니다." in korean and "Uncertain result" not in korean
+
+
 async def test_ecg_result_offers_its_heart_rate_as_a_vitals_reading_once(client, app_settings):
     user, token = await logged_in(client)
     check = await stored_check(user, "ecg", ecg_result(), app_settings.uploads_dir)
