@@ -31,6 +31,7 @@ SPEED_MM_PER_S = 25.0  # standard paper speed
 GAIN_MM_PER_MV = 10.0  # standard gain; a printed 1 mV pulse overrides it
 STANDARD_DURATION_S = 10.0
 RECT_MAX_WIDTH = 2200  # rectified grid width in px (~8 px/mm on a 265 mm grid)
+SHEET_GRID_MM = 265.0  # a full 12-lead sheet's grid width: breaks a tie the grid itself leaves
 # Tuned on rendered sheets of the tuning records (never the held-out list):
 REGION_LOW = 0.2  # grid-density fraction a washed-out part of the grid may grow into
 INK_LOW_MARGIN = 0.2  # weak-ink threshold above the (residual) grid lines' darkness
@@ -149,7 +150,7 @@ def digitize_photo(image: np.ndarray, *, continuous_rows: bool = False) -> EcgRe
     rect, _H_rect = _rectify(img, quad_small / s)
     flat = _lohi(_flatten(rect, 15))
     gridness = _grid_signal(flat)
-    ppm_x, str_x = _grid_period(gridness.mean(axis=0), rect.shape[1] / 265.0)
+    ppm_x, str_x = _grid_period(gridness.mean(axis=0), _grid_scale(gridness.mean(axis=0)))
     maps, gridness, warp = _dewarp(gridness, ppm_x)
     mx, my = _even_scale(gridness, ppm_x)
     if maps is not None:  # compose: even-scale coordinates index the dewarped image
@@ -162,7 +163,7 @@ def digitize_photo(image: np.ndarray, *, continuous_rows: bool = False) -> EcgRe
     )
     flat = flat8.astype(np.float32) * (1.0 / 255)
     gridness = _grid_signal(flat)
-    ppm_x, str_x = _grid_period(gridness.mean(axis=0), rect.shape[1] / 265.0)
+    ppm_x, str_x = _grid_period(gridness.mean(axis=0), ppm_x)
     ppm_y, str_y = _grid_period(gridness.mean(axis=1), ppm_x, prior_is_ppm=True)
     if min(str_x, str_y) < 0.08 or not (0.75 < ppm_y / ppm_x < 1.33):
         raise UnusableInputError(MSG_NO_GRID, extra={"reason": "no_grid"})
@@ -743,6 +744,53 @@ def _peak_near(ac: np.ndarray, lag: float, tol: float) -> tuple[float, float]:
     den = a - 2 * b + c
     off = 0.5 * (a - c) / den if den < 0 else 0.0
     return i + float(np.clip(off, -0.5, 0.5)), float(b)
+
+
+def _grid_scale(profile: np.ndarray) -> float:
+    """Rough pixels per mm along one axis from the grid's own repeats (the prior of _grid_period).
+
+    The strongest repeat of the grid profile is its period or a multiple of it; the smallest
+    even division of it that repeats nearly as strongly is the period: 5 mm, or 1 mm where the
+    minor lines are about as dark as the major ones. It is 1 mm when every fifth repeat stands
+    out (the major lines). When nothing tells, or the grid barely repeats, the reading that makes
+    the grid as wide as a full sheet's (SHEET_GRID_MM) wins.
+    """
+    from scipy.signal import find_peaks
+
+    width = len(profile)
+    ac = _autocorr(profile)
+    below = np.nonzero(ac <= 0)[0]
+    start = int(below[0]) if below.size else width  # past the zero-lag peak
+    peaks, _ = find_peaks(ac[: width // 2])
+    peaks = peaks[peaks >= start]
+    heights = ac[peaks]
+    if heights.size == 0 or heights.max() < 0.5:  # too faint or warped to tell a scale
+        return width / SHEET_GRID_MM
+
+    def repeat(lag: float, period: float) -> float:
+        """Height of the autocorrelation peak at lag (within a tenth of the period), or -1."""
+        near = np.abs(peaks - lag) <= max(1.0, 0.1 * period)
+        return float(heights[near].max()) if near.any() else -1.0
+
+    strongest, top = _peak_near(ac, peaks[np.argmax(heights)], 1)
+    period = strongest
+    for m in range(int(strongest / max(start, 2)), 1, -1):
+        if all(repeat(j * strongest / m, strongest / m) >= 0.6 * top for j in range(1, m)):
+            period = strongest / m
+            break
+
+    # Rendered sheets and strips: where the period was 5 mm (749) its 25, 50 and 75 mm repeats
+    # stood at most 0.03 above their neighbours; where it was 1 mm (43), major lines up to 0.31.
+    def stands_out(k: int) -> bool:
+        mid, *sides = (repeat(i * period, period) for i in (k, k - 1, k + 1))
+        return min(sides) > -1 and mid - max(sides) > 0.05
+
+    if 16 * period < width // 2 and all(stands_out(k) for k in (5, 10, 15)):
+        return period
+    as_1mm, as_5mm = width / period, 5 * width / period  # the grid's width in mm either way
+    if abs(np.log(as_1mm / SHEET_GRID_MM)) < abs(np.log(as_5mm / SHEET_GRID_MM)):
+        return period
+    return period / 5
 
 
 def _grid_period(
