@@ -113,7 +113,7 @@ def test_a_fold_run_trains_without_its_fold_and_keeps_the_last_weights(tmp_path)
     _tiny_dataset(tmp_path / "tiny.npz")
     cmd = [sys.executable, "-m", "training.ecg.rhythm_train", "--data", str(tmp_path / "tiny.npz")]
     cmd += ["--out", str(tmp_path / "out"), "--epochs", "2", "--batch", "8", "--width", "8"]
-    cmd += ["--fold", "1", "--folds", "3"]
+    cmd += ["--fold", "1", "--folds", "3", "--ema", "0.9"]  # the EMA copy is what gets saved
     run = subprocess.run(
         cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False
     )
