@@ -105,8 +105,8 @@ def main() -> None:
     ort_d = timed(lambda: delin.run(x_d), args.runs)
     tch_d = timed(lambda: torch_run(torch_delin, x_d), args.runs)
     rows += [
-        ("rhythm CNN, 1 lead x 10 s, ONNX Runtime", *ort_r),
-        ("rhythm CNN, 1 lead x 10 s, torch eager", *tch_r),
+        (f"rhythm CNN x{members}, 1 lead x 10 s, ONNX Runtime", *ort_r),
+        (f"rhythm CNN x{members}, 1 lead x 10 s, torch eager", *tch_r),
         (f"delineation U-Net x{delin_members}, 12 x 10 s, ONNX Runtime", *ort_d),
         (f"delineation U-Net x{delin_members}, 12 x 10 s, torch eager", *tch_d),
     ]
