@@ -7,6 +7,9 @@ Per strip it compares the result from the PDF with the result from the strip's o
 against the strip's CinC label (as a rhythm family). The strips come from the rhythm model's
 VALIDATION split (rhythm_dataset.split_records) that last at least 30 s, up to --per-class of
 each family, cut to their first 30 s: a watch always records 30 s, printed as three 10 s rows.
+Since rhythm 2.0.0 (five fold models trained on train + val) those strips are training data of
+the rhythm model, so the accuracy against the CinC label is in-sample; the PDF-vs-samples
+agreement, which measures the digitisation, is what this script is for.
 
 --rows-check measures what the digitiser's ONE_LEAD_MIN_CORR rests on: the QRS-template
 similarity (digitize.qrs_template_similarity) of the twelve 2.5 s pieces a 3x4 sheet prints, on
