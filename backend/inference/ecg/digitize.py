@@ -34,6 +34,9 @@ RECT_MAX_WIDTH = 2200  # rectified grid width in px (~8 px/mm on a 265 mm grid)
 SHEET_GRID_MM = 265.0  # a full 12-lead sheet's grid width: breaks a tie the grid itself leaves
 # Tuned on rendered sheets of the tuning records (never the held-out list):
 REGION_LOW = 0.2  # grid-density fraction a washed-out part of the grid may grow into
+# Larger density boxes (times the usual ~1/60 of the image) tried when no grid is found: a narrow
+# grid photographed to fill the frame (major squares up to ~5x a 12-lead sheet's).
+GRID_BOX_RETRY = (3, 5)
 INK_LOW_MARGIN = 0.2  # weak-ink threshold above the (residual) grid lines' darkness
 GREY_GRID_DARK = 0.25  # grid lines this dark in every channel are divided out before inking
 STROKE_CLOSE_MM = 2.5  # vertical gaps closed in a trace's column runs (broken steep strokes)
@@ -140,7 +143,7 @@ def digitize_photo(image: np.ndarray, *, continuous_rows: bool = False) -> EcgRe
     _check_exposure(small)
     flat_small = _flatten(small, max(5, round(max(small.shape) / 130)))
     _check_blank(flat_small)
-    region, dense, n_strips = _grid_region(small)
+    region, dense, n_strips = _grid_region_any_scale(small)
     continuous_rows = continuous_rows or n_strips > 1
     quad_small = _quad_from_mask(region)
     # Cut off = the clearly printed grid runs into the frame (the grown region may reach it
@@ -367,22 +370,62 @@ def _check_blank(flat: np.ndarray) -> None:
         raise UnusableInputError(MSG_BLANK, extra={"reason": "blank"})
 
 
-def _grid_region(small: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+def _grid_region_any_scale(small: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """_grid_region at the usual density box, else (no grid found) at GRID_BOX_RETRY times it.
+
+    The box is about a 12-lead sheet's major grid square. A narrow grid (a rhythm strip, a cut
+    printout) photographed to fill the frame has squares several times larger: in a box smaller
+    than a square, a grid of major lines only is a lattice of dense lines around empty squares,
+    which the text-dropping opening erases. Sheets read at the usual box are never re-read.
+    """
+    try:
+        return _grid_region(small)
+    except UnusableInputError as first:
+        if first.extra.get("reason") != "no_grid":
+            raise
+        k = _grid_box(small)
+        for f in GRID_BOX_RETRY:
+            try:
+                return _grid_region(small, k=(f * k) | 1)
+            except UnusableInputError as e:
+                if e.extra.get("reason") != "no_grid":
+                    raise
+        raise  # the first attempt's error
+
+
+def _grid_box(small: np.ndarray) -> int:
+    return max(9, int(max(small.shape[:2]) / 60)) | 1
+
+
+def _long_lines(lines: np.ndarray, length: int) -> np.ndarray:
+    """The parts of a thin-line mask on straight runs at least `length` px long, near horizontal
+    or vertical (a grid's lines, tilted a few degrees), not text or a trace's short strokes."""
+    thick = cv2.dilate(lines.astype(np.uint8), np.ones((3, 3), np.uint8))
+    horiz = cv2.morphologyEx(thick, cv2.MORPH_OPEN, np.ones((1, length), np.uint8))
+    vert = cv2.morphologyEx(thick, cv2.MORPH_OPEN, np.ones((length, 1), np.uint8))
+    return lines & ((horiz | vert) > 0)
+
+
+def _grid_region(small: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """Binary masks of the printed grid area in a ~1000 px image: (grown, dense), and how many
     separate grid strips it joins (a watch's print: strips as wide as the largest, in line
     with it, one above the other; 1 for a sheet printed on one grid).
 
     Thin dark lines on paper show up in the black-hat transform (closing minus image) of the
     darkest channel; where they are dense is the grid. Flat or softly textured backgrounds
-    (tables, skin, shadows) give almost none, whatever their colour.
+    (tables, skin, shadows) give almost none, whatever their colour. k: the density box's side
+    (default about 1/60 of the image).
     """
     mn = small.min(axis=2)
-    k = max(9, int(max(small.shape[:2]) / 60)) | 1
+    k0 = _grid_box(small)
+    k = k or k0
     closed = cv2.morphologyEx(mn, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)).astype(np.float32)
     # Contrast relative to the local paper brightness, so lamp fall-off and shadows keep it.
     rel = (closed - mn) / np.maximum(closed, 16.0)
     paper = closed > 0.3 * float(np.percentile(closed, 99))  # grid is printed on light paper
     lines = (rel > 0.05) & (closed - mn > 6) & paper
+    if k > k0:  # a box wider than text lines: keep only long lines (grid, not text) in it
+        lines = _long_lines(lines, 2 * k0)
     dens = cv2.boxFilter(lines.astype(np.float32), -1, (k, k))
     # Faint grids (light grey, blurred) are sparser: the cut follows the densest grid seen.
     top = float(np.percentile(dens, 97))
@@ -413,6 +456,9 @@ def _grid_region(small: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     keep[0] = False
     grown = dense | keep[lab_w].astype(np.uint8)
     grown = cv2.morphologyEx(grown, cv2.MORPH_CLOSE, np.ones((k, k), np.uint8))
+    if k > k0:  # the wider box spreads the masks past the grid's edge: take that back
+        shrink = np.ones((k - k0, k - k0), np.uint8)
+        grown, dense = cv2.erode(grown, shrink), cv2.erode(dense, shrink)
     return grown, dense, len(strips)
 
 
