@@ -143,7 +143,47 @@ def digitize_photo(image: np.ndarray, *, continuous_rows: bool = False) -> EcgRe
     _check_exposure(small)
     flat_small = _flatten(small, max(5, round(max(small.shape) / 130)))
     _check_blank(flat_small)
-    region, dense, n_strips = _grid_region_any_scale(small)
+    try:
+        grid = _grid_region(small)
+    except UnusableInputError as no_grid:
+        if no_grid.extra.get("reason") != "no_grid":
+            raise
+        return _read_at_larger_grid_scale(img, small, s, continuous_rows, no_grid)
+    return _read_sheet(img, small, s, grid, continuous_rows)
+
+
+def _read_at_larger_grid_scale(
+    img: np.ndarray, small: np.ndarray, s: float, continuous_rows: bool, no_grid: Exception
+) -> EcgRecord:
+    """The sheet read with _grid_region's density box GRID_BOX_RETRY times the usual size.
+
+    The box is about a 12-lead sheet's major grid square. A narrow grid (a rhythm strip, a cut
+    printout) photographed to fill the frame has squares several times larger: in a box smaller
+    than a square, a grid of major lines only is a lattice of dense lines around empty squares,
+    which the text-dropping opening erases. Only a reading that succeeds whole counts; otherwise
+    the photo keeps its first refusal ("no ECG grid"), so a tiled wall or a skin photo is not
+    told that its sheet is cut off. Sheets read at the usual box never come here.
+    """
+    k = _grid_box(small)
+    for factor in GRID_BOX_RETRY:
+        try:
+            return _read_sheet(img, small, s, _grid_region(small, k=(factor * k) | 1),
+                               continuous_rows)
+        except UnusableInputError:
+            continue
+    raise no_grid
+
+
+def _read_sheet(
+    img: np.ndarray,
+    small: np.ndarray,
+    s: float,
+    grid: tuple[np.ndarray, np.ndarray, int],
+    continuous_rows: bool,
+) -> EcgRecord:
+    """The photo read within the grid region `grid` that _grid_region found on `small` (img
+    downscaled by s)."""
+    region, dense, n_strips = grid
     continuous_rows = continuous_rows or n_strips > 1
     quad_small = _quad_from_mask(region)
     # Cut off = the clearly printed grid runs into the frame (the grown region may reach it
@@ -368,29 +408,6 @@ def _check_blank(flat: np.ndarray) -> None:
     structure = (1.0 - flat.min(axis=2)) > 0.12
     if structure.mean() < 0.004:
         raise UnusableInputError(MSG_BLANK, extra={"reason": "blank"})
-
-
-def _grid_region_any_scale(small: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """_grid_region at the usual density box, else (no grid found) at GRID_BOX_RETRY times it.
-
-    The box is about a 12-lead sheet's major grid square. A narrow grid (a rhythm strip, a cut
-    printout) photographed to fill the frame has squares several times larger: in a box smaller
-    than a square, a grid of major lines only is a lattice of dense lines around empty squares,
-    which the text-dropping opening erases. Sheets read at the usual box are never re-read.
-    """
-    try:
-        return _grid_region(small)
-    except UnusableInputError as first:
-        if first.extra.get("reason") != "no_grid":
-            raise
-        k = _grid_box(small)
-        for f in GRID_BOX_RETRY:
-            try:
-                return _grid_region(small, k=(f * k) | 1)
-            except UnusableInputError as e:
-                if e.extra.get("reason") != "no_grid":
-                    raise
-        raise  # the first attempt's error
 
 
 def _grid_box(small: np.ndarray) -> int:

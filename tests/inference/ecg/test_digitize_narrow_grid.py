@@ -77,3 +77,20 @@ def test_a_short_strip_without_minor_lines_filling_the_frame_is_found(seed, stri
     lead_ii = rec.lead("II")
     assert _heart_rate(lead_ii, rec.fs) == pytest.approx(HR_BPM, abs=2.0)
     assert snr_db(truth, lead_ii) >= 5.0
+
+
+def test_a_tiled_wall_is_still_told_no_ecg_grid():
+    """The larger-scale retry only counts when the whole reading succeeds: dark grout between
+    large light tiles passes its grid search, but the photo keeps the plain "no ECG grid"
+    refusal instead of being told that its sheet is cut off."""
+    from backend.inference.errors import UnusableInputError
+
+    rng = np.random.default_rng(0)
+    wall = np.full((2000, 1500, 3), 235.0)
+    for i in range(0, 2000, 2000 // 24):
+        wall[i : i + 6] = 90
+        wall[:, i : i + 6] = 90
+    wall = (wall * 0.9 + rng.normal(0, 4, wall.shape)).clip(0, 255).astype(np.uint8)
+    with pytest.raises(UnusableInputError) as refused:
+        digitize_photo(wall)
+    assert refused.value.extra["reason"] == "no_grid"
