@@ -75,23 +75,13 @@ def store_weights_fp16(path: Path, min_elements: int = 256) -> None:
     ONNX Runtime's CPU kernels do slowly or not at all; this keeps the compute fp32.)"""
     from onnx import TensorProto, helper, numpy_helper
 
-    model = onnx.load(str(path))
-    graph = model.graph
-    casts = []
-    for init in list(graph.initializer):
-        if init.data_type != TensorProto.FLOAT or np.prod(init.dims) < min_elements:
-            continue
-        half = numpy_helper.from_array(
-            numpy_helper.to_array(init).astype(np.float16), f"{init.name}_fp16"
-        )
-        graph.initializer.remove(init)
-        graph.initializer.append(half)
-        casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT))
-    nodes = casts + list(graph.node)
-    del graph.node[:]
-    graph.node.extend(nodes)
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
+    def as_fp16(name: str, w: np.ndarray) -> tuple[list, onnx.NodeProto] | None:
+        if w.size < min_elements:
+            return None
+        half = numpy_helper.from_array(w.astype(np.float16), f"{name}_fp16")
+        return [half], helper.make_node("Cast", [half.name], [name], to=TensorProto.FLOAT)
+
+    _store_weights(path, as_fp16)
 
 
 def store_weights_int8(path: Path, min_elements: int = 256) -> None:
@@ -103,29 +93,45 @@ def store_weights_int8(path: Path, min_elements: int = 256) -> None:
     (ONNX Runtime's own weight-only quantisers cover MatMul/Gather, not Conv.)"""
     from onnx import helper, numpy_helper
 
-    model = onnx.load(str(path))
-    graph = model.graph
-    dequant = []
-    for init in list(graph.initializer):
-        w = numpy_helper.to_array(init)
-        if init.data_type != onnx.TensorProto.FLOAT or w.ndim < 2 or w.size < min_elements:
-            continue
+    def as_int8(name: str, w: np.ndarray) -> tuple[list, onnx.NodeProto] | None:
+        if w.ndim < 2 or w.size < min_elements:
+            return None
         scale = np.abs(w.reshape(w.shape[0], -1)).max(axis=1) / 127.0
         scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
         q = np.clip(np.round(w / scale.reshape(-1, *[1] * (w.ndim - 1))), -127, 127)
-        tensors = (
-            numpy_helper.from_array(q.astype(np.int8), f"{init.name}_int8"),
-            numpy_helper.from_array(scale, f"{init.name}_scale"),
-            numpy_helper.from_array(np.zeros(w.shape[0], np.int8), f"{init.name}_zero"),
-        )
+        tensors = [
+            numpy_helper.from_array(q.astype(np.int8), f"{name}_int8"),
+            numpy_helper.from_array(scale, f"{name}_scale"),
+            numpy_helper.from_array(np.zeros(w.shape[0], np.int8), f"{name}_zero"),
+        ]
+        node = helper.make_node("DequantizeLinear", [t.name for t in tensors], [name], axis=0)
+        return tensors, node
+
+    _store_weights(path, as_int8)
+
+
+def _store_weights(
+    path: Path, encode: Callable[[str, np.ndarray], tuple[list, onnx.NodeProto] | None]
+) -> None:
+    """Rewrite the file's float32 initializers that `encode` takes: each is replaced by the
+    tensors it returns, and the node it returns (put first in the graph) computes the original
+    name back from them."""
+    from onnx import TensorProto, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    decoders = []
+    for init in list(graph.initializer):
+        if init.data_type != TensorProto.FLOAT:
+            continue
+        encoded = encode(init.name, numpy_helper.to_array(init))
+        if encoded is None:
+            continue
+        tensors, node = encoded
         graph.initializer.remove(init)
         graph.initializer.extend(tensors)
-        dequant.append(
-            helper.make_node(
-                "DequantizeLinear", [t.name for t in tensors], [init.name], axis=0
-            )
-        )
-    nodes = dequant + list(graph.node)
+        decoders.append(node)
+    nodes = decoders + list(graph.node)
     del graph.node[:]
     graph.node.extend(nodes)
     onnx.checker.check_model(model)

@@ -178,6 +178,7 @@ def write_card(
     card_path = out.with_suffix(".json")
     old = json.loads(card_path.read_text()) if card_path.exists() else {}
     sha = sha256_of(out)
+    fit_on, criterion = _fit_and_selection_text(n_crops, oof_folds)
     card = {
         "name": out.stem,
         "version": version,
@@ -206,37 +207,10 @@ def write_card(
             "before release)",
             "n_fit": n_fit,
             "n_fit_10s_crops": n_crops,
-            "fit_on": (
-                f"the out-of-fold CNN logits of all train + val strips ({oof_folds} folds, "
-                "rhythm_dataset.cv_folds: each strip scored by the fold model that did not train "
-                "on it; the served CNN is the average of those fold models), L2 strength chosen by "
-                "the same folds' cross-validation"
-                if oof_folds
-                else "train + val strips and their 10 s crops (cut from the raw strip and prepared on "
-                "their own as the app prepares a 10 s record; features and CNN scores computed on "
-                "the crop)"
-                if n_crops
-                else "train + val strips"
-            )
-            + (
-                ""
-                if oof_folds
-                else " (L2 strength chosen on val after fitting on train)"
-            )
-            + "; the test split is not read by the training script",
+            "fit_on": fit_on,
         },
         "selection": {
-            "criterion": (
-                f"{oof_folds}-fold cross-validated challenge score (mean F1 normal/AF/other, "
-                "pooled over the folds) on out-of-fold CNN logits"
-                if oof_folds
-                else "mean of the validation challenge scores (mean F1 normal/AF/other) on whole strips "
-                "and on their 10 s crops"
-                if n_crops
-                else "validation challenge score (mean F1 normal/AF/other) on whole strips; the "
-                "10 s-crop scores are shown for information"
-            )
-            + ("" if oof_folds else ", fit on train"),
+            "criterion": criterion,
             "weight_decay_grid": selection,
             "chosen_weight_decay": chosen,
         },
@@ -249,6 +223,38 @@ def write_card(
         "produced_by": "training/ecg/rhythm_stack_train.py, training/ecg/rhythm_evaluate.py --stack",
     }
     card_path.write_text(json.dumps(card, indent=2) + "\n")
+
+
+def _fit_and_selection_text(n_crops: int, oof_folds: int) -> tuple[str, str]:
+    """The card's "fit_on" and selection "criterion" for the recipe that was run."""
+    if oof_folds:
+        fit_on = (
+            f"the out-of-fold CNN logits of all train + val strips ({oof_folds} folds, "
+            "rhythm_dataset.cv_folds: each strip scored by the fold model that did not train on "
+            "it; the served CNN is the average of those fold models), L2 strength chosen by the "
+            "same folds' cross-validation"
+        )
+        criterion = (
+            f"{oof_folds}-fold cross-validated challenge score (mean F1 normal/AF/other, pooled "
+            "over the folds) on out-of-fold CNN logits"
+        )
+    elif n_crops:
+        fit_on = (
+            "train + val strips and their 10 s crops (cut from the raw strip and prepared on "
+            "their own as the app prepares a 10 s record; features and CNN scores computed on "
+            "the crop) (L2 strength chosen on val after fitting on train)"
+        )
+        criterion = (
+            "mean of the validation challenge scores (mean F1 normal/AF/other) on whole strips "
+            "and on their 10 s crops, fit on train"
+        )
+    else:
+        fit_on = "train + val strips (L2 strength chosen on val after fitting on train)"
+        criterion = (
+            "validation challenge score (mean F1 normal/AF/other) on whole strips; the 10 s-crop "
+            "scores are shown for information, fit on train"
+        )
+    return fit_on + "; the test split is not read by the training script", criterion
 
 
 def build_views(cnn: Path, random_crops: int) -> dict[str, np.ndarray]:
