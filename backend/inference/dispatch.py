@@ -65,9 +65,9 @@ def analyze_files(
 
 def _input_type(record: EcgRecord) -> str:
     """"photo", "pdf" (a print saved as PDF, digitised like a photo) or "file" (samples)."""
-    if record.source != "photo":
-        return "file"
-    return "pdf" if record.is_pdf_print else "photo"
+    if record.is_pdf_print:
+        return "pdf"
+    return "photo" if record.source == "photo" else "file"
 
 
 def digitize_print(data: bytes) -> EcgRecord:

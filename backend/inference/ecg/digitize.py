@@ -153,7 +153,11 @@ def digitize_photo(image: np.ndarray, *, continuous_rows: bool = False) -> EcgRe
 
 
 def _read_at_larger_grid_scale(
-    img: np.ndarray, small: np.ndarray, s: float, continuous_rows: bool, no_grid: Exception
+    img: np.ndarray,
+    small: np.ndarray,
+    s: float,
+    continuous_rows: bool,
+    no_grid: UnusableInputError,
 ) -> EcgRecord:
     """The sheet read with _grid_region's density box GRID_BOX_RETRY times the usual size.
 
@@ -193,7 +197,8 @@ def _read_sheet(
     rect, _H_rect = _rectify(img, quad_small / s)
     flat = _lohi(_flatten(rect, 15))
     gridness = _grid_signal(flat)
-    ppm_x, str_x = _grid_period(gridness.mean(axis=0), _grid_scale(gridness.mean(axis=0)))
+    columns = gridness.mean(axis=0)
+    ppm_x, str_x = _grid_period(columns, _grid_scale(columns))
     maps, gridness, warp = _dewarp(gridness, ppm_x)
     mx, my = _even_scale(gridness, ppm_x)
     if maps is not None:  # compose: even-scale coordinates index the dewarped image

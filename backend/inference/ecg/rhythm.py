@@ -1,10 +1,11 @@
 """Rhythm: the CNN's rhythm family (normal / AF / other / noisy) plus measured evidence.
 
 The ONNX model `ecg_rhythm` (training/ecg/rhythm_train.py, CinC 2017 single-lead strips; one
-graph averaging five cross-validation fold models) runs on one lead at 250 Hz. For several leads it runs on the first lead of RHYTHM_LEADS that holds at
-least 8 s of signal (lead II, the classic rhythm strip, also the full-length strip of a printed
-sheet): on the 220 twelve-lead records lead II alone did as well as averaging I, II and V1
-(training/ecg/eval_rhythm_12lead.py) at a third of the cost. Sinus rhythm is then split by the measured heart rate, and a narrow, regular
+graph averaging five cross-validation fold models) runs on one lead at 250 Hz. For several leads
+it runs on the first lead of RHYTHM_LEADS that holds at least 8 s of signal (lead II, the classic
+rhythm strip, also the full-length strip of a printed sheet): on the 220 twelve-lead records lead
+II alone did as well as averaging I, II and V1 (training/ecg/eval_rhythm_12lead.py) at a third of
+the cost. Sinus rhythm is then split by the measured heart rate, and a narrow, regular
 tachycardia over 150 bpm without P waves is called supraventricular tachycardia.
 
 A second stage (`ecg_rhythm_stack`, training/ecg/rhythm_stack_train.py) takes the CNN's class
