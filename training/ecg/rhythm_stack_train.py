@@ -218,8 +218,9 @@ def write_card(
         "metrics": old.get("metrics", {}) if old.get("sha256") == sha else {},
         "intended_use": "Runs after ecg_rhythm on the same lead (backend.inference.ecg.rhythm.classify).",
         "limitations": "RR features need at least 4 detected beats; on shorter or very noisy leads "
-        "the features are zero and the CNN scores decide. Fit on handheld lead-I strips and their "
-        "10 s crops (training/ecg/rhythm_crops_dev.py measures both on validation).",
+        "the features are zero and the CNN scores decide. Fit on handheld lead-I strips (see "
+        "training_data.fit_on); training/ecg/rhythm_crops_dev.py measures whole strips and 10 s "
+        "crops on validation.",
         "produced_by": "training/ecg/rhythm_stack_train.py, training/ecg/rhythm_evaluate.py --stack",
     }
     card_path.write_text(json.dumps(card, indent=2) + "\n")
