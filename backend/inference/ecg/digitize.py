@@ -32,6 +32,15 @@ GAIN_MM_PER_MV = 10.0  # standard gain; a printed 1 mV pulse overrides it
 STANDARD_DURATION_S = 10.0
 RECT_MAX_WIDTH = 2200  # rectified grid width in px (~8 px/mm on a 265 mm grid)
 SHEET_GRID_MM = 265.0  # a full 12-lead sheet's grid width: breaks a tie the grid itself leaves
+# The grid's 5 mm repeat (autocorrelation peak, both axes) needed to trust the px per mm read from
+# it. Rendered tuning sheets and strips read right at 0.20 and up (all but one at 0.43 and up); a
+# phone photo of a 4 s strip read at 2.5x too few px per mm (a 10 s strip, 0.4x the heart rate)
+# had 0.080 (session 16). Below this the photo is refused as having no readable grid.
+MIN_GRID_STRENGTH = 0.15
+# A sheet's or strip's printing spans most of its grid (all but the calibration pulse and a few
+# mm); 3 of 120 rendered tuning sheets whose thin navy traces on a blue grid were lost read as a
+# 1x1 strip of their footer text, 23 % of the grid's width (session 16).
+PRINT_MIN_GRID_SHARE = 0.5
 # Tuned on rendered sheets of the tuning records (never the held-out list):
 REGION_LOW = 0.2  # grid-density fraction a washed-out part of the grid may grow into
 # Larger density boxes (times the usual ~1/60 of the image) tried when no grid is found: a narrow
@@ -212,8 +221,8 @@ def _read_sheet(
     flat = flat8.astype(np.float32) * (1.0 / 255)
     gridness = _grid_signal(flat)
     ppm_x, str_x = _grid_period(gridness.mean(axis=0), ppm_x)
-    ppm_y, str_y = _grid_period(gridness.mean(axis=1), ppm_x, prior_is_ppm=True)
-    if min(str_x, str_y) < 0.08 or not (0.75 < ppm_y / ppm_x < 1.33):
+    ppm_y, str_y = _grid_period(gridness.mean(axis=1), ppm_x)
+    if min(str_x, str_y) < MIN_GRID_STRENGTH or not (0.75 < ppm_y / ppm_x < 1.33):
         raise UnusableInputError(MSG_NO_GRID, extra={"reason": "no_grid"})
 
     ink = _ink_mask(flat, ppm_y)
@@ -223,7 +232,7 @@ def _read_sheet(
     if rows.layout == "3x4-no-rhythm" and _is_one_lead(list(signals.values())):
         rows = _Rows(baselines=rows.baselines, layout=CONTINUOUS_LAYOUT)
         signals, meta = _vectorise(ink, rows, ppm_x, ppm_y)
-    if not signals:
+    if not signals or _printing_shorter_than_its_grid(meta, flat.shape[1] / ppm_x):
         raise UnusableInputError(MSG_NO_ROWS, extra={"reason": "no_trace"})
 
     duration = meta["duration_s"]
@@ -240,6 +249,13 @@ def _read_sheet(
         dewarp_max_px=warp,
     )
     return EcgRecord(signal=sig, fs=float(FS_OUT), lead_names=leads, source="photo", meta=meta)
+
+
+def _printing_shorter_than_its_grid(meta: dict, grid_mm: float) -> bool:
+    """The traces read span under PRINT_MIN_GRID_SHARE of the grid's width: a 12-lead sheet whose
+    faint traces were lost and whose footer text ("25 mm/s 10 mm/mV") was taken for the one row
+    left. Reading it would give a 2.5 s "lead II" made of letters."""
+    return meta["duration_s"] * SPEED_MM_PER_S < PRINT_MIN_GRID_SHARE * grid_mm
 
 
 def write_wfdb(record: EcgRecord, out_dir: Path, name: str) -> Path:
@@ -861,9 +877,7 @@ def _grid_scale(profile: np.ndarray) -> float:
     return period / 5
 
 
-def _grid_period(
-    profile: np.ndarray, prior: float, prior_is_ppm: bool = False
-) -> tuple[float, float]:
+def _grid_period(profile: np.ndarray, prior: float) -> tuple[float, float]:
     """Pixels per mm along one axis from the grid's autocorrelation, and the 5 mm peak height.
 
     The prior (~25 % accurate) picks the 5 mm major period among the 1 mm multiples; successive

@@ -30,6 +30,7 @@ from training.ecg.render import (
     Sheet,
     photograph,
     render_sample,
+    render_sheet,
     synthetic_twelve_lead,
     wearable_pdf,
 )
@@ -154,6 +155,22 @@ def test_cut_off_sheet_names_the_side(signals):
     r = render_sample(signals, seed=4, mode="phone", layout="3x4", out_long_side=1800, crop="right")
     msg = _expect_rejected(r.image)
     assert "right edge" in msg
+
+
+@pytest.mark.parametrize("seed", [2, 3])
+def test_a_sheet_whose_faint_traces_are_lost_is_not_read_from_its_footer_text(seed):
+    """Hair-thin navy traces at a sixth of the usual amplitude on a blue grid: the ink mask keeps
+    only the printed text, and the footer line ("25 mm/s 10 mm/mV ...") was read as a 2.3 s
+    single strip of lead II. A printing far shorter than its grid is now refused."""
+    rec = synthetic_ecg(hr=45, seed=0)
+    faint = {name: rec.signal[:, j] * 0.15 for j, name in enumerate(rec.lead_names)}
+    rng = np.random.default_rng(seed)
+    style = {"grid": 4, "ink": 2, "trace_mm": 0.12, "minor": True}  # blue grid, navy ink
+    sheet = render_sheet(faint, layout="3x4", rng=rng, ppm=9.0, style=style)
+    photo, _params = photograph(sheet, rng=rng, mode="clean", out_long_side=2600)
+    with pytest.raises(UnusableInputError) as refused:
+        digitize_photo(photo)
+    assert refused.value.extra["reason"] == "no_trace"
 
 
 def test_dark_photo_is_rejected(signals):

@@ -94,3 +94,20 @@ def test_a_tiled_wall_is_still_told_no_ecg_grid():
     with pytest.raises(UnusableInputError) as refused:
         digitize_photo(wall)
     assert refused.value.extra["reason"] == "no_grid"
+
+
+def test_a_strip_whose_grid_barely_repeats_is_refused_not_misread():
+    """A phone photo of a 4 s strip (seed 1) whose grid profile is faint: its scale falls back to
+    a full sheet's, 2.5x too few px per mm, which read it as a 10 s strip at 29 bpm instead of 72.
+    The grid's weak 5 mm repeat at that scale now refuses the photo; a wrong heart rate is worse
+    than a request to take the photo again."""
+    from backend.inference.errors import UnusableInputError
+
+    photo, _px_per_mm, _truth = _rhythm_strip_photo(1, "phone", strip_s=4.0, minor=True)
+    try:
+        rec = digitize_photo(photo)
+    except UnusableInputError as refused:
+        assert refused.extra["reason"] == "no_grid"
+        return
+    assert rec.meta["duration_s"] == pytest.approx(4.0, abs=0.2)
+    assert _heart_rate(rec.lead("II"), rec.fs) == pytest.approx(HR_BPM, abs=2.0)
