@@ -177,10 +177,9 @@ def _read_at_larger_grid_scale(
     the photo keeps its first refusal ("no ECG grid"), so a tiled wall or a skin photo is not
     told that its sheet is cut off. Sheets read at the usual box never come here.
     """
-    k = _grid_box(small)
     for factor in GRID_BOX_RETRY:
         try:
-            return _read_sheet(img, small, s, _grid_region(small, k=(factor * k) | 1),
+            return _read_sheet(img, small, s, _grid_region(small, box_factor=factor),
                                continuous_rows)
         except UnusableInputError:
             continue
@@ -431,10 +430,6 @@ def _check_blank(flat: np.ndarray) -> None:
         raise UnusableInputError(MSG_BLANK, extra={"reason": "blank"})
 
 
-def _grid_box(small: np.ndarray) -> int:
-    return max(9, int(max(small.shape[:2]) / 60)) | 1
-
-
 def _long_lines(lines: np.ndarray, length: int) -> np.ndarray:
     """The parts of a thin-line mask on straight runs at least `length` px long, near horizontal
     or vertical (a grid's lines, tilted a few degrees), not text or a trace's short strokes."""
@@ -444,19 +439,19 @@ def _long_lines(lines: np.ndarray, length: int) -> np.ndarray:
     return lines & ((horiz | vert) > 0)
 
 
-def _grid_region(small: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+def _grid_region(small: np.ndarray, box_factor: int = 1) -> tuple[np.ndarray, np.ndarray, int]:
     """Binary masks of the printed grid area in a ~1000 px image: (grown, dense), and how many
     separate grid strips it joins (a watch's print: strips as wide as the largest, in line
     with it, one above the other; 1 for a sheet printed on one grid).
 
     Thin dark lines on paper show up in the black-hat transform (closing minus image) of the
     darkest channel; where they are dense is the grid. Flat or softly textured backgrounds
-    (tables, skin, shadows) give almost none, whatever their colour. k: the density box's side
-    (default about 1/60 of the image).
+    (tables, skin, shadows) give almost none, whatever their colour. box_factor: the density
+    box's side in units of the usual ~1/60 of the image.
     """
     mn = small.min(axis=2)
-    k0 = _grid_box(small)
-    k = k or k0
+    k0 = max(9, int(max(small.shape[:2]) / 60)) | 1
+    k = (box_factor * k0) | 1
     closed = cv2.morphologyEx(mn, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)).astype(np.float32)
     # Contrast relative to the local paper brightness, so lamp fall-off and shadows keep it.
     rel = (closed - mn) / np.maximum(closed, 16.0)
