@@ -92,6 +92,11 @@ def predict_full(model: RhythmNet, signals: list[np.ndarray], device: str) -> np
     return out
 
 
+def _cpu_copy(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of the module's weights (what a checkpoint saves)."""
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
 def train_member(seed: int, data: dict, args: argparse.Namespace, device: str, log) -> dict:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -175,7 +180,7 @@ def train_member(seed: int, data: dict, args: argparse.Namespace, device: str, l
         progress = max((epoch + 1) / args.epochs, (time.time() - t0) / args.budget_s)
         scored = model if ema is None else ema.module
         if args.fold is not None:  # no selection: the held-out fold's scores must stay unseen
-            best_state = {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}
+            best_state = _cpu_copy(scored)
             torch.save(best_state, args.out / f"rhythm_fold{args.fold}.pt")
         elif progress >= 0.35:
             val_logits = predict_full(scored, data["val_signals"], device)
@@ -183,7 +188,7 @@ def train_member(seed: int, data: dict, args: argparse.Namespace, device: str, l
             row.update(val_score=score, val_f1=f1s)
             if score > best:
                 best = score
-                best_state = {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}
+                best_state = _cpu_copy(scored)
                 torch.save(best_state, args.out / f"rhythm_member{seed}.pt")
         history.append(row)
         bar.update(1)
