@@ -1164,6 +1164,8 @@ def _envelope_line(
     for d in range(-R, R + 1):
         bd = float(np.sqrt(max(r * r - d * d, 0.0)))
         a, b = max(0, -d), min(n, n - d)
+        if a >= b:  # a piece of trace narrower than the pen: no column lies d away
+            continue
         clo[a:b] = np.minimum(clo[a:b], up[a + d : b + d] - bd)
         ope[a:b] = np.maximum(ope[a:b], lo[a + d : b + d] + bd)
     clo = np.minimum(clo, up - r)  # ends: the column itself always bounds it

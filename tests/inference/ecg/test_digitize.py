@@ -245,6 +245,34 @@ def test_row_count_is_inferred_from_even_spacing(rows_mm, text_mm, layout, expec
     np.testing.assert_allclose(np.asarray(rows.baselines) / ppm - 2.4, expect_mm, atol=1.5)
 
 
+def test_a_piece_of_trace_narrower_than_the_pen_gets_a_centre_line():
+    """A two-column scrap of ink drawn by a 12 px pen (a phone photo of a faint 6x2 sheet left
+    such scraps): the pen's half-disc reaches past both ends. It raised a ValueError that the
+    API turned into a 500."""
+    from backend.inference.ecg.digitize import _envelope_line
+
+    cols = np.array([10.0, 11.0])
+    xs, ys = _envelope_line(cols, np.array([50.0, 51.0]), np.array([62.0, 62.0]), thick=12.0)
+    assert xs.tolist() == [10.0, 11.0]
+    assert np.all((ys > 50.0) & (ys < 62.0))  # image rows, between the ink's edges
+
+
+def test_a_faint_6x2_phone_photo_is_refused_not_crashed():
+    """The whole photo behind the scrap above: hair-thin navy traces at 0.15x amplitude on a
+    grey grid."""
+    rec = synthetic_ecg(hr=45, seed=0)
+    leads = {name: rec.signal[:, j] * 0.15 for j, name in enumerate(rec.lead_names)}
+    rng = np.random.default_rng(72)
+    style = {"grid": 5, "ink": 2, "trace_mm": 0.12, "minor": True}
+    sheet = render_sheet(leads, layout="6x2", rng=rng, ppm=9.0, style=style)
+    photo, _params = photograph(sheet, rng=rng, mode="phone", out_long_side=2600)
+    try:
+        read = digitize_photo(photo)
+    except UnusableInputError:
+        return
+    assert read.meta["layout"] == "6x2"
+
+
 # ---------------------------------------------------------------- a watch's single-lead print
 
 
