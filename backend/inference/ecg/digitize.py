@@ -437,9 +437,13 @@ def _minus_grid(dark: np.ndarray, ppm_y: float, n_blocks: int = 4) -> np.ndarray
         # major squares away (the grid repeats, traces do not) outvotes it.
         shifted = np.stack([np.interp(ys + k * period, ys, h) for k in range(-3, 4)])
         g[:, a:b] = np.median(shifted, axis=0).astype(np.float32)[:, None]
-    for a, b in itertools.pairwise(ye):
-        v = np.median(dark[a:b], axis=0)
-        np.maximum(g[a:b], v[None, :], out=g[a:b])
+    v = np.stack([np.median(dark[a:b], axis=0) for a, b in itertools.pairwise(ye)])
+    # A steep stroke can fill most of a block's column like a vertical line (a tall R wave on a
+    # strip whose blocks are barely taller than the wave: R peaks came out at a third of their
+    # height); a vertical line runs through every block, a stroke through one or two.
+    v = np.minimum(v, np.median(v, axis=0))
+    for (a, b), v_block in zip(itertools.pairwise(ye), v, strict=True):
+        np.maximum(g[a:b], v_block[None, :], out=g[a:b])
     out = (dark - g) / np.maximum(1.0 - g, 0.2)
     return np.clip(out, 0.0, 1.0, out=out), g
 
