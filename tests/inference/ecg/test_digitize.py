@@ -257,9 +257,10 @@ def test_a_piece_of_trace_narrower_than_the_pen_gets_a_centre_line():
     assert np.all((ys > 50.0) & (ys < 62.0))  # image rows, between the ink's edges
 
 
-def test_a_faint_6x2_phone_photo_is_refused_not_crashed():
+def test_a_faint_6x2_phone_photo_gets_an_answer_not_a_crash():
     """The whole photo behind the scrap above: hair-thin navy traces at 0.15x amplitude on a
-    grey grid."""
+    grey grid, photographed by phone. Refused or read (it is read, poorly: median SNR -6 dB,
+    as are 19 of 66 readings in a sweep of such sheets), but never an unhandled error."""
     rec = synthetic_ecg(hr=45, seed=0)
     leads = {name: rec.signal[:, j] * 0.15 for j, name in enumerate(rec.lead_names)}
     rng = np.random.default_rng(72)
