@@ -157,15 +157,18 @@ def test_cut_off_sheet_names_the_side(signals):
     assert "right edge" in msg
 
 
-def _navy_on_blue_sheet(seed: int, amplitude: float, ink: int = 2):
-    """A 3x4 sheet of hair-thin (0.12 mm) traces in TRACE_COLOURS[ink] on a blue grid, photographed
-    clean, with its truth."""
+def _hair_thin_sheet(
+    seed: int, amplitude: float, *, ink: int = 2, grid: int = 4, layout: str = "3x4",
+    mode: str = "clean",
+):
+    """A sheet of hair-thin (0.12 mm) traces in TRACE_COLOURS[ink] on GRID_COLOURS[grid] (by
+    default navy on blue, a 3x4 sheet, photographed clean), with its truth."""
     rec = synthetic_ecg(hr=45, seed=0)
     leads = {name: rec.signal[:, j] * amplitude for j, name in enumerate(rec.lead_names)}
     rng = np.random.default_rng(seed)
-    style = {"grid": 4, "ink": ink, "trace_mm": 0.12, "minor": True}
-    sheet = render_sheet(leads, layout="3x4", rng=rng, ppm=9.0, style=style)
-    photo, _params = photograph(sheet, rng=rng, mode="clean", out_long_side=2600)
+    style = {"grid": grid, "ink": ink, "trace_mm": 0.12, "minor": True}
+    sheet = render_sheet(leads, layout=layout, rng=rng, ppm=9.0, style=style)
+    photo, _params = photograph(sheet, rng=rng, mode=mode, out_long_side=2600)
     return photo, sheet.truth
 
 
@@ -174,7 +177,7 @@ def test_hair_thin_faint_navy_traces_on_a_blue_grid_are_read(seed):
     """At a sixth of the usual amplitude these traces blur to a darkness under the usual weak-ink
     threshold: the ink mask kept only the printed text and the sheet was refused (before session
     16, its footer line was read as a 2.3 s strip of lead II). The faint-ink retry reads it."""
-    photo, truth = _navy_on_blue_sheet(seed, amplitude=0.15)
+    photo, truth = _hair_thin_sheet(seed, amplitude=0.15)
     rec = digitize_photo(photo)
     assert rec.meta["layout"] == "3x4"
     assert rec.meta["duration_s"] == pytest.approx(10.0, abs=0.3)
@@ -191,7 +194,7 @@ def test_a_sheet_whose_traces_are_lost_is_not_read_from_its_footer_text(seed, mo
     from training.ecg import render
 
     monkeypatch.setattr(render, "TRACE_COLOURS", (*render.TRACE_COLOURS, (240, 244, 252)))
-    photo, _truth = _navy_on_blue_sheet(seed, amplitude=1.0, ink=len(render.TRACE_COLOURS) - 1)
+    photo, _truth = _hair_thin_sheet(seed, amplitude=1.0, ink=len(render.TRACE_COLOURS) - 1)
     with pytest.raises(UnusableInputError) as refused:
         digitize_photo(photo)
     assert refused.value.extra["reason"] == "no_trace"
@@ -261,12 +264,7 @@ def test_a_faint_6x2_phone_photo_gets_an_answer_not_a_crash():
     """The whole photo behind the scrap above: hair-thin navy traces at 0.15x amplitude on a
     grey grid, photographed by phone. Refused or read (it is read, poorly: median SNR -6 dB,
     as are 19 of 66 readings in a sweep of such sheets), but never an unhandled error."""
-    rec = synthetic_ecg(hr=45, seed=0)
-    leads = {name: rec.signal[:, j] * 0.15 for j, name in enumerate(rec.lead_names)}
-    rng = np.random.default_rng(72)
-    style = {"grid": 5, "ink": 2, "trace_mm": 0.12, "minor": True}
-    sheet = render_sheet(leads, layout="6x2", rng=rng, ppm=9.0, style=style)
-    photo, _params = photograph(sheet, rng=rng, mode="phone", out_long_side=2600)
+    photo, _truth = _hair_thin_sheet(72, amplitude=0.15, grid=5, layout="6x2", mode="phone")
     try:
         read = digitize_photo(photo)
     except UnusableInputError:
