@@ -1250,20 +1250,44 @@ def _drop_labels(
     return keep[lab] & ink
 
 
+def _trace_end(ink: np.ndarray, bases: np.ndarray, r: int, ppm_y: float) -> int:
+    """The last column of row r's trace: of the ink between the neighbouring rows, the pieces
+    that reach within 2 mm of the row's baseline, followed to their right end.
+
+    The end of the printing is time zero's anchor (10 s before it). A trace whose baseline
+    wanders more than 2 mm by the end of the row leaves that band early: the last inked column
+    of the band alone put one row of a tuning sheet 55 mm short and shifted the whole sheet's
+    time by 0.27 s, so pieces of neighbouring leads were read at the column boundaries.
+    """
+    H = ink.shape[0]
+    b = bases[r]
+    up = 0.5 * (b - bases[r - 1]) if r > 0 else min(b, 15 * ppm_y)
+    down = 0.5 * (bases[r + 1] - b) if r + 1 < len(bases) else min(H - b, 15 * ppm_y)
+    y_lo, y_hi = int(max(0, b - up)), int(min(H, b + down))
+    band = ink[y_lo:y_hi].astype(np.uint8)
+    _n, labels, stats, _c = cv2.connectedComponentsWithStats(band, connectivity=8)
+    core = labels[max(0, int(b - 2 * ppm_y) - y_lo) : max(0, int(b + 2 * ppm_y) - y_lo)]
+    touching = np.unique(core[core > 0])
+    if touching.size == 0:  # rows closer than 4 mm: no band of their own
+        return -1
+    right = stats[touching, cv2.CC_STAT_LEFT] + stats[touching, cv2.CC_STAT_WIDTH] - 1
+    return int(right.max())
+
+
 def _vectorise(ink: np.ndarray, rows: _Rows, ppm_x: float, ppm_y: float) -> tuple[dict, dict]:
     H, _W = ink.shape
     bases = rows.baselines
     layout_rows = rows.lead_rows
     px_per_s = SPEED_MM_PER_S * ppm_x
     # Horizontal extent of the printing: where each row's ink starts and ends.
-    firsts, lasts, _pulses = [], [], []
-    for b in bases:
+    firsts, lasts = [], []
+    for r, b in enumerate(bases):
         band = ink[max(0, int(b - 2 * ppm_y)) : int(b + 2 * ppm_y)]
         colhas = np.nonzero(band.any(axis=0))[0]
         if colhas.size == 0:
             continue
         firsts.append(int(colhas[0]))
-        lasts.append(int(colhas[-1]))
+        lasts.append(max(int(colhas[-1]), _trace_end(ink, bases, r, ppm_y)))
     if not lasts:
         return {}, {}
     x_end = float(np.median(lasts))
