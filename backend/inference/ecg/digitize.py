@@ -50,7 +50,8 @@ QUAD_AGREE_SHARE = 0.02  # grown and dense grid corners this close (of the width
 QUAD_STRAIGHTER_BY = 0.2  # grid score the dense grid's corners must add to be preferred
 QUAD_OBLONG_PENALTY = 3.0  # per unit of |ln(period y / period x)|: squares read oblong
 # ...and must themselves show a grid: printed text lines score below 0 either way, and swapping
-# between two non-grids let a text page through as a 3x4 sheet (the dense grids of sheets scored 0.6-0.97).
+# between two non-grids let a text page through as a 3x4 sheet (the dense grids of sheets scored
+# 0.6-0.97).
 QUAD_MIN_SCORE = 0.5
 INK_LOW_MARGIN = 0.2  # weak-ink threshold above the (residual) grid lines' darkness
 # Retry thresholds when no trace is followed with the usual ones: a 0.12 mm navy trace on a blue
@@ -232,8 +233,7 @@ def _read_sheet(
     )
     flat = flat8.astype(np.float32) * (1.0 / 255)
     gridness = _grid_signal(flat)
-    ppm_x, str_x = _grid_period(gridness.mean(axis=0), ppm_x)
-    ppm_y, str_y = _grid_period(gridness.mean(axis=1), ppm_x)
+    ppm_x, str_x, ppm_y, str_y = _grid_periods(gridness, ppm_x)
     if min(str_x, str_y) < MIN_GRID_STRENGTH or not (0.75 < ppm_y / ppm_x < 1.33):
         raise UnusableInputError(MSG_NO_GRID, extra={"reason": "no_grid"})
 
@@ -597,10 +597,7 @@ def _rectified_grid_score(small: np.ndarray, quad: np.ndarray) -> float:
     squares. A tilted rectification smears the line profiles and stretches one axis's period
     (the grid squares are square on paper)."""
     rect, _M = _rectify(small, quad)
-    gridness = _grid_signal(_lohi(_flatten(rect, 15)))
-    columns = gridness.mean(axis=0)
-    ppm_x, str_x = _grid_period(columns, _grid_scale(columns))
-    ppm_y, str_y = _grid_period(gridness.mean(axis=1), ppm_x)
+    ppm_x, str_x, ppm_y, str_y = _grid_periods(_grid_signal(_lohi(_flatten(rect, 15))))
     return min(str_x, str_y) - QUAD_OBLONG_PENALTY * abs(np.log(ppm_y / ppm_x))
 
 
@@ -956,6 +953,18 @@ def _grid_scale(profile: np.ndarray) -> float:
     if abs(np.log(as_1mm / SHEET_GRID_MM)) < abs(np.log(as_5mm / SHEET_GRID_MM)):
         return period
     return period / 5
+
+
+def _grid_periods(
+    gridness: np.ndarray, prior_x: float | None = None
+) -> tuple[float, float, float, float]:
+    """(px per mm, 5 mm peak height) along x, then along y, of a rectified grid signal. The y
+    period takes x's as its prior (grid squares are square); prior_x: a px-per-mm guess for x,
+    read from the grid itself (_grid_scale) when None."""
+    columns = gridness.mean(axis=0)
+    ppm_x, str_x = _grid_period(columns, _grid_scale(columns) if prior_x is None else prior_x)
+    ppm_y, str_y = _grid_period(gridness.mean(axis=1), ppm_x)
+    return ppm_x, str_x, ppm_y, str_y
 
 
 def _grid_period(profile: np.ndarray, prior: float) -> tuple[float, float]:
