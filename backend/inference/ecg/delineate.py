@@ -26,6 +26,12 @@ _MAX_QT_S = 0.70
 # artefact or noise in one lead), not a beat: even the narrowest real QRS is not that much
 # narrower than its neighbours, while bundle-branch and paced beats are wider, never narrower.
 _MIN_QRS_OF_MEDIAN = 0.4
+# Likewise a QRS run whose largest summed |amplitude| over the leads is under a quarter of the
+# record's median is not a beat: the model, which has learnt that a QRS follows a P wave, labels
+# the lone P wave of a non-conducted beat (second-degree AV block) QRS, and the pause that shows
+# the block would vanish. P waves are about a tenth of the QRS; real QRS complexes of one record
+# differ far less (ectopic ones are larger, not smaller).
+_MIN_QRS_AMPLITUDE_OF_MEDIAN = 0.25
 # The model's P runs (argmax) start late: the P wave's first, lowest-amplitude samples are where
 # its probability is still rising. P onset is taken where P's probability first reaches 0.3
 # (linear interpolation between samples, at most 50 ms before the run). Chosen on the tuning
@@ -76,14 +82,25 @@ def _runs(labels: np.ndarray, cls: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in runs if b - a + 1 >= _MIN_SAMPLES[cls]]
 
 
-def _plausible_qrs(runs: list[tuple[int, int]], n: int) -> list[tuple[int, int]]:
+def _plausible_qrs(
+    runs: list[tuple[int, int]], n: int, energy: np.ndarray
+) -> list[tuple[int, int]]:
     """Drop complete QRS runs much shorter than the record's median (runs cut by the record's
-    edges are kept: their length says nothing)."""
+    edges are kept: their length says nothing), and runs of much lower amplitude."""
     complete = [b - a + 1 for a, b in runs if a > 0 and b < n - 1]
     if len(complete) < 3:
         return runs
     floor = _MIN_QRS_OF_MEDIAN * float(np.median(complete))
-    return [(a, b) for a, b in runs if a == 0 or b == n - 1 or b - a + 1 >= floor]
+    amplitude_floor = _MIN_QRS_AMPLITUDE_OF_MEDIAN * float(
+        np.median([energy[a : b + 1].max() for a, b in runs if a > 0 and b < n - 1])
+    )
+    return [
+        (a, b)
+        for a, b in runs
+        if a == 0
+        or b == n - 1
+        or (b - a + 1 >= floor and energy[a : b + 1].max() >= amplitude_floor)
+    ]
 
 
 def lead_views(filtered_500: np.ndarray) -> list[np.ndarray]:
@@ -139,7 +156,7 @@ def beats_from_labels(
     """Beats from per-sample labels; with the P probability (n,), P onsets are refined on it."""
     n = len(labels)
     energy = np.nansum(np.abs(np.nan_to_num(filtered_500)), axis=1)
-    qrs_runs = _plausible_qrs(_runs(labels, QRS), n)
+    qrs_runs = _plausible_qrs(_runs(labels, QRS), n, energy)
     p_runs = _runs(labels, P)
     t_runs = _runs(labels, T)
     out = Delineation(fs=fs, n_samples=n)

@@ -46,7 +46,13 @@ def synthetic_ecg(
     leads: tuple[str, ...] = STANDARD_LEADS,
     noise_mv: float = 0.01,
     seed: int = 0,
+    premature_beats: tuple[int, ...] = (),
+    dropped_beats: tuple[int, ...] = (),
 ) -> EcgRecord:
+    """`premature_beats`: indices of beats that come 30 % of an RR early (premature atrial beats,
+    P wave included); the beat after each keeps its time, so a short then a long interval.
+    `dropped_beats`: beats whose P wave is not conducted (no QRS, no T), as in second-degree AV
+    block: one interval of two RR."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(duration_s * fs)) / fs
     rr_mean = 60.0 / hr
@@ -54,14 +60,18 @@ def synthetic_ecg(
     while t0 < duration_s - 0.1:
         onsets.append(t0)
         t0 += rr_mean * (1 + rr_jitter * rng.uniform(-1, 1))
+    for k in premature_beats:
+        onsets[k] -= 0.3 * rr_mean
     qrs, pr, qt = qrs_ms / 1000, pr_ms / 1000, qt_ms / 1000
     sig = np.zeros((len(t), len(leads)))
     for j, name in enumerate(leads):
         gp, gr, gt = _GAIN[name]
         x = np.zeros_like(t)
-        for on in onsets:
+        for k, on in enumerate(onsets):
             if p_waves:
                 x += gp * _bump(t, on - pr, 0.10)
+            if k in dropped_beats:
+                continue
             x += -0.12 * abs(gr) * _bump(t, on, 0.3 * qrs)
             x += gr * _bump(t, on + 0.15 * qrs, 0.55 * qrs)
             x += -0.3 * abs(gr) * _bump(t, on + 0.6 * qrs, 0.4 * qrs)

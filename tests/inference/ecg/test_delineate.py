@@ -79,6 +79,18 @@ def test_a_qrs_fragment_far_shorter_than_the_record_s_qrs_is_not_a_beat():
     assert got["qrs_ms"] == pytest.approx(178.0)
 
 
+def test_the_lone_p_wave_of_a_non_conducted_beat_is_not_a_beat(model):
+    # second-degree AV block: beat 5's P wave comes without its QRS. The model labels that P
+    # QRS (it has learnt that one follows a P); its amplitude says it is none.
+    record = synthetic_ecg(hr=72, dropped_beats=(5,))
+    d = _delineate(model, record)
+    onsets = np.delete(np.array(record.meta["qrs_onsets_s"]), 5)
+    assert len(d.beats) == len(onsets)
+    assert np.all(np.abs(d.r_peaks / DELINEATION_FS - (onsets + 0.04)) < 0.05)
+    rr = dl.rr_intervals_s(d)
+    assert rr.max() == pytest.approx(2 * 60 / 72, abs=0.05)  # the pause shows
+
+
 def test_qrs_cut_by_the_record_edge_is_kept_however_short():
     labels = _labels_with_beats(2600, [400, 900, 1400, 1900, 2400], qrs=90)
     labels[:20] = dl.QRS  # the end of a beat that started before the recording
