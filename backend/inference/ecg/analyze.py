@@ -196,8 +196,9 @@ def analyze_ecg_record(
         qrs_ms=measured["qrs_ms"],
         n_beats=len(d.beats),
         rr_dominant_share=rh.dominant_rr_share(cnn),
+        rr_longest_ratio=rh.longest_rr_ratio(rr),
     )
-    label = rh.final_rhythm(family, evidence, cnn.probabilities)
+    label = rh.final_rhythm(family, evidence)
     if label in ("atrial_fibrillation", "supraventricular_tachycardia"):
         intervals["pr_ms"] = None  # no sinus P waves: a PR interval would be a guess
     flags, ranges = interval_flags(intervals, sex)
@@ -209,8 +210,7 @@ def analyze_ecg_record(
         # it is sure it is neither AF nor noise, the evidence decides sinus
         source, confidence, sinus_override = "normal", p["normal"] + p["other"], True
     else:
-        source = "atrial_fibrillation" if label == "atrial_fibrillation" else family
-        confidence, sinus_override = p[source], False
+        source, confidence, sinus_override = family, p[family], False
     probabilities = {(label if fam == source else fam): v for fam, v in p.items()}
     agree = agreement(label, evidence)
     from_photo = record.source == "photo"

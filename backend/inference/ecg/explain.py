@@ -61,6 +61,22 @@ def agreement(label: str, ev: RhythmEvidence) -> Agreement:
             a.conflicts_ko.append(
                 "심박이 규칙적이고 P파가 보여 심방세동의 전형적인 모습이 아닙니다"
             )
+    elif label == "other":
+        if (
+            irr is not None
+            and irr > th.RR_IRREGULAR
+            and pf is not None
+            and pf < th.P_ABSENT_FRACTION
+            and not _early_beats(ev)
+        ):
+            a.agrees = False
+            a.conflicts_en.append(
+                "the beats are irregularly irregular with no P waves before them, as in atrial"
+                " fibrillation"
+            )
+            a.conflicts_ko.append(
+                "심박이 불규칙하게 불규칙하고 그 앞에 P파가 없어 심방세동과 비슷합니다"
+            )
     elif label.startswith("sinus_"):
         if pf is not None and pf < th.P_ABSENT_FRACTION:
             a.agrees = False
@@ -80,6 +96,16 @@ def agreement(label: str, ev: RhythmEvidence) -> Agreement:
     return a
 
 
+def _early_beats(ev: RhythmEvidence) -> bool:
+    """Irregular RR from a few early or late beats in an otherwise regular rhythm."""
+    return (
+        ev.rr_irregularity is not None
+        and ev.rr_irregularity > th.RR_IRREGULAR
+        and ev.rr_dominant_share is not None
+        and ev.rr_dominant_share >= th.DOMINANT_RR_SHARE
+    )
+
+
 def _fmt(v: float | None, unit: str) -> str:
     return f"{v:.0f} {unit}" if v is not None else "not measurable"
 
@@ -95,11 +121,7 @@ def reasons(
     if ev.rr_irregularity is not None:
         pct = ev.rr_irregularity * 100
         dominant = ev.rr_dominant_share
-        if (
-            ev.rr_irregularity > th.RR_IRREGULAR
-            and dominant is not None
-            and dominant >= th.DOMINANT_RR_SHARE
-        ):
+        if _early_beats(ev):
             en.append(
                 f"a regular underlying rhythm ({dominant:.0%} of beat intervals within 10% of the"
                 f" usual one) interrupted by early or late beats (variation {pct:.0f}%)"
@@ -164,12 +186,36 @@ def explain(
             if r_ko
             else f"{name_ko}에 해당하는 소견입니다."
         )
-    if sinus_override:
+    # With early beats the reasons already say why the rhythm is sinus; otherwise say why the
+    # CNN's "other" was overruled.
+    if sinus_override and not _early_beats(ev):
+        if ev.rr_irregularity is not None and ev.rr_irregularity >= th.RR_REGULAR:
+            en += (
+                " Not every beat comes at the usual interval, but P waves come before the beats"
+                " and most intervals are the same, so the underlying rhythm is sinus."
+            )
+            ko += (
+                " 모든 심박이 같은 간격으로 오지는 않지만 심박 앞에 P파가 있고 대부분의 간격이"
+                " 같아 기본 리듬은 동리듬입니다."
+            )
+        else:
+            en += (
+                " The shape of the beats is unusual, but P waves come before the beats at a"
+                " regular rate, so the rhythm itself is sinus."
+            )
+            ko += (
+                " 심박의 모양은 특이하지만 P파가 규칙적인 간격으로 심박 앞에 있어 리듬 자체는"
+                " 동리듬입니다."
+            )
+    if label.startswith("sinus_") and _early_beats(ev):
         en += (
-            " The shape of the beats is unusual, but P waves come before the beats at a regular"
-            " rate, so the rhythm itself is sinus."
+            " Occasional early beats are common and often harmless; mention them to a doctor,"
+            " and sooner if you feel palpitations, dizziness or chest discomfort."
         )
-        ko += " 심박의 모양은 특이하지만 P파가 규칙적인 간격으로 심박 앞에 있어 리듬 자체는 동리듬입니다."
+        ko += (
+            " 가끔 나타나는 조기 박동은 흔하고 대개 해롭지 않지만 진료 때 의사에게 알리고,"
+            " 두근거림·어지러움·가슴 불편감이 있으면 더 일찍 진료를 받으세요."
+        )
     if not agree.agrees or confidence < th.MIN_CONFIDENCE:
         why_en = "; ".join(agree.conflicts_en) or f"the model is only {confidence:.0%} sure"
         why_ko = ", ".join(agree.conflicts_ko) or f"모델의 확신도가 {confidence:.0%}에 불과합니다"

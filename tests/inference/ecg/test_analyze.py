@@ -68,6 +68,30 @@ def test_sinus_at_72_bpm(registry):
     assert not result["uncertain"]
 
 
+def test_one_premature_beat_leaves_a_sinus_rhythm_sinus_and_says_so(registry):
+    # the rhythm CNN calls this strip "other" (as CinC 2017's annotators filed such strips);
+    # the P waves and the one dominant interval make it a sinus rhythm with an early beat
+    result = analyze_ecg_record(synthetic_ecg(hr=72, premature_beats=(4,)), registry)
+    assert result["rhythm"] == "sinus_rhythm"
+    assert not result["uncertain"]
+    assert result["urgency"] == "routine"
+    assert "interrupted by early or late beats" in result["explanation"]
+    assert "early beats are common" in result["explanation"]
+    assert "조기 박동" in result["explanation_ko"]
+    two_early_beats = analyze_ecg_record(synthetic_ecg(hr=72, premature_beats=(3, 8)), registry)
+    assert two_early_beats["rhythm"] == "other"  # no longer one dominant interval
+
+
+def test_a_dropped_beat_is_not_taken_for_an_early_beat(registry):
+    # a P wave without its QRS (second-degree AV block) leaves one pause of two intervals: that
+    # needs a doctor's reading, not "sinus rhythm with early beats"
+    result = analyze_ecg_record(synthetic_ecg(hr=72, dropped_beats=(5,)), registry)
+    assert result["intervals_detail"]["p_wave_fraction"] >= 0.8
+    assert result["rhythm"] == "other"
+    assert result["urgency"] == "soon"
+    assert "early beats are common" not in result["explanation"]
+
+
 @pytest.mark.parametrize(("hr", "label"), [(48, "sinus_bradycardia"), (118, "sinus_tachycardia")])
 def test_brady_and_tachy_split_by_measured_rate(registry, hr, label):
     result = analyze_ecg_record(synthetic_ecg(hr=hr, qt_ms=330 if hr > 100 else 420), registry)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from backend.inference.ecg import rhythm as rh
-from backend.inference.ecg.explain import agreement, reasons
+from backend.inference.ecg.explain import Agreement, agreement, explain, reasons
 from backend.inference.ecg.preprocess import RHYTHM_FS, bandpass, resample
 from backend.inference.ecg.rr_features import FEATURE_NAMES, detect_r_peaks, rr_features
 from backend.inference.registry import ModelRegistry
@@ -127,16 +127,73 @@ def test_other_with_p_waves_and_regular_rr_is_reported_as_sinus():
     # bundle branch block: the single-lead CNN says "other", the rhythm is sinus
     assert rh.final_rhythm("other", _evidence(55, irr=0.02, p=1.0, qrs=160)) == "sinus_bradycardia"
     assert rh.final_rhythm("other", _evidence(75, irr=0.02, p=0.9, qrs=160)) == "sinus_rhythm"
-    # irregular beats (ectopy, sinus arrhythmia) stay "other"
+    # irregular beats without one dominant interval stay "other"
     assert rh.final_rhythm("other", _evidence(75, irr=0.2, p=1.0)) == "other"
 
 
-def test_other_with_af_runner_up_and_af_evidence_is_af():
-    probs = {"normal": 0.05, "atrial_fibrillation": 0.4, "other": 0.5, "noisy": 0.05}
-    assert rh.final_rhythm("other", _evidence(90, irr=0.25, p=0.1), probs) == "atrial_fibrillation"
-    assert rh.final_rhythm("other", _evidence(90, irr=0.25, p=0.9), probs) == "other"
-    low_af = {**probs, "atrial_fibrillation": 0.1, "other": 0.8}
-    assert rh.final_rhythm("other", _evidence(90, irr=0.25, p=0.1), low_af) == "other"
+def _early_beats_evidence(hr, p=0.9, dominant=0.8, longest=1.3):
+    return rh.RhythmEvidence(
+        hr_bpm=hr,
+        rr_irregularity=0.25,
+        p_wave_fraction=p,
+        qrs_ms=90,
+        n_beats=11,
+        rr_dominant_share=dominant,
+        rr_longest_ratio=longest,
+    )
+
+
+@pytest.mark.parametrize(
+    ("hr", "p", "dominant", "longest", "label"),
+    [
+        (75, 0.9, 0.8, 1.3, "sinus_rhythm"),  # one premature beat in a sinus rhythm
+        (52, 1.0, 0.75, 1.3, "sinus_bradycardia"),
+        (118, 0.9, 0.8, 1.3, "sinus_tachycardia"),
+        (75, 0.9, 0.5, 1.3, "other"),  # no dominant interval: not "a few" early beats
+        (75, 0.6, 0.8, 1.3, "other"),  # P waves before too few beats for sinus
+        (165, 0.9, 0.8, 1.3, "other"),  # over 150 bpm: not assumed sinus
+        (75, 0.9, 0.8, 1.9, "other"),  # a pause of two intervals: a dropped beat, not an early one
+    ],
+)
+def test_a_sinus_rhythm_with_a_few_early_beats_is_named_by_its_rhythm(
+    hr, p, dominant, longest, label
+):
+    # cardiologists name the rhythm (sinus) and the extrasystoles apart; the CNN learnt CinC
+    # 2017's habit of filing such strips under "other"
+    assert rh.final_rhythm("other", _early_beats_evidence(hr, p, dominant, longest)) == label
+
+
+def test_other_with_af_like_evidence_stays_other_and_is_uncertain():
+    af_like = rh.RhythmEvidence(
+        hr_bpm=90,
+        rr_irregularity=0.25,
+        p_wave_fraction=0.1,
+        qrs_ms=90,
+        n_beats=14,
+        rr_dominant_share=0.3,
+    )
+    assert rh.final_rhythm("other", af_like) == "other"
+    verdict = agreement("other", af_like)
+    assert not verdict.agrees
+    assert "atrial fibrillation" in verdict.conflicts_en[0]
+    assert "심방세동" in verdict.conflicts_ko[0]
+    # premature beats in a regular rhythm are not AF-like, nor are P waves before the beats
+    assert agreement("other", _early_beats_evidence(90, p=0.1, dominant=0.8)).agrees
+    assert agreement("other", _evidence(90, irr=0.25, p=0.9)).agrees
+
+
+def test_early_beats_in_a_sinus_result_come_with_advice_in_both_languages():
+    ev = _early_beats_evidence(75)
+    en, ko = explain(
+        "sinus_rhythm", ev, {}, {}, Agreement(True), 0.9, "routine", sinus_override=True
+    )
+    assert "early beats are common" in en and "palpitations" in en
+    assert "interrupted by early or late beats" in en
+    assert "The shape of the beats is unusual" not in en  # the override is about timing here
+    assert "조기 박동" in ko
+    regular = _evidence(75, irr=0.02, p=1.0)
+    en, _ = explain("sinus_rhythm", regular, {}, {}, Agreement(True), 0.9, "routine")
+    assert "early beats" not in en
 
 
 def _rhythm_lead(record, lead="II"):
