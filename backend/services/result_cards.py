@@ -120,7 +120,7 @@ def label_name(kind: str, label: str) -> str:
 
 def headline_outweighs_model(result: dict) -> bool:
     """True when the headline is not the classifier's top bar: for an ECG, the measured P waves
-    and beat timing overrule the rhythm model (analyze.final_rhythm), and a patient reading
+    and beat timing overrule the rhythm model (rhythm.final_rhythm), and a patient reading
     "Other rhythm 44 %" above a sinus headline deserves to be told why."""
     probs = result.get("probabilities") or {}
     label = result.get("label")
