@@ -274,15 +274,7 @@ def test_classify_with_rr_stage_reports_both_stages(model, stack):
 def test_other_with_dominant_regular_rhythm_and_p_waves_over_100_is_sinus_tachycardia(
     hr, p, dominant, label
 ):
-    ev = rh.RhythmEvidence(
-        hr_bpm=hr,
-        rr_irregularity=0.25,
-        p_wave_fraction=p,
-        qrs_ms=100,
-        n_beats=18,
-        rr_dominant_share=dominant,
-    )
-    assert rh.final_rhythm("other", ev) == label
+    assert rh.final_rhythm("other", _early_beats_evidence(hr, p, dominant)) == label
 
 
 def test_premature_beats_in_a_regular_rhythm_do_not_contradict_sinus():
