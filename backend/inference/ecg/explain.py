@@ -86,10 +86,8 @@ def agreement(label: str, ev: RhythmEvidence) -> Agreement:
             a.conflicts_ko.append(
                 "대부분의 심박 앞에서 P파가 보이지 않는데, 동리듬이라면 보여야 합니다"
             )
-        dominant_regular = (
-            ev.rr_dominant_share is not None and ev.rr_dominant_share >= th.DOMINANT_RR_SHARE
-        )
-        if irr is not None and irr > th.RR_IRREGULAR * 1.5 and not dominant_regular:
+        # irregular beyond 1.5x RR_IRREGULAR, unless a few early beats in a regular rhythm
+        if irr is not None and irr > th.RR_IRREGULAR * 1.5 and not _early_beats(ev):
             a.agrees = False
             a.conflicts_en.append(f"the beat-to-beat intervals vary a lot ({irr:.0%})")
             a.conflicts_ko.append(f"심박 간격의 변동이 큽니다({irr:.0%})")
