@@ -197,6 +197,7 @@ def analyze_ecg_record(
         n_beats=len(d.beats),
         rr_dominant_share=rh.dominant_rr_share(cnn),
         rr_longest_ratio=rh.longest_rr_ratio(rr),
+        early_beats=rh.premature_beats(rr),
     )
     label = rh.final_rhythm(family, evidence)
     if label in ("atrial_fibrillation", "supraventricular_tachycardia"):
@@ -254,6 +255,7 @@ def analyze_ecg_record(
             "rr_irregularity": evidence.rr_irregularity,
             "p_wave_fraction": evidence.p_wave_fraction,
             "n_beats": evidence.n_beats,
+            "early_beats": evidence.early_beats,
             "normal_ranges": ranges,
             "flags": flags,
             "sex_used_for_qtc": (sex or "").strip().upper()[:1] or None,

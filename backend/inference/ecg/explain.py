@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from backend.inference.ecg import thresholds as th
-from backend.inference.ecg.rhythm import RhythmEvidence
+from backend.inference.ecg.rhythm import RhythmEvidence, regular_but_for_early_beats
 
 RHYTHM_NAMES = {
     "sinus_rhythm": ("normal sinus rhythm", "정상 동리듬"),
@@ -61,6 +61,17 @@ def agreement(label: str, ev: RhythmEvidence) -> Agreement:
             a.conflicts_ko.append(
                 "심박이 규칙적이고 P파가 보여 심방세동의 전형적인 모습이 아닙니다"
             )
+        elif ev.early_beats:
+            a.agrees = False
+            a.conflicts_en.append(
+                "most beats come at one regular interval, and the irregular ones are early beats"
+                " each followed by a pause, which points to early beats rather than atrial"
+                " fibrillation"
+            )
+            a.conflicts_ko.append(
+                "대부분의 심박이 일정한 간격으로 오고 불규칙한 심박은 뒤에 쉼이 따르는 조기"
+                " 박동이어서, 심방세동보다는 조기 박동에 가깝습니다"
+            )
     elif label == "other":
         if (
             irr is not None
@@ -99,8 +110,16 @@ def _early_beats(ev: RhythmEvidence) -> bool:
     return (
         ev.rr_irregularity is not None
         and ev.rr_irregularity > th.RR_IRREGULAR
-        and ev.rr_dominant_share is not None
-        and ev.rr_dominant_share >= th.DOMINANT_RR_SHARE
+        and regular_but_for_early_beats(ev)
+    )
+
+
+def _early_beats_phrase(n: int) -> tuple[str, str]:
+    if n == 1:
+        return "an early beat followed by a pause", "뒤에 쉼이 따르는 조기 박동 1회"
+    return (
+        f"{n} early beats, each followed by a pause",
+        f"뒤에 쉼이 따르는 조기 박동 {n}회",
     )
 
 
@@ -119,7 +138,17 @@ def reasons(
     if ev.rr_irregularity is not None:
         pct = ev.rr_irregularity * 100
         dominant = ev.rr_dominant_share
-        if _early_beats(ev):
+        if ev.early_beats and label != "atrial_fibrillation":
+            beats_en, beats_ko = _early_beats_phrase(ev.early_beats)
+            if ev.rr_irregularity > th.RR_IRREGULAR:
+                en.append(
+                    f"a regular underlying rhythm interrupted by {beats_en} (variation {pct:.0f}%)"
+                )
+                ko.append(f"규칙적인 기본 리듬에 {beats_ko}가 섞임(변동 {pct:.0f}%)")
+            else:
+                en.append(f"regular RR intervals apart from {beats_en} (variation {pct:.0f}%)")
+                ko.append(f"{beats_ko}를 빼면 규칙적인 RR 간격(변동 {pct:.0f}%)")
+        elif _early_beats(ev) and label != "atrial_fibrillation":
             en.append(
                 f"a regular underlying rhythm ({dominant:.0%} of beat intervals within 10% of the"
                 f" usual one) interrupted by early or late beats (variation {pct:.0f}%)"
@@ -128,6 +157,9 @@ def reasons(
                 f"규칙적인 기본 리듬(심박 간격의 {dominant:.0%}가 평소 간격의 10% 이내)에"
                 f" 이르거나 늦은 박동이 섞임(변동 {pct:.0f}%)"
             )
+        elif _early_beats(ev):  # an AF label: the agreement check says what speaks against it
+            en.append(f"irregular RR intervals (variation {pct:.0f}%)")
+            ko.append(f"불규칙한 RR 간격(변동 {pct:.0f}%)")
         elif ev.rr_irregularity > th.RR_IRREGULAR:
             en.append(f"irregularly irregular RR intervals (variation {pct:.0f}%)")
             ko.append(f"불규칙하게 불규칙한 RR 간격(변동 {pct:.0f}%)")
@@ -205,7 +237,7 @@ def explain(
                 " 심박의 모양은 특이하지만 P파가 규칙적인 간격으로 심박 앞에 있어 리듬 자체는"
                 " 동리듬입니다."
             )
-    if label.startswith("sinus_") and _early_beats(ev):
+    if label.startswith("sinus_") and (ev.early_beats or _early_beats(ev)):
         en += (
             " Occasional early beats are common and often harmless; mention them to a doctor,"
             " and sooner if you feel palpitations, dizziness or chest discomfort."

@@ -55,6 +55,8 @@ class RhythmEvidence:
     rr_dominant_share: float | None = None
     # longest RR / median RR: a pause (a dropped beat) when over MAX_PAUSE_RR_RATIO
     rr_longest_ratio: float | None = None
+    # premature beats, each followed by its pause, in an otherwise regular rhythm (premature_beats)
+    early_beats: int = 0
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -155,8 +157,7 @@ def _sinus_tachycardia(ev: RhythmEvidence) -> bool:
     return (
         ev.hr_bpm is not None
         and th.HR_TACHY_BPM < ev.hr_bpm <= th.SVT_MIN_HR_BPM
-        and ev.rr_dominant_share is not None
-        and ev.rr_dominant_share >= th.DOMINANT_RR_SHARE
+        and regular_but_for_early_beats(ev)
         and ev.p_wave_fraction is not None
         and ev.p_wave_fraction >= th.P_PRESENT_FRACTION
     )
@@ -176,6 +177,45 @@ def longest_rr_ratio(rr_s: np.ndarray) -> float | None:
     return float(np.max(rr_s) / np.median(rr_s))
 
 
+def premature_beats(rr_s: np.ndarray) -> int:
+    """Early beats with the pause after them (thresholds.PREMATURE_RR_RATIO and neighbours) in
+    an otherwise regular rhythm; 0 when there are none, under 5 intervals, or when the intervals
+    outside those pairs are not regular (then the irregularity is not a few early beats)."""
+    rr = np.asarray(rr_s, dtype=np.float64)
+    if len(rr) < 5:
+        return 0
+    usual = float(np.median(rr))
+    low, high = th.PREMATURE_PAIR_SPAN
+    in_pair = np.zeros(len(rr), dtype=bool)
+    count, i = 0, 0
+    while i + 1 < len(rr):
+        early, pause = rr[i], rr[i + 1]
+        if (
+            early <= th.PREMATURE_RR_RATIO * usual
+            and pause >= th.PAUSE_RR_RATIO * usual
+            and low * usual <= early + pause <= high * usual
+        ):
+            in_pair[i : i + 2] = True
+            count += 1
+            i += 2
+        else:
+            i += 1
+    rest = rr[~in_pair]
+    if count == 0 or len(rest) < 4:
+        return 0
+    regular_share = float(np.mean(np.abs(rest - usual) <= 0.1 * usual))
+    return count if regular_share >= th.UNDERLYING_REGULAR_SHARE else 0
+
+
+def regular_but_for_early_beats(ev: RhythmEvidence) -> bool:
+    """One dominant RR interval (DOMINANT_RR_SHARE), or early beats each followed by its pause in
+    an otherwise regular rhythm (premature_beats): two early beats in 10 s already leave under
+    DOMINANT_RR_SHARE of the intervals at the usual one."""
+    return ev.early_beats > 0 or (
+        ev.rr_dominant_share is not None and ev.rr_dominant_share >= th.DOMINANT_RR_SHARE
+    )
+
+
 def sinus_with_early_beats(ev: RhythmEvidence) -> bool:
     """P waves before the beats and one dominant beat interval, broken by a few premature
     (ectopic) beats and the pauses after them, up to SVT_MIN_HR_BPM. A longer pause (a dropped
@@ -183,8 +223,7 @@ def sinus_with_early_beats(ev: RhythmEvidence) -> bool:
     return (
         ev.p_wave_fraction is not None
         and ev.p_wave_fraction >= th.SINUS_P_FRACTION
-        and ev.rr_dominant_share is not None
-        and ev.rr_dominant_share >= th.DOMINANT_RR_SHARE
+        and regular_but_for_early_beats(ev)
         and ev.rr_longest_ratio is not None
         and ev.rr_longest_ratio <= th.MAX_PAUSE_RR_RATIO
         and (ev.hr_bpm is None or ev.hr_bpm <= th.SVT_MIN_HR_BPM)

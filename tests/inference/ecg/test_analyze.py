@@ -75,11 +75,22 @@ def test_one_premature_beat_leaves_a_sinus_rhythm_sinus_and_says_so(registry):
     assert result["rhythm"] == "sinus_rhythm"
     assert not result["uncertain"]
     assert result["urgency"] == "routine"
-    assert "interrupted by early or late beats" in result["explanation"]
+    assert result["intervals_detail"]["early_beats"] == 1
+    assert "interrupted by an early beat followed by a pause" in result["explanation"]
     assert "early beats are common" in result["explanation"]
-    assert "조기 박동" in result["explanation_ko"]
-    two_early_beats = analyze_ecg_record(synthetic_ecg(hr=72, premature_beats=(3, 8)), registry)
-    assert two_early_beats["rhythm"] == "other"  # no longer one dominant interval
+    assert "조기 박동 1회" in result["explanation_ko"]
+
+
+def test_two_early_beats_in_ten_seconds_are_counted_not_called_irregularly_irregular(registry):
+    # two early beats leave under 70 % of the intervals at the usual one (4 of 11 disturbed):
+    # the short-then-long signature of each still shows a regular rhythm with early beats
+    result = analyze_ecg_record(synthetic_ecg(hr=72, premature_beats=(3, 8)), registry)
+    assert result["intervals_detail"]["early_beats"] == 2
+    assert result["rhythm"] == "sinus_rhythm"
+    assert not result["uncertain"]
+    assert "2 early beats, each followed by a pause" in result["explanation"]
+    assert "irregularly irregular" not in result["explanation"]
+    assert "조기 박동 2회" in result["explanation_ko"]
 
 
 def test_a_dropped_beat_is_not_taken_for_an_early_beat(registry):

@@ -294,3 +294,84 @@ def test_premature_beats_in_a_regular_rhythm_do_not_contradict_sinus():
     assert any("regular underlying rhythm" in r for r in en)
     en, _ = reasons("other", ev(0.4), {}, {})
     assert any("irregularly irregular" in r for r in en)
+
+
+def _rr_with_early_beats(early_at=(), usual=0.8, n=12, early=0.7, pause=1.3):
+    rr = np.full(n, usual)
+    for i in early_at:
+        rr[i], rr[i + 1] = early * usual, pause * usual
+    return rr
+
+
+def test_premature_beats_counts_early_beats_each_followed_by_its_pause():
+    assert rh.premature_beats(_rr_with_early_beats((2, 7))) == 2
+    # an atrial premature beat resets the sinus node: a shorter pause still counts
+    assert rh.premature_beats(_rr_with_early_beats((4,), early=0.65, pause=1.15)) == 1
+
+
+def _sinus_arrhythmia():
+    return 0.8 * (1 + 0.2 * np.sin(2 * np.pi * np.arange(14) / 7))
+
+
+def _extra_beat_detected_in_a_t_wave():
+    rr = np.full(12, 0.8)
+    rr[5], rr[6] = 0.25 * 0.8, 0.75 * 0.8  # one usual interval split in two
+    return rr
+
+
+def _af():
+    return np.random.default_rng(3).uniform(0.45, 1.25, 14)
+
+
+@pytest.mark.parametrize(
+    "rr",
+    [
+        np.full(12, 0.8),
+        _sinus_arrhythmia(),  # gradual changes, no short-then-long pair
+        _extra_beat_detected_in_a_t_wave(),  # the two parts add up to one interval, no pause
+        _rr_with_early_beats((5,), early=1.0, pause=2.0),  # a dropped beat: a pause alone
+        _af(),  # short-long pairs happen, but the rest is not regular
+        _rr_with_early_beats((1,), n=4),  # too few intervals to say
+    ],
+    ids=["regular", "sinus-arrhythmia", "false-extra-beat", "dropped-beat", "af", "short"],
+)
+def test_premature_beats_finds_none_without_the_early_then_pause_signature(rr):
+    assert rh.premature_beats(rr) == 0
+
+
+def _two_early_beats_evidence(p=0.9):
+    # two early beats in 10 s: 4 of 11 intervals disturbed, under DOMINANT_RR_SHARE
+    return rh.RhythmEvidence(
+        hr_bpm=75,
+        rr_irregularity=0.3,
+        p_wave_fraction=p,
+        qrs_ms=90,
+        n_beats=12,
+        rr_dominant_share=0.6,
+        rr_longest_ratio=1.3,
+        early_beats=2,
+    )
+
+
+def test_two_early_beats_are_a_sinus_rhythm_with_early_beats_not_an_irregular_one():
+    ev = _two_early_beats_evidence()
+    assert rh.final_rhythm("other", ev) == "sinus_rhythm"
+    assert agreement("sinus_rhythm", ev).agrees
+    en, ko = reasons("sinus_rhythm", ev, {}, {})
+    assert any("interrupted by 2 early beats, each followed by a pause" in r for r in en)
+    assert not any("irregularly irregular" in r for r in en)
+    assert any("조기 박동 2회" in r for r in ko)
+    # without P waves the rhythm is not named sinus, but it is not AF-like either
+    no_p = _two_early_beats_evidence(p=0.1)
+    assert rh.final_rhythm("other", no_p) == "other"
+    assert agreement("other", no_p).agrees
+
+
+def test_an_af_label_over_early_beats_with_their_pauses_is_uncertain():
+    ev = _two_early_beats_evidence(p=0.1)
+    verdict = agreement("atrial_fibrillation", ev)
+    assert not verdict.agrees
+    assert "early beats rather than atrial fibrillation" in verdict.conflicts_en[0]
+    assert "조기 박동" in verdict.conflicts_ko[0]
+    en, _ = reasons("atrial_fibrillation", ev, {}, {})
+    assert not any("regular underlying rhythm" in r for r in en)  # not said under an AF label
