@@ -83,6 +83,7 @@ def _result_context(check: Check) -> dict[str, Any]:
         "check": check, "kind": kind, "result": result,
         "title": _(result_cards.KIND_TITLES.get(kind, N_("Check"))),
         "label_name": result_cards.label_name(kind, str(result.get("label", ""))),
+        "headline_detail": result_cards.headline_detail(result),
         "confidence_pct": round(100 * float(result.get("confidence", 0.0))),
         "urgency": urgency,
         "urgency_name": result_cards.urgency_name(urgency) or _("Routine"),

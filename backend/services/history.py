@@ -24,12 +24,16 @@ FILTERS = (("all", N_("All")), ("ecg", N_("ECG")), ("skin", N_("Skin")), ("ear",
 
 def _check_entry(check: Check) -> dict[str, Any]:
     result = result_of(check)
+    summary = ""
+    if check.status == "done":
+        summary = result_cards.label_name(check.kind, str(result.get("label", "")))
+        if detail := result_cards.headline_detail(result):
+            summary = f"{summary} · {detail}"
     return {
         "type": "check", "when": check.created_at, "kind": check.kind,
         "title": _(result_cards.KIND_TITLES.get(check.kind, N_("Check"))),
         "status": check.status, "href": f"/checks/{check.id}",
-        "summary": result_cards.label_name(check.kind, str(result.get("label", "")))
-        if check.status == "done" else "",
+        "summary": summary,
         "urgency": result.get("urgency"),
         "urgency_name": result_cards.urgency_name(result.get("urgency")),
     }

@@ -17,7 +17,7 @@ from typing import Any
 
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont, ImageOps
 
-from backend.i18n import N_, current_locale
+from backend.i18n import N_, current_locale, ngettext
 from backend.i18n import gettext as _
 from backend.inference import ear
 from backend.inference.ecg import quality
@@ -116,6 +116,21 @@ MUTED = "#4a5560"
 def label_name(kind: str, label: str) -> str:
     name = LABEL_NAMES.get(kind, {}).get(label)
     return _(name) if name else label.replace("_", " ")
+
+
+# ECG labels under which counting early beats means something (not in AF or a noisy trace).
+_EARLY_BEAT_LABELS = ("sinus_rhythm", "sinus_bradycardia", "sinus_tachycardia", "other")
+
+
+def headline_detail(result: dict[str, Any]) -> str | None:
+    """The line under an ECG headline: the early beats the analysis counted
+    (rhythm.premature_beats), so "Normal sinus rhythm" does not hide them."""
+    if result.get("kind") != "ecg" or result.get("label") not in _EARLY_BEAT_LABELS:
+        return None
+    count = int((result.get("intervals_detail") or {}).get("early_beats") or 0)
+    if count <= 0:
+        return None
+    return ngettext("with %(num)d early beat", "with %(num)d early beats", count)
 
 
 def headline_outweighs_model(result: dict) -> bool:
@@ -330,6 +345,8 @@ def _card(result: dict[str, Any], created_at: datetime | None, input_image: byte
         y += 50
     y = _text_block(draw, (pad, y), label_name(kind, str(result.get("label", ""))),
                     fonts.get(60, bold=True), width - 2 * pad) + 12
+    if detail := headline_detail(result):
+        y = _text_block(draw, (pad, y), detail, fonts.get(36), width - 2 * pad) + 12
     urgency = str(result.get("urgency", "routine"))
     chip = urgency_name(urgency) or _("Routine")
     chip_font = fonts.get(34, bold=True)
@@ -432,6 +449,8 @@ def _report(result, created_at, patient, input_image, check_id, recorded_at) -> 
     y += 50
     y = _text_block(draw, (pad, y), label_name(kind, str(result.get("label", ""))),
                     fonts.get(34, bold=True), w - 2 * pad) + 6
+    if detail := headline_detail(result):
+        y = _text_block(draw, (pad, y), detail, fonts.get(24), w - 2 * pad) + 6
     small = fonts.get(22)
     bold = fonts.get(22, bold=True)
     for title, value in _summary_lines(result):

@@ -177,6 +177,24 @@ async def test_an_uncertain_ecg_result_says_so_under_its_headline(client, app_se
     assert "불확실한 결과입니다." in korean and "Uncertain result" not in korean
 
 
+async def test_early_beats_counted_by_the_analysis_are_named_under_the_headline(
+    client, app_settings
+):
+    user, _token = await logged_in(client)
+    sinus = {**ecg_result(), "label": "sinus_rhythm", "rhythm": "sinus_rhythm",
+             "intervals_detail": {"early_beats": 2}}
+    check = await stored_check(user, "ecg", sinus, app_settings.uploads_dir)
+    html = (await client.get(f"/checks/{check.id}")).text
+    assert html.index('id="result-label"') < html.index('id="result-detail"')
+    assert "with 2 early beats" in html
+    client.cookies.set("lang", "ko")
+    korean = (await client.get(f"/checks/{check.id}")).text
+    client.cookies.delete("lang")
+    assert "조기 박동 2회 동반" in korean
+    none_counted = await stored_check(user, "ecg", ecg_result(), app_settings.uploads_dir)
+    assert 'id="result-detail"' not in (await client.get(f"/checks/{none_counted.id}")).text
+
+
 async def test_ecg_result_offers_its_heart_rate_as_a_vitals_reading_once(client, app_settings):
     user, token = await logged_in(client)
     check = await stored_check(user, "ecg", ecg_result(), app_settings.uploads_dir)

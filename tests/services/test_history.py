@@ -35,6 +35,16 @@ async def test_timeline_merges_filters_and_keeps_to_its_owner(client, make_user)
     assert [e["kind"] for e in await history.timeline(own, limit=2)] == ["ear", "vitals"]
 
 
+async def test_an_ecg_entry_names_the_early_beats_beside_the_rhythm(client, make_user):
+    await make_user("beats@example.org")
+    user = await User.objects().where(User.email == "beats@example.org").first()
+    await Check(owner=user.id, kind="ecg", status="done", created_at=T0,
+                result={"kind": "ecg", "label": "sinus_rhythm", "urgency": "routine",
+                        "intervals_detail": {"early_beats": 2}}).save()
+    (entry,) = await history.timeline(user)
+    assert entry["summary"] == "Normal sinus rhythm · with 2 early beats"
+
+
 async def test_history_pages_go_back_past_the_first_fifty(client, make_user):
     await make_user("long@example.org")
     user = await User.objects().where(User.email == "long@example.org").first()

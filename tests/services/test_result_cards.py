@@ -135,6 +135,24 @@ def test_note_under_the_bars_only_when_the_evidence_overrules_the_model():
     assert not result_cards.headline_outweighs_model({"label": "mel", "probabilities": {}})
 
 
+def test_early_beats_are_named_with_a_sinus_or_other_rhythm_only():
+    def ecg(label, early_beats):
+        return {**ecg_result(), "label": label, "intervals_detail": {"early_beats": early_beats}}
+
+    assert result_cards.headline_detail(ecg("sinus_rhythm", 1)) == "with 1 early beat"
+    assert result_cards.headline_detail(ecg("other", 3)) == "with 3 early beats"
+    assert result_cards.headline_detail(ecg("sinus_rhythm", 0)) is None
+    # in AF "early" means nothing, and a noisy trace's beats are not trusted
+    assert result_cards.headline_detail(ecg("atrial_fibrillation", 2)) is None
+    assert result_cards.headline_detail(ecg("noisy", 2)) is None
+    assert result_cards.headline_detail(ecg_result()) is None  # saved before the count existed
+    token = current_locale.set("ko")
+    try:
+        assert result_cards.headline_detail(ecg("sinus_rhythm", 2)) == "조기 박동 2회 동반"
+    finally:
+        current_locale.reset(token)
+
+
 def test_quality_notes_and_disclaimer_follow_the_ui_language():
     from backend.inference import ear
     from backend.inference.ecg import analyze
