@@ -124,7 +124,7 @@ _EARLY_BEAT_LABELS = ("sinus_rhythm", "sinus_bradycardia", "sinus_tachycardia", 
 
 def headline_detail(result: dict[str, Any]) -> str | None:
     """The line under an ECG headline: the early beats the analysis counted
-    (rhythm.premature_beats), so "Normal sinus rhythm" does not hide them."""
+    (rhythm.early_beat_indices), so "Normal sinus rhythm" does not hide them."""
     if result.get("kind") != "ecg" or result.get("label") not in _EARLY_BEAT_LABELS:
         return None
     count = int((result.get("intervals_detail") or {}).get("early_beats") or 0)

@@ -43,7 +43,7 @@ def served_labels_on_cinc_test(registry: ModelRegistry) -> dict:
     _ids, signals, y, fs = load_cinc2017()
     test = np.flatnonzero(split_records(y) == 2)
     pred = []
-    with_early_beats = Counter()  # strips with early beats counted (rhythm.premature_beats)
+    with_early_beats = Counter()  # strips with early beats counted (rhythm.early_beat_indices)
     bar = progress_bar(len(test), "CinC 2017 test strips", unit="strip")
     for i in test:
         x = signals[i] - np.median(signals[i])
@@ -131,7 +131,7 @@ def main() -> None:
         + ", ".join(f"{c} {f:.4f}" for c, f in served["f1"].items())
     )
     lines.append(
-        "strips with early beats counted (each followed by its pause, rhythm.premature_beats): "
+        "strips with early beats counted (each followed by its pause, rhythm.early_beat_indices): "
         + ", ".join(f"{c} {v:.1%}" for c, v in served["share_with_early_beats_counted"].items())
     )
     text = "\n".join(lines)
@@ -156,7 +156,7 @@ def main() -> None:
         "DOMINANT_RR_SHARE, was written after reading why tachycardic records were called other; the "
         "rule naming a sinus rhythm with a few premature beats by its rhythm, rhythm."
         "sinus_with_early_beats, after reading why LUDB sinus records with a premature beat were; its "
-        "short-then-pause signature, rhythm.premature_beats, after reading the RR series of these "
+        "short-then-pause signature, rhythm.early_beat_indices, after reading the RR series of these "
         "records and of CinC 2017 validation strips)",
         "measured_by": "training/ecg/eval_rhythm_12lead.py",
     }

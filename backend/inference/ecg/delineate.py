@@ -8,6 +8,7 @@ from the earliest onset to the latest offset, and the median over beats.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -188,9 +189,12 @@ def delineate(model: LoadedModel, filtered_500: np.ndarray) -> Delineation:
     return beats_from_labels(labels, filtered_500, p_prob=probs[P])
 
 
-def p_wave_fraction(d: Delineation) -> float | None:
-    """Share of beats with a P wave, over beats late enough for their P to fit in the record."""
-    eligible = [b for b in d.beats if b.qrs_on > 0.3 * d.fs]
+def p_wave_fraction(d: Delineation, skip_beats: Collection[int] = ()) -> float | None:
+    """Share of beats with a P wave, over beats late enough for their P to fit in the record;
+    `skip_beats` (indices into d.beats) are left out: early beats, whose own P wave a sinus
+    rhythm does not promise (a ventricular premature beat has none)."""
+    skip = set(skip_beats)
+    eligible = [b for k, b in enumerate(d.beats) if b.qrs_on > 0.3 * d.fs and k not in skip]
     if not eligible:
         return None
     return sum(b.p_on is not None for b in eligible) / len(eligible)

@@ -170,7 +170,10 @@ def reasons(
             en.append(f"mildly irregular RR intervals (variation {pct:.0f}%)")
             ko.append(f"약간 불규칙한 RR 간격(변동 {pct:.0f}%)")
     if ev.p_wave_fraction is not None:
-        if ev.p_wave_fraction >= th.P_PRESENT_FRACTION:
+        if ev.p_wave_fraction >= th.P_PRESENT_FRACTION and ev.early_beats:
+            en.append(f"P waves before {ev.p_wave_fraction:.0%} of the other QRS complexes")
+            ko.append(f"조기 박동을 뺀 QRS 파형의 {ev.p_wave_fraction:.0%} 앞에 P파가 있음")
+        elif ev.p_wave_fraction >= th.P_PRESENT_FRACTION:
             en.append(f"P waves before {ev.p_wave_fraction:.0%} of QRS complexes")
             ko.append(f"QRS 파형의 {ev.p_wave_fraction:.0%} 앞에 P파가 있음")
         else:

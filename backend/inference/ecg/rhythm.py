@@ -55,7 +55,8 @@ class RhythmEvidence:
     rr_dominant_share: float | None = None
     # longest RR / median RR: a pause (a dropped beat) when over MAX_PAUSE_RR_RATIO
     rr_longest_ratio: float | None = None
-    # premature beats, each followed by its pause, in an otherwise regular rhythm (premature_beats)
+    # early (premature) beats, each followed by its pause, in an otherwise regular rhythm
+    # (early_beat_indices); p_wave_fraction leaves them out
     early_beats: int = 0
 
 
@@ -177,17 +178,19 @@ def longest_rr_ratio(rr_s: np.ndarray) -> float | None:
     return float(np.max(rr_s) / np.median(rr_s))
 
 
-def premature_beats(rr_s: np.ndarray) -> int:
-    """Early beats with the pause after them (thresholds.PREMATURE_RR_RATIO and neighbours) in
-    an otherwise regular rhythm; 0 when there are none, under 5 intervals, or when the intervals
-    outside those pairs are not regular (then the irregularity is not a few early beats)."""
+def early_beat_indices(rr_s: np.ndarray) -> list[int]:
+    """Beats that come early, each followed by its pause (thresholds.PREMATURE_RR_RATIO and
+    neighbours), in an otherwise regular rhythm, as indices into the beats whose RR intervals
+    `rr_s` are (interval i ends at beat i + 1). Empty when there are none, under 5 intervals, or
+    when the intervals outside those pairs are not regular (then the irregularity is not a few
+    early beats)."""
     rr = np.asarray(rr_s, dtype=np.float64)
     if len(rr) < 5:
-        return 0
+        return []
     usual = float(np.median(rr))
     low, high = th.PREMATURE_PAIR_SPAN
     in_pair = np.zeros(len(rr), dtype=bool)
-    count, i = 0, 0
+    early_beats, i = [], 0
     while i + 1 < len(rr):
         early, pause = rr[i], rr[i + 1]
         if (
@@ -196,20 +199,20 @@ def premature_beats(rr_s: np.ndarray) -> int:
             and low * usual <= early + pause <= high * usual
         ):
             in_pair[i : i + 2] = True
-            count += 1
+            early_beats.append(i + 1)
             i += 2
         else:
             i += 1
     rest = rr[~in_pair]
-    if count == 0 or len(rest) < 4:
-        return 0
+    if not early_beats or len(rest) < 4:
+        return []
     regular_share = float(np.mean(np.abs(rest - usual) <= 0.1 * usual))
-    return count if regular_share >= th.UNDERLYING_REGULAR_SHARE else 0
+    return early_beats if regular_share >= th.UNDERLYING_REGULAR_SHARE else []
 
 
 def regular_but_for_early_beats(ev: RhythmEvidence) -> bool:
     """One dominant RR interval (DOMINANT_RR_SHARE), or early beats each followed by its pause in
-    an otherwise regular rhythm (premature_beats): two early beats in 10 s already leave under
+    an otherwise regular rhythm (early_beat_indices): two early beats in 10 s already leave under
     DOMINANT_RR_SHARE of the intervals at the usual one."""
     return ev.early_beats > 0 or (
         ev.rr_dominant_share is not None and ev.rr_dominant_share >= th.DOMINANT_RR_SHARE

@@ -62,7 +62,9 @@ P_ABSENT_FRACTION = 0.3
 # rhythm broken by a few premature beats (P waves before >= 80 % of beats and DOMINANT_RR_SHARE
 # of the intervals at the usual one): cardiologists name the rhythm sinus and the extrasystoles
 # as a separate finding (LUDB, PTB-XL, Ningbo), while CinC 2017's annotators, whose labels the
-# CNN learnt, filed such strips under "other".
+# CNN learnt, filed such strips under "other". The P waves are counted over the beats that are
+# not early ones (rhythm.early_beat_indices): a ventricular premature beat has no P wave, and
+# three of them in ten beats would otherwise keep a sinus rhythm under 80 %.
 SINUS_P_FRACTION = 0.8
 # The pause after a premature beat: the early and the late interval together span about two
 # usual intervals (full compensatory pause after a ventricular premature beat, less after an

@@ -91,6 +91,18 @@ def test_the_lone_p_wave_of_a_non_conducted_beat_is_not_a_beat(model):
     assert rr.max() == pytest.approx(2 * 60 / 72, abs=0.05)  # the pause shows
 
 
+def test_p_wave_fraction_can_leave_out_early_beats():
+    # two ventricular premature beats (no P wave) among ten: a sinus rhythm's P waves are
+    # counted over its own beats
+    onsets = [400 + 500 * k for k in range(10)]
+    labels = _labels_with_beats(5400, onsets)
+    for k in (3, 7):
+        labels[onsets[k] - 80 : onsets[k] - 30] = 0
+    d = dl.beats_from_labels(labels, np.ones((5400, 12)))
+    assert dl.p_wave_fraction(d) == pytest.approx(0.8)
+    assert dl.p_wave_fraction(d, skip_beats=[3, 7]) == 1.0
+
+
 def test_qrs_cut_by_the_record_edge_is_kept_however_short():
     labels = _labels_with_beats(2600, [400, 900, 1400, 1900, 2400], qrs=90)
     labels[:20] = dl.QRS  # the end of a beat that started before the recording

@@ -303,10 +303,11 @@ def _rr_with_early_beats(early_at=(), usual=0.8, n=12, early=0.7, pause=1.3):
     return rr
 
 
-def test_premature_beats_counts_early_beats_each_followed_by_its_pause():
-    assert rh.premature_beats(_rr_with_early_beats((2, 7))) == 2
+def test_early_beats_are_found_each_followed_by_its_pause():
+    # interval i ends at beat i + 1: that beat came early
+    assert rh.early_beat_indices(_rr_with_early_beats((2, 7))) == [3, 8]
     # an atrial premature beat resets the sinus node: a shorter pause still counts
-    assert rh.premature_beats(_rr_with_early_beats((4,), early=0.65, pause=1.15)) == 1
+    assert rh.early_beat_indices(_rr_with_early_beats((4,), early=0.65, pause=1.15)) == [5]
 
 
 def _sinus_arrhythmia():
@@ -335,8 +336,8 @@ def _af():
     ],
     ids=["regular", "sinus-arrhythmia", "false-extra-beat", "dropped-beat", "af", "short"],
 )
-def test_premature_beats_finds_none_without_the_early_then_pause_signature(rr):
-    assert rh.premature_beats(rr) == 0
+def test_no_early_beats_without_the_early_then_pause_signature(rr):
+    assert rh.early_beat_indices(rr) == []
 
 
 def _two_early_beats_evidence(p=0.9):
