@@ -189,16 +189,16 @@ def analyze_ecg_record(
     rhythm_model = registry.get(rh.MODEL_NAME)
     cnn = rh.classify(rhythm_model, leads_250, registry.get(rh.STACK_MODEL_NAME))
     family = max(cnn.probabilities, key=cnn.probabilities.get)
-    early_beats = rh.early_beat_indices(rr)
+    early_indices = rh.early_beat_indices(rr)
     evidence = rh.RhythmEvidence(
         hr_bpm=measured["hr_bpm"],
         rr_irregularity=rh.rr_irregularity(rr),
-        p_wave_fraction=dl.p_wave_fraction(d, skip_beats=early_beats),
+        p_wave_fraction=dl.p_wave_fraction(d, skip_beats=early_indices),
         qrs_ms=measured["qrs_ms"],
         n_beats=len(d.beats),
         rr_dominant_share=rh.dominant_rr_share(cnn),
         rr_longest_ratio=rh.longest_rr_ratio(rr),
-        early_beats=len(early_beats),
+        early_beats=len(early_indices),
     )
     label = rh.final_rhythm(family, evidence)
     if label in ("atrial_fibrillation", "supraventricular_tachycardia"):

@@ -88,19 +88,16 @@ def _plausible_qrs(
 ) -> list[tuple[int, int]]:
     """Drop complete QRS runs much shorter than the record's median (runs cut by the record's
     edges are kept: their length says nothing), and runs of much lower amplitude."""
-    complete = [b - a + 1 for a, b in runs if a > 0 and b < n - 1]
-    if len(complete) < 3:
+    peak = {(a, b): float(energy[a : b + 1].max()) for a, b in runs if a > 0 and b < n - 1}
+    if len(peak) < 3:
         return runs
-    floor = _MIN_QRS_OF_MEDIAN * float(np.median(complete))
-    amplitude_floor = _MIN_QRS_AMPLITUDE_OF_MEDIAN * float(
-        np.median([energy[a : b + 1].max() for a, b in runs if a > 0 and b < n - 1])
-    )
+    floor = _MIN_QRS_OF_MEDIAN * float(np.median([b - a + 1 for a, b in peak]))
+    amplitude_floor = _MIN_QRS_AMPLITUDE_OF_MEDIAN * float(np.median(list(peak.values())))
     return [
-        (a, b)
-        for a, b in runs
-        if a == 0
-        or b == n - 1
-        or (b - a + 1 >= floor and energy[a : b + 1].max() >= amplitude_floor)
+        run
+        for run in runs
+        if run not in peak  # cut by an edge
+        or (run[1] - run[0] + 1 >= floor and peak[run] >= amplitude_floor)
     ]
 
 

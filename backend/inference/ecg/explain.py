@@ -138,7 +138,11 @@ def reasons(
     if ev.rr_irregularity is not None:
         pct = ev.rr_irregularity * 100
         dominant = ev.rr_dominant_share
-        if ev.early_beats and label != "atrial_fibrillation":
+        if _early_beats(ev) and label == "atrial_fibrillation":
+            # the agreement check says what speaks against AF
+            en.append(f"irregular RR intervals (variation {pct:.0f}%)")
+            ko.append(f"불규칙한 RR 간격(변동 {pct:.0f}%)")
+        elif ev.early_beats and label != "atrial_fibrillation":
             beats_en, beats_ko = _early_beats_phrase(ev.early_beats)
             if ev.rr_irregularity > th.RR_IRREGULAR:
                 en.append(
@@ -148,7 +152,7 @@ def reasons(
             else:
                 en.append(f"regular RR intervals apart from {beats_en} (variation {pct:.0f}%)")
                 ko.append(f"{beats_ko}를 빼면 규칙적인 RR 간격(변동 {pct:.0f}%)")
-        elif _early_beats(ev) and label != "atrial_fibrillation":
+        elif _early_beats(ev):
             en.append(
                 f"a regular underlying rhythm ({dominant:.0%} of beat intervals within 10% of the"
                 f" usual one) interrupted by early or late beats (variation {pct:.0f}%)"
@@ -157,9 +161,6 @@ def reasons(
                 f"규칙적인 기본 리듬(심박 간격의 {dominant:.0%}가 평소 간격의 10% 이내)에"
                 f" 이르거나 늦은 박동이 섞임(변동 {pct:.0f}%)"
             )
-        elif _early_beats(ev):  # an AF label: the agreement check says what speaks against it
-            en.append(f"irregular RR intervals (variation {pct:.0f}%)")
-            ko.append(f"불규칙한 RR 간격(변동 {pct:.0f}%)")
         elif ev.rr_irregularity > th.RR_IRREGULAR:
             en.append(f"irregularly irregular RR intervals (variation {pct:.0f}%)")
             ko.append(f"불규칙하게 불규칙한 RR 간격(변동 {pct:.0f}%)")
@@ -170,12 +171,15 @@ def reasons(
             en.append(f"mildly irregular RR intervals (variation {pct:.0f}%)")
             ko.append(f"약간 불규칙한 RR 간격(변동 {pct:.0f}%)")
     if ev.p_wave_fraction is not None:
-        if ev.p_wave_fraction >= th.P_PRESENT_FRACTION and ev.early_beats:
-            en.append(f"P waves before {ev.p_wave_fraction:.0%} of the other QRS complexes")
-            ko.append(f"조기 박동을 뺀 QRS 파형의 {ev.p_wave_fraction:.0%} 앞에 P파가 있음")
-        elif ev.p_wave_fraction >= th.P_PRESENT_FRACTION:
-            en.append(f"P waves before {ev.p_wave_fraction:.0%} of QRS complexes")
-            ko.append(f"QRS 파형의 {ev.p_wave_fraction:.0%} 앞에 P파가 있음")
+        if ev.p_wave_fraction >= th.P_PRESENT_FRACTION:
+            # early beats are left out of the P-wave count (delineate.p_wave_fraction)
+            of_en, of_ko = (
+                ("the other QRS complexes", "조기 박동을 뺀 QRS 파형")
+                if ev.early_beats
+                else ("QRS complexes", "QRS 파형")
+            )
+            en.append(f"P waves before {ev.p_wave_fraction:.0%} of {of_en}")
+            ko.append(f"{of_ko}의 {ev.p_wave_fraction:.0%} 앞에 P파가 있음")
         else:
             en.append("no consistent P waves before QRS complexes")
             ko.append("QRS 파형 앞에 일정한 P파가 없음")

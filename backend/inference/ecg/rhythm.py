@@ -22,7 +22,7 @@ import numpy as np
 
 from backend.inference.ecg import thresholds as th
 from backend.inference.ecg.preprocess import RHYTHM_FS, rhythm_input
-from backend.inference.ecg.rr_features import FEATURE_NAMES, rr_features
+from backend.inference.ecg.rr_features import FEATURE_NAMES, rr_features, share_within_10pct
 from backend.inference.registry import LoadedModel
 
 MODEL_NAME = "ecg_rhythm"
@@ -206,8 +206,7 @@ def early_beat_indices(rr_s: np.ndarray) -> list[int]:
     rest = rr[~in_pair]
     if not early_beats or len(rest) < 4:
         return []
-    regular_share = float(np.mean(np.abs(rest - usual) <= 0.1 * usual))
-    return early_beats if regular_share >= th.UNDERLYING_REGULAR_SHARE else []
+    return early_beats if share_within_10pct(rest, usual) >= th.UNDERLYING_REGULAR_SHARE else []
 
 
 def regular_but_for_early_beats(ev: RhythmEvidence) -> bool:

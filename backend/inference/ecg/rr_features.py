@@ -144,7 +144,7 @@ def rr_features(x: np.ndarray, fs: int, r_peaks: np.ndarray | None = None) -> np
         if len(rr) >= 3:
             turns = np.sum(np.diff(np.sign(d)) != 0)
             f["rr_turning_points"] = float(turns / (len(rr) - 2))
-        f["rr_within_10pct"] = float(np.mean(np.abs(rr - med) <= 0.1 * med))
+        f["rr_within_10pct"] = share_within_10pct(rr, med)
         bins = np.minimum((np.abs(d) / mean / 0.02).astype(int), 25)
         p = np.bincount(bins, minlength=26) / len(bins)
         p = p[p > 0]
@@ -166,6 +166,11 @@ def rr_features(x: np.ndarray, fs: int, r_peaks: np.ndarray | None = None) -> np
         f["rr_short_long_pairs"] = float(np.mean(short & long_after))
         f["atrial_residual"] = _atrial_residual(x, r, fs)
     return np.array([f[k] for k in FEATURE_NAMES], dtype=np.float32)
+
+
+def share_within_10pct(rr: np.ndarray, usual: float) -> float:
+    """Share of the RR intervals within 10 % of the usual one."""
+    return float(np.mean(np.abs(rr - usual) <= 0.1 * usual))
 
 
 def _cosen(rr: np.ndarray, r: float = 0.03) -> float:

@@ -83,6 +83,8 @@ MAX_PAUSE_RR_RATIO = 1.5
 # intervals are within 10 % of the usual one (an otherwise regular rhythm). On the held-out CinC
 # 2017 test strips the signature is found in 4 % of normal ones, 30 % of "other" (which holds
 # sinus rhythms with premature beats) and 3 % of AF (training/ecg/eval_rhythm_12lead.py).
+# The RR stage's rr_short_long_pairs feature uses the same two ratios as literals of its own: they
+# define an input of trained weights and must not move with these.
 PREMATURE_RR_RATIO = 0.85
 PAUSE_RR_RATIO = 1.1
 PREMATURE_PAIR_SPAN = (1.7, 2.3)
