@@ -144,7 +144,8 @@ def _svt(ev: RhythmEvidence) -> bool:
     )
 
 
-def _sinus_by_rate(hr: float | None) -> str:
+def sinus_by_rate(hr: float | None) -> str:
+    """The sinus label by heart rate: under 60 bpm bradycardia, over 100 tachycardia."""
     if hr is None:
         return "sinus_rhythm"
     if hr < th.HR_BRADY_BPM:
@@ -242,13 +243,13 @@ def final_rhythm(family: str, ev: RhythmEvidence) -> str:
     if family in ("normal", "other") and _svt(ev):
         return "supraventricular_tachycardia"
     if family == "normal":
-        return _sinus_by_rate(ev.hr_bpm)
+        return sinus_by_rate(ev.hr_bpm)
     if family == "other":
         irr, pf = ev.rr_irregularity, ev.p_wave_fraction
         if irr is not None and pf is not None:
             regular_sinus = pf >= th.SINUS_P_FRACTION and irr < th.RR_REGULAR
             if regular_sinus or sinus_with_early_beats(ev):
-                return _sinus_by_rate(ev.hr_bpm)
+                return sinus_by_rate(ev.hr_bpm)
             if _sinus_tachycardia(ev):
                 return "sinus_tachycardia"
     return family
