@@ -8,8 +8,9 @@ delineation split does not matter here; all 12-lead records are scored.
 It also scores the served labels on the held-out CinC 2017 test strips, each label taken as its
 CinC family (sinus_* -> normal), written as metrics.held_out_cinc2017_test_served_labels. The
 card's other CinC figures score the model's family; the served label differs where the evidence
-rules rename a family (rhythm.final_rhythm): CinC 2017's "other" holds sinus bradycardia and
-sinus rhythms with premature beats, which the app names by their sinus rhythm, as cardiologists do.
+rules rename a family (rhythm.final_rhythm): CinC 2017's "other" holds sinus bradycardia, sinus
+tachycardia and sinus rhythms with premature beats, which the app names by their sinus rhythm, as
+cardiologists do.
 
     python -m training.ecg.eval_rhythm_12lead
 """
@@ -80,7 +81,8 @@ def served_labels_on_cinc_test(registry: ModelRegistry) -> dict:
         "where the measured evidence says sinus (P waves before >= 80 % of beats with regular RR "
         "or one dominant RR interval or early beats each followed by its pause, "
         "backend.inference.ecg.rhythm.final_rhythm); CinC 2017's "
-        "annotators filed sinus bradycardia and sinus rhythms with premature beats under 'other'",
+        "annotators filed sinus bradycardia, sinus tachycardia and sinus rhythms with premature "
+        "beats under 'other'",
     }
 
 
@@ -200,7 +202,9 @@ def main() -> None:
         "sinus_with_early_beats, after reading why LUDB sinus records with a premature beat were; its "
         "short-then-pause signature, rhythm.early_beat_indices, after reading the RR series of these "
         "records and of CinC 2017 validation strips; while it was chosen over a looser signature "
-        "without the pause, how often each fired on the test strips was printed too)",
+        "without the pause, how often each fired on the test strips was printed too; the "
+        "second, slowed reading of P waves between 100 and 150 bpm, delineate.SLOWED_RATE_BPM, "
+        "after reading why Ningbo's sinus tachycardias were called other)",
         "measured_by": "training/ecg/eval_rhythm_12lead.py",
     }
     card["metrics"]["held_out_cinc2017_test_served_labels"] = {

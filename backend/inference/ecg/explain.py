@@ -180,6 +180,14 @@ def reasons(
             )
             en.append(f"P waves before {ev.p_wave_fraction:.0%} of {of_en}")
             ko.append(f"{of_ko}의 {ev.p_wave_fraction:.0%} 앞에 P파가 있음")
+            fast = ev.hr_bpm is not None and ev.hr_bpm > th.HR_TACHY_BPM
+            if fast and intervals.get("pr_ms") is None and label.startswith("sinus_"):
+                # P waves found on the slowed record only (delineate.SLOWED_RATE_BPM)
+                en.append(
+                    "at this rate the P waves sit too close to the T waves before them to measure"
+                    " the PR interval"
+                )
+                ko.append("이 심박수에서는 P파가 앞의 T파에 너무 가까워 PR 간격은 재지 않음")
         else:
             en.append("no consistent P waves before QRS complexes")
             ko.append("QRS 파형 앞에 일정한 P파가 없음")

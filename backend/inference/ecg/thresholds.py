@@ -93,8 +93,9 @@ UNDERLYING_REGULAR_SHARE = 0.8
 # Sinus tachycardia the CNN calls "other" (it learnt fast rates from CinC 2017's "other" strips):
 # a sinus rhythm is P waves before the beats at a regular rate (Kligfield 2007, Part I). Over
 # 100 bpm the P wave runs into the preceding T wave and the delineator finds it before fewer
-# beats, and premature beats (common at these rates) break the successive-difference regularity
-# without changing the dominant rhythm. So between 100 and 150 bpm (above, SVT is considered)
+# beats (it also reads such a record slowed down, delineate.SLOWED_RATE_BPM, which finds more
+# but not all of them), and premature beats (common at these rates) break the successive-
+# difference regularity without changing the dominant rhythm. So between 100 and 150 bpm (above, SVT is considered)
 # P waves before at least half of the beats (P_PRESENT_FRACTION) and at least 70 % of RR
 # intervals within 10 % of the median RR make it sinus tachycardia. The 70 % is this project's
 # choice (AF keeps well under it: CinC 2017 AF strips 0.50 on average, rr_features.py). The

@@ -184,3 +184,14 @@ def test_long_recording_is_cut_to_its_first_minute(registry):
     )
     assert len(result["trace"]["signals"][0]) == 60 * 250
     assert any("first 60 s" in issue for issue in result["quality"]["issues"])
+
+
+def test_fast_sinus_rhythm_with_p_waves_near_the_t_waves_is_sinus_tachycardia(registry):
+    # the P waves are found on the slowed record (delineate.SLOWED_RATE_BPM): they say sinus,
+    # but their edges are not measured there, so PR stays null and the explanation says why
+    result = analyze_ecg_record(synthetic_ecg(hr=120, qt_ms=360, pr_ms=140), registry)
+    assert result["rhythm"] == "sinus_tachycardia"
+    assert result["intervals_detail"]["p_wave_fraction"] >= 0.8
+    assert result["intervals"]["pr_ms"] is None
+    assert "too close to the T waves" in result["explanation"]
+    assert "PR 간격은 재지 않음" in result["explanation_ko"]

@@ -198,3 +198,68 @@ def test_corrected_qt_bazett_and_fridericia():
     assert fridericia == pytest.approx(400 / 0.64 ** (1 / 3))
     assert dl.corrected_qt(None, 0.8) == (None, None)
     assert dl.corrected_qt(400.0, None) == (None, None)
+
+
+def test_slowed_record_plays_longer_and_keeps_absent_stretches_absent():
+    t = np.arange(1000) / DELINEATION_FS
+    x = np.stack([np.sin(2 * np.pi * 5 * t)] * 2, axis=1)
+    x[200:300, 1] = np.nan  # a lead seen only part of the time (a 3x4 paper sheet)
+    slow = dl.slowed(x, 1.5)
+    assert slow.shape == (1500, 2)
+    crossings = np.sum(np.diff(np.sign(slow[:, 0])) != 0)
+    assert crossings == pytest.approx(2 * 5 * 2.0, abs=1)  # 5 Hz over 2 s -> 5/1.5 Hz over 3 s
+    absent = np.flatnonzero(np.isnan(slow[:, 1]))
+    assert absent.min() == pytest.approx(300, abs=2) and absent.max() == pytest.approx(450, abs=2)
+
+
+def test_p_waves_seen_only_on_the_slowed_record_count_for_presence_not_for_pr():
+    onsets = [400 + 300 * k for k in range(10)]
+    labels = _labels_with_beats(3400, onsets)
+    for k in range(3, 10):  # the P waves of seven beats lost in the T waves before them
+        labels[onsets[k] - 80 : onsets[k] - 30] = 0
+    d = dl.beats_from_labels(labels, np.ones((3400, 12)))
+    for beat in d.beats[3:]:
+        beat.p_seen_slowed = True
+    assert dl.p_wave_fraction(d) == 1.0
+    assert dl.p_wave_fraction(d, measured_only=True) == pytest.approx(0.3)
+    assert dl.global_intervals(d)["pr_ms"] is None  # three measured P waves are too few
+
+
+def test_a_fast_sinus_rhythm_s_p_waves_are_found_on_the_slowed_record(model):
+    # at 120 bpm with a long QT the P wave runs into the T wave before it: the model, which
+    # learnt from slower hearts, misses most of them at the real rate
+    record = synthetic_ecg(hr=120, qt_ms=360, pr_ms=140)
+    mat, _ = standard_lead_matrix(record.signal, record.lead_names)
+    filtered = bandpass(mat, DELINEATION_FS)
+    assert dl.p_wave_fraction(dl._delineate_as_given(model, filtered)) < 0.5
+    d = dl.delineate(model, filtered)
+    assert dl.p_wave_fraction(d) >= 0.8
+    assert any(b.p_seen_slowed for b in d.beats)
+
+
+@pytest.mark.parametrize("hr", [120, 135])
+def test_fast_atrial_fibrillation_shows_no_p_waves_on_the_slowed_record_either(model, hr):
+    record = synthetic_ecg(hr=hr, p_waves=False, f_waves=True, rr_jitter=0.25, seed=4)
+    d = _delineate(model, record)
+    assert dl.global_intervals(d)["hr_bpm"] > 100
+    assert dl.p_wave_fraction(d) < 0.3
+
+
+@pytest.mark.parametrize(
+    ("hr", "qt", "slowed"),
+    [
+        (85, 380, False),  # under 100 bpm the P waves are clear of the T waves
+        (120, 360, True),  # the P waves run into the T waves: most are missed at the real rate
+        (120, 300, False),  # found before every beat at the real rate: nothing left to find
+        (165, 300, False),  # over 150 bpm a regular rhythm without P waves may be SVT
+    ],
+)
+def test_the_record_is_read_slowed_only_when_fast_and_p_waves_are_missing(
+    model, monkeypatch, hr, qt, slowed
+):
+    calls = []
+    monkeypatch.setattr(dl, "mark_p_waves_of_slowed_record", lambda *a: calls.append(a[3]))
+    _delineate(model, synthetic_ecg(hr=hr, qt_ms=qt, pr_ms=140))
+    assert bool(calls) is slowed
+    if slowed:
+        assert calls[0] == pytest.approx(hr / dl.SLOWED_RATE_BPM, rel=0.02)
