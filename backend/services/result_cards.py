@@ -94,8 +94,11 @@ INTERVAL_ROWS = (
     ("pr_ms", N_("PR interval"), "ms", "pr"),
     ("qrs_ms", N_("QRS duration"), "ms", "qrs"),
     ("qt_ms", N_("QT interval"), "ms", None),
-    ("qtc_ms", N_("QTc (corrected QT)"), "ms", "qtc"),
+    ("qtc_ms", N_("QTc (Fridericia)"), "ms", "qtc"),
 )
+# The QTc row names its formula; results saved before the analysis used Fridericia's
+# (thresholds.QTC_FORMULA, intervals_detail.qtc_formula) hold Bazett's.
+_QTC_BAZETT_TITLE = N_("QTc (Bazett)")
 # analyze.interval_flags' words -> the table's mark
 _FLAG_MARKS = {"low": "low", "short": "low", "high": "high", "long": "high", "wide": "high",
                "prolonged": "high", "markedly_prolonged": "high", "borderline": "borderline"}
@@ -166,6 +169,8 @@ def interval_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for key, title, unit, flag_key in INTERVAL_ROWS:
         value = intervals.get(key)
+        if key == "qtc_ms" and "qtc_formula" not in detail:
+            title = _QTC_BAZETT_TITLE
         rows.append({
             "key": key, "title": _(title), "unit": unit,
             "value": None if value is None else round(float(value)),

@@ -91,6 +91,22 @@ def test_interval_rows_of_a_result_saved_without_flags_are_judged_the_same_way()
     assert rows["hr_bpm"]["flag"] == "high"
 
 
+def test_the_qtc_row_names_the_formula_its_value_came_from():
+    result = ecg_result()
+    result["intervals_detail"] = {"qtc_formula": "fridericia", "qtc_bazett_ms": 480.0}
+    rows = {r["key"]: r for r in result_cards.interval_rows(result)}
+    assert rows["qtc_ms"]["title"] == "QTc (Fridericia)"
+    # saved before the analysis switched formulas: the stored QTc is Bazett's, and says so
+    rows = {r["key"]: r for r in result_cards.interval_rows(ecg_result())}
+    assert rows["qtc_ms"]["title"] == "QTc (Bazett)"
+    token = current_locale.set("ko")
+    try:
+        rows = {r["key"]: r for r in result_cards.interval_rows(result)}
+        assert rows["qtc_ms"]["title"] == "QTc (Fridericia 보정)"
+    finally:
+        current_locale.reset(token)
+
+
 def test_words_follow_the_ui_language():
     result = ecg_result()
     token = current_locale.set("ko")

@@ -180,7 +180,7 @@ def analyze_ecg_record(
         "pr_ms": measured["pr_ms"],
         "qrs_ms": measured["qrs_ms"],
         "qt_ms": measured["qt_ms"],
-        "qtc_ms": qtc_b,
+        "qtc_ms": qtc_f,  # thresholds.QTC_FORMULA
     }
     intervals = {k: (round(v, 1) if v is not None else None) for k, v in intervals.items()}
 
@@ -251,8 +251,9 @@ def analyze_ecg_record(
         uncertain=uncertain,
         intervals=intervals,
         intervals_detail={
-            "qtc_bazett_ms": intervals["qtc_ms"],
-            "qtc_fridericia_ms": round(qtc_f, 1) if qtc_f is not None else None,
+            "qtc_formula": th.QTC_FORMULA,
+            "qtc_bazett_ms": round(qtc_b, 1) if qtc_b is not None else None,
+            "qtc_fridericia_ms": intervals["qtc_ms"],
             "rr_irregularity": evidence.rr_irregularity,
             "p_wave_fraction": evidence.p_wave_fraction,
             "n_beats": evidence.n_beats,

@@ -46,7 +46,13 @@ def test_result_has_the_contract_keys_and_a_plot_trace(registry):
     assert result["urgency"] in {"routine", "soon", "urgent"}
     assert set(result["model"]) == {"name", "version", "sha256"}
     assert result["leads"] == record.lead_names
-    assert result["intervals_detail"]["qtc_fridericia_ms"] is not None
+    detail = result["intervals_detail"]
+    assert detail["qtc_formula"] == "fridericia"
+    assert result["intervals"]["qtc_ms"] == detail["qtc_fridericia_ms"]
+    rr_s = 60.0 / result["intervals"]["hr_bpm"]
+    qt = result["intervals"]["qt_ms"]
+    assert detail["qtc_fridericia_ms"] == pytest.approx(qt / rr_s ** (1 / 3), abs=1.0)
+    assert detail["qtc_bazett_ms"] == pytest.approx(qt / rr_s**0.5, abs=1.0)
     assert result["intervals_detail"]["normal_ranges"]["qtc_ms"][1] == 460.0  # women's upper limit
     trace = result["trace"]
     assert trace["fs"] == 250 and trace["lead_names"] == record.lead_names
@@ -195,3 +201,12 @@ def test_fast_sinus_rhythm_with_p_waves_near_the_t_waves_is_sinus_tachycardia(re
     assert result["intervals"]["pr_ms"] is None
     assert "too close to the T waves" in result["explanation"]
     assert "PR 간격은 재지 않음" in result["explanation_ko"]
+
+
+def test_a_fast_heart_with_a_normal_qt_is_not_called_long_qt(registry):
+    # Bazett's formula over-corrects at fast rates: it would call this QT long at 118 bpm
+    result = analyze_ecg_record(synthetic_ecg(hr=118, qt_ms=315, pr_ms=140), registry, sex="M")
+    detail = result["intervals_detail"]
+    assert detail["qtc_bazett_ms"] >= 450 > detail["qtc_fridericia_ms"]
+    assert detail["flags"]["qtc"] == "normal"
+    assert "corrected QT" not in result["explanation"]
