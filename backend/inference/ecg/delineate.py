@@ -45,19 +45,19 @@ _MIN_QRS_AMPLITUDE_OF_MEDIAN = 0.25
 # --split val): PR mean -7.9 / -2.6 ms at argmax, -1.4 / +2.9 ms at 0.3, SD unchanged or lower.
 P_ONSET_PROB = 0.3
 _P_ONSET_SEARCH = 25
-# Between 100 and 150 bpm, where a sinus tachycardia is told from other fast rhythms by its P
-# waves (rhythm._sinus_tachycardia), the P wave runs into the preceding T wave and the model
-# (LUDB records, mostly 55-95 bpm, time-stretched by at most 20 % in training) finds it before
-# fewer beats: before 9-35 % of them in 7 of Ningbo's 12 twelve-lead sinus tachycardias
-# (107-137 bpm). So, unless P waves were found before SINUS_P_FRACTION of the beats already, the
-# record is also read slowed to SLOWED_RATE_BPM (linear interpolation of the band-passed
-# samples), where the beats come at rates the model learnt, and a beat counts as having a P wave
-# when either reading finds one. On fast CinC 2017 training and validation
-# strips (lead I, over 100 bpm) no atrial fibrillation strip reached P waves before half of its
-# beats this way (162 strips, at most 47 %), while "other" strips, which hold sinus tachycardia,
-# went from 31 % to 47 %. The slowed reading only says that a P wave is there: slowing stretches
-# the QRS and QT too, so its edges are not those of a slower heart, and no fast record here has
-# annotated ones to check them against. PR is measured on the P waves found at the real rate.
+# Between 100 and 150 bpm, where a sinus tachycardia is told from other fast rhythms by its P waves
+# (rhythm._sinus_tachycardia), the P wave runs into the preceding T wave and the model (LUDB
+# records, mostly 55-95 bpm, time-stretched by at most 20 % in training) finds it before fewer
+# beats: before 9-35 % of them in 7 of Ningbo's 12 twelve-lead sinus tachycardias (107-137 bpm).
+# So, unless P waves were found before SINUS_P_FRACTION of the beats already, the record is also
+# read slowed to SLOWED_RATE_BPM (linear interpolation of the band-passed samples), where the beats
+# come at rates the model learnt, and a beat counts as having a P wave when either reading finds
+# one. On fast CinC 2017 training and validation strips (lead I, over 100 bpm) no atrial
+# fibrillation strip reached P waves before half of its beats this way (162 strips, at most 47 %),
+# while "other" strips, which hold sinus tachycardia, went from 31 % to 47 %. The slowed reading
+# only says that a P wave is there: slowing stretches the QRS and QT too, so its edges are not
+# those of a slower heart, and no fast record here has annotated ones to check them against. PR is
+# measured on the P waves found at the real rate.
 SLOWED_RATE_BPM = 75.0
 _SLOWED_BAND_BPM = (HR_TACHY_BPM, SVT_MIN_HR_BPM)
 _SLOWED_R_MATCH_S = 0.04  # a beat of the slowed reading is the same beat if its R is this close

@@ -34,14 +34,14 @@ QRS_WIDE_MS = 120.0
 # AHA/ACCF/HRS Recommendations Part IV (ST segment, T and U waves, QT interval),
 # Circulation 2009;119:e241-e250. Without a sex we use the women's (higher) limit and call the
 # range between the two borderline.
-# The QTc these limits and the flags judge is Fridericia's (QT / RR^(1/3)); Bazett's (QT / RR^(1/2))
-# is reported beside it. The same statement recommends against Bazett's formula, which
+# The QTc these limits and the flags judge is Fridericia's (QT / RR^(1/3)); Bazett's (QT /
+# RR^(1/2)) is reported beside it. The same statement recommends against Bazett's formula, which
 # over-corrects at fast rates, and asks reports to name the formula used; Fridericia's and
 # Framingham's removed the rate best in Vandenberk B et al., "Which QT correction formulae to use
 # for QT monitoring?", J Am Heart Assoc 2016;5:e003264. Of the 21 twelve-lead records here at
-# 100-150 bpm, Bazett's put all at >= 460 ms and 15 over 500 ms (an urgent result), Fridericia's
-# 8 and 4. The QT itself is not the cause: on LUDB, whose cardiologists marked every wave, their
-# QT gives Bazett's QTc >= 460 ms in 41 % of records, ours in 42 %.
+# 100-150 bpm, Bazett's put all at >= 460 ms and 15 over 500 ms (an urgent result), Fridericia's 8
+# and 4. The QT itself is not the cause: on LUDB, whose cardiologists marked every wave, their QT
+# gives Bazett's QTc >= 460 ms in 41 % of records, ours in 42 %.
 QTC_FORMULA = "fridericia"
 QTC_UPPER_MS = {"M": 450.0, "F": 460.0}
 QTC_UPPER_UNKNOWN_SEX_MS = 460.0
@@ -99,17 +99,17 @@ PAUSE_RR_RATIO = 1.1
 PREMATURE_PAIR_SPAN = (1.7, 2.3)
 UNDERLYING_REGULAR_SHARE = 0.8
 
-# Sinus tachycardia the CNN calls "other" (it learnt fast rates from CinC 2017's "other" strips):
-# a sinus rhythm is P waves before the beats at a regular rate (Kligfield 2007, Part I). Over
-# 100 bpm the P wave runs into the preceding T wave and the delineator finds it before fewer
-# beats (it also reads such a record slowed down, delineate.SLOWED_RATE_BPM, which finds more
-# but not all of them), and premature beats (common at these rates) break the successive-
-# difference regularity without changing the dominant rhythm. So between 100 and 150 bpm (above, SVT is considered)
-# P waves before at least half of the beats (P_PRESENT_FRACTION) and at least 70 % of RR
-# intervals within 10 % of the median RR make it sinus tachycardia. The 70 % is this project's
-# choice (AF keeps well under it: CinC 2017 AF strips 0.50 on average, rr_features.py). The
-# same share lets the explanation speak of a regular rhythm with early beats instead of an
-# irregularly irregular one, and keeps such beats from contradicting a sinus label.
+# Sinus tachycardia the CNN calls "other" (it learnt fast rates from CinC 2017's "other" strips): a
+# sinus rhythm is P waves before the beats at a regular rate (Kligfield 2007, Part I). Over 100 bpm
+# the P wave runs into the preceding T wave and the delineator finds it before fewer beats (it also
+# reads such a record slowed down, delineate.SLOWED_RATE_BPM, which finds more but not all of
+# them), and premature beats (common at these rates) break the successive-difference regularity
+# without changing the dominant rhythm. So between 100 and 150 bpm (above, SVT is considered) P
+# waves before at least half of the beats (P_PRESENT_FRACTION) and at least 70 % of RR intervals
+# within 10 % of the median RR make it sinus tachycardia. The 70 % is this project's choice (AF
+# keeps well under it: CinC 2017 AF strips 0.50 on average, rr_features.py). The same share lets
+# the explanation speak of a regular rhythm with early beats instead of an irregularly irregular
+# one, and keeps such beats from contradicting a sinus label.
 DOMINANT_RR_SHARE = 0.7
 
 # The classifier's own confidence below which the result is called uncertain.
