@@ -47,6 +47,7 @@ def served_labels_on_cinc_test(registry: ModelRegistry) -> dict:
     test = np.flatnonzero(split_records(y) == 2)
     pred = []
     with_early_beats = Counter()  # strips with early beats counted (rhythm.early_beat_indices)
+    with_bigeminy = Counter()  # of those, every other beat early (rhythm.bigeminy_early_indices)
     bar = progress_bar(len(test), "CinC 2017 test strips", unit="strip")
     for i in test:
         x = signals[i] - np.median(signals[i])
@@ -55,6 +56,7 @@ def served_labels_on_cinc_test(registry: ModelRegistry) -> dict:
             result = analyze_ecg_record(record, registry)
             label = result["rhythm"]
             with_early_beats[CLASSES[y[i]]] += int(result["intervals_detail"]["early_beats"] > 0)
+            with_bigeminy[CLASSES[y[i]]] += int(result["intervals_detail"]["bigeminy"])
         except UnusableInputError:
             label = "noisy"
         pred.append(CLASSES.index(family(label)))
@@ -75,6 +77,7 @@ def served_labels_on_cinc_test(registry: ModelRegistry) -> dict:
         "share_with_early_beats_counted": {
             c: round(with_early_beats[c] / n_per_class[c], 3) for c in CLASSES
         },
+        "share_with_bigeminy": {c: round(with_bigeminy[c] / n_per_class[c], 3) for c in CLASSES},
         "label_to_family": "sinus_* -> normal; atrial_fibrillation, noisy as themselves; refused "
         "-> noisy; every other label -> other (training/ecg/eval_watch_pdf.family)",
         "why_it_differs_from_the_model_figures": "the served label renames the model's family "
@@ -168,6 +171,8 @@ def main() -> None:
     lines.append(
         "strips with early beats counted (each followed by its pause, rhythm.early_beat_indices): "
         + ", ".join(f"{c} {v:.1%}" for c, v in served["share_with_early_beats_counted"].items())
+        + "; of them bigeminy (every other beat, rhythm.bigeminy_early_indices): "
+        + ", ".join(f"{c} {v:.1%}" for c, v in served["share_with_bigeminy"].items())
     )
     text = "\n".join(lines)
     print(text)

@@ -108,7 +108,14 @@ PDF_INTERVALS_NOTE = (
 )
 
 
-def _urgency(label: str, hr: float | None, flags: dict[str, str], *, from_photo: bool) -> str:
+def _urgency(
+    label: str,
+    hr: float | None,
+    flags: dict[str, str],
+    *,
+    from_photo: bool,
+    frequent_early_beats: bool = False,
+) -> str:
     if flags.get("qtc") == "markedly_prolonged":
         # A digitised photo widens strokes and so QRS/QT (training/ecg/eval_digitize.py):
         # a long QTc from a photo asks for a proper ECG soon, not an emergency.
@@ -117,7 +124,7 @@ def _urgency(label: str, hr: float | None, flags: dict[str, str], *, from_photo:
         return "urgent"
     if label in ("atrial_fibrillation", "atrial_flutter", "supraventricular_tachycardia", "other"):
         return "soon"
-    if flags.get("qrs") == "wide" or flags.get("qtc") == "prolonged":
+    if flags.get("qrs") == "wide" or flags.get("qtc") == "prolonged" or frequent_early_beats:
         return "soon"
     return "routine"
 
@@ -189,7 +196,8 @@ def analyze_ecg_record(
     rhythm_model = registry.get(rh.MODEL_NAME)
     cnn = rh.classify(rhythm_model, leads_250, registry.get(rh.STACK_MODEL_NAME))
     family = max(cnn.probabilities, key=cnn.probabilities.get)
-    early_indices = rh.early_beat_indices(rr)
+    bigeminy_indices = rh.bigeminy_early_indices(rr)
+    early_indices = rh.early_beat_indices(rr) or bigeminy_indices
     evidence = rh.RhythmEvidence(
         hr_bpm=measured["hr_bpm"],
         rr_irregularity=rh.rr_irregularity(rr),
@@ -199,6 +207,7 @@ def analyze_ecg_record(
         rr_dominant_share=rh.dominant_rr_share(cnn),
         rr_longest_ratio=rh.longest_rr_ratio(rr),
         early_beats=len(early_indices),
+        bigeminy=early_indices is bigeminy_indices and bool(bigeminy_indices),
     )
     label = rh.final_rhythm(family, evidence)
     if label in ("atrial_fibrillation", "supraventricular_tachycardia"):
@@ -216,7 +225,13 @@ def analyze_ecg_record(
     probabilities = {(label if fam == source else fam): v for fam, v in p.items()}
     agree = agreement(label, evidence)
     from_photo = record.source == "photo"
-    urgency = _urgency(label, intervals["hr_bpm"], flags, from_photo=from_photo)
+    urgency = _urgency(
+        label,
+        intervals["hr_bpm"],
+        flags,
+        from_photo=from_photo,
+        frequent_early_beats=rh.frequent_early_beats(evidence),
+    )
     if from_photo:  # a PDF print is digitised like a photo
         issues = [*issues, PDF_INTERVALS_NOTE if record.is_pdf_print else PHOTO_INTERVALS_NOTE]
     explanation_en, explanation_ko = explain(
@@ -258,6 +273,7 @@ def analyze_ecg_record(
             "p_wave_fraction": evidence.p_wave_fraction,
             "n_beats": evidence.n_beats,
             "early_beats": evidence.early_beats,
+            "bigeminy": evidence.bigeminy,
             "normal_ranges": ranges,
             "flags": flags,
             "sex_used_for_qtc": (sex or "").strip().upper()[:1] or None,

@@ -10,7 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from backend.inference.ecg import thresholds as th
-from backend.inference.ecg.rhythm import RhythmEvidence, regular_but_for_early_beats
+from backend.inference.ecg.rhythm import (
+    RhythmEvidence,
+    frequent_early_beats,
+    regular_but_for_early_beats,
+)
 
 RHYTHM_NAMES = {
     "sinus_rhythm": ("normal sinus rhythm", "정상 동리듬"),
@@ -138,7 +142,16 @@ def reasons(
     if ev.rr_irregularity is not None:
         pct = ev.rr_irregularity * 100
         dominant = ev.rr_dominant_share
-        if _early_beats(ev) and label == "atrial_fibrillation":
+        if ev.bigeminy:
+            en.append(
+                f"every other beat comes early, each followed by a pause (bigeminy, a regular"
+                f" pattern of irregular beats; variation {pct:.0f}%)"
+            )
+            ko.append(
+                f"한 박동 걸러 하나씩 조기 박동이 오고 그 뒤에 쉼이 따름(이단맥, 불규칙한 박동의"
+                f" 규칙적인 반복; 변동 {pct:.0f}%)"
+            )
+        elif _early_beats(ev) and label == "atrial_fibrillation":
             # the agreement check says what speaks against AF
             en.append(f"irregular RR intervals (variation {pct:.0f}%)")
             ko.append(f"불규칙한 RR 간격(변동 {pct:.0f}%)")
@@ -161,9 +174,19 @@ def reasons(
                 f"규칙적인 기본 리듬(심박 간격의 {dominant:.0%}가 평소 간격의 10% 이내)에"
                 f" 이르거나 늦은 박동이 섞임(변동 {pct:.0f}%)"
             )
-        elif ev.rr_irregularity > th.RR_IRREGULAR:
+        elif ev.rr_irregularity > th.RR_IRREGULAR and (
+            label == "atrial_fibrillation"
+            or ev.p_wave_fraction is None
+            or ev.p_wave_fraction < th.P_PRESENT_FRACTION
+        ):
             en.append(f"irregularly irregular RR intervals (variation {pct:.0f}%)")
             ko.append(f"불규칙하게 불규칙한 RR 간격(변동 {pct:.0f}%)")
+        elif ev.rr_irregularity > th.RR_IRREGULAR:
+            # P waves before the beats: early beats or a changing sinus rate, not AF's chaos (a
+            # run of bigeminy inside a longer record is one such pattern; the words for AF,
+            # "irregularly irregular", would point the wrong way)
+            en.append(f"irregular RR intervals (variation {pct:.0f}%)")
+            ko.append(f"불규칙한 RR 간격(변동 {pct:.0f}%)")
         elif ev.rr_irregularity < th.RR_REGULAR:
             en.append(f"regular RR intervals (variation {pct:.0f}%)")
             ko.append(f"규칙적인 RR 간격(변동 {pct:.0f}%)")
@@ -252,7 +275,18 @@ def explain(
                 " 심박의 모양은 특이하지만 P파가 규칙적인 간격으로 심박 앞에 있어 리듬 자체는"
                 " 동리듬입니다."
             )
-    if label.startswith("sinus_") and (ev.early_beats or _early_beats(ev)):
+    if frequent_early_beats(ev) and label not in ("atrial_fibrillation", "noisy"):
+        en += (
+            f" Early beats this frequent ({ev.early_beats} of {ev.n_beats} beats here) are worth a"
+            " doctor's look within days: a 24-hour recording (Holter) shows how often they come."
+            " See a doctor sooner if you feel palpitations, dizziness or chest discomfort."
+        )
+        ko += (
+            f" 조기 박동이 이렇게 잦으면(여기서는 {ev.n_beats}회 중 {ev.early_beats}회) 며칠 안에"
+            " 진료를 받아 보세요. 24시간 심전도(홀터)로 얼마나 자주 나타나는지 알 수 있습니다."
+            " 두근거림·어지러움·가슴 불편감이 있으면 더 일찍 진료를 받으세요."
+        )
+    elif label.startswith("sinus_") and (ev.early_beats or _early_beats(ev)):
         en += (
             " Occasional early beats are common and often harmless; mention them to a doctor,"
             " and sooner if you feel palpitations, dizziness or chest discomfort."

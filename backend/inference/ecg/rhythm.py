@@ -56,8 +56,10 @@ class RhythmEvidence:
     # longest RR / median RR: a pause (a dropped beat) when over MAX_PAUSE_RR_RATIO
     rr_longest_ratio: float | None = None
     # early (premature) beats, each followed by its pause, in an otherwise regular rhythm
-    # (early_beat_indices); p_wave_fraction leaves them out
+    # (early_beat_indices) or every other beat (bigeminy_early_indices); p_wave_fraction leaves
+    # them out
     early_beats: int = 0
+    bigeminy: bool = False
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -210,13 +212,38 @@ def early_beat_indices(rr_s: np.ndarray) -> list[int]:
     return early_beats if share_within_10pct(rest, usual) >= th.UNDERLYING_REGULAR_SHARE else []
 
 
+def bigeminy_early_indices(rr_s: np.ndarray) -> list[int]:
+    """Every other beat early, each followed by its pause (thresholds.BIGEMINY_MIN_PAIRS), as
+    indices like early_beat_indices'; empty when the intervals do not alternate throughout."""
+    rr = np.asarray(rr_s, dtype=np.float64)
+    if len(rr) < 2 * th.BIGEMINY_MIN_PAIRS:
+        return []
+    for first_short in (0, 1):
+        short, long_ = rr[first_short::2], rr[1 - first_short :: 2]
+        # each short interval against the long ones on either side of it
+        before = np.r_[np.inf, long_][first_short : first_short + len(short)]
+        after = np.r_[long_, np.inf][first_short : first_short + len(short)]
+        if (
+            np.all(short <= th.PREMATURE_RR_RATIO * np.minimum(before, after))
+            and share_within_10pct(long_, float(np.median(long_))) >= th.UNDERLYING_REGULAR_SHARE
+        ):
+            return [first_short + 2 * k + 1 for k in range(len(short))]
+    return []
+
+
 def regular_but_for_early_beats(ev: RhythmEvidence) -> bool:
     """One dominant RR interval (DOMINANT_RR_SHARE), or early beats each followed by its pause in
     an otherwise regular rhythm (early_beat_indices): two early beats in 10 s already leave under
-    DOMINANT_RR_SHARE of the intervals at the usual one."""
-    return ev.early_beats > 0 or (
+    DOMINANT_RR_SHARE of the intervals at the usual one. Not bigeminy: with every other beat
+    early the strip shows no usual interval, and the rhythm rules leave it to the classifier."""
+    return (ev.early_beats > 0 and not ev.bigeminy) or (
         ev.rr_dominant_share is not None and ev.rr_dominant_share >= th.DOMINANT_RR_SHARE
     )
+
+
+def frequent_early_beats(ev: RhythmEvidence) -> bool:
+    """At least FREQUENT_EARLY_BEAT_SHARE of the beats came early."""
+    return ev.early_beats > 0 and ev.early_beats >= th.FREQUENT_EARLY_BEAT_SHARE * ev.n_beats
 
 
 def sinus_with_early_beats(ev: RhythmEvidence) -> bool:

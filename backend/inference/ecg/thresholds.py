@@ -98,6 +98,21 @@ PREMATURE_RR_RATIO = 0.85
 PAUSE_RR_RATIO = 1.1
 PREMATURE_PAIR_SPAN = (1.7, 2.3)
 UNDERLYING_REGULAR_SHARE = 0.8
+# Bigeminy, every other beat early: the intervals alternate short / long throughout ("regularly
+# irregular", unlike AF's irregularly irregular ones), so there is no usual interval to measure
+# the early ones against. Found when over at least BIGEMINY_MIN_PAIRS pairs every short interval
+# is at most PREMATURE_RR_RATIO of the long ones beside it and UNDERLYING_REGULAR_SHARE of the
+# long ones are within 10 % of their median (a fixed coupling keeps them alike). On the held-out
+# CinC 2017 test strips it is found in 1.3 % of "other" ones and in none of the normal, AF or
+# noisy ones (training/ecg/eval_rhythm_12lead.py).
+BIGEMINY_MIN_PAIRS = 4
+# Early beats as frequent as one in five beats or more (bigeminy 50 %, trigeminy 33 %,
+# quadrigeminy 25 %) ask for a doctor within days, not at the next visit: a burden above about
+# 10 % of beats, in a 24-hour recording, is where premature ventricular beats can weaken the heart
+# over years and where guidelines advise an evaluation (Al-Khatib SM et al., 2017 AHA/ACC/HRS
+# guideline for patients with ventricular arrhythmias, Circulation 2018;138:e272-e391). A 10 s
+# record is a sample of that day: one in five keeps the call for records clearly above it.
+FREQUENT_EARLY_BEAT_SHARE = 0.2
 
 # Sinus tachycardia the CNN calls "other" (it learnt fast rates from CinC 2017's "other" strips): a
 # sinus rhythm is P waves before the beats at a regular rate (Kligfield 2007, Part I). Over 100 bpm

@@ -87,6 +87,27 @@ def test_one_premature_beat_leaves_a_sinus_rhythm_sinus_and_says_so(registry):
     assert "조기 박동 1회" in result["explanation_ko"]
 
 
+def test_bigeminy_is_named_as_a_pattern_and_asks_for_a_doctor_within_days(registry):
+    result = analyze_ecg_record(synthetic_ecg(hr=70, premature_beats=(1, 3, 5, 7, 9)), registry)
+    assert result["intervals_detail"]["early_beats"] == 6
+    assert "every other beat comes early" in result["explanation"]
+    assert "irregularly irregular" not in result["explanation"]
+    assert "이단맥" in result["explanation_ko"]
+    assert "Early beats this frequent (6 of 12 beats here)" in result["explanation"]
+    assert result["urgency"] == "soon"
+
+
+@pytest.mark.parametrize(
+    ("early", "urgency", "advice"),
+    [((3, 8), "routine", "Occasional early beats"), ((2, 6, 10), "soon", "Early beats this frequent")],
+)
+def test_how_often_early_beats_come_sets_the_advice(registry, early, urgency, advice):
+    result = analyze_ecg_record(synthetic_ecg(hr=70, premature_beats=early), registry)
+    assert result["rhythm"] == "sinus_rhythm"
+    assert result["urgency"] == urgency
+    assert advice in result["explanation"]
+
+
 def test_two_early_beats_in_ten_seconds_are_counted_not_called_irregularly_irregular(registry):
     # two early beats leave under 70 % of the intervals at the usual one (4 of 11 disturbed):
     # the short-then-long signature of each still shows a regular rhythm with early beats

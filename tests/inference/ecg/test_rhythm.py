@@ -293,7 +293,9 @@ def test_premature_beats_in_a_regular_rhythm_do_not_contradict_sinus():
     en, _ = reasons("sinus_tachycardia", ev(0.85), {}, {})
     assert any("regular underlying rhythm" in r for r in en)
     en, _ = reasons("other", ev(0.4), {}, {})
-    assert any("irregularly irregular" in r for r in en)
+    assert any(r.startswith("irregular RR intervals") for r in en)
+    # with P waves before the beats the words for atrial fibrillation are not used
+    assert not any("irregularly irregular" in r for r in en)
 
 
 def _rr_with_early_beats(early_at=(), usual=0.8, n=12, early=0.7, pause=1.3):
@@ -338,6 +340,61 @@ def _af():
 )
 def test_no_early_beats_without_the_early_then_pause_signature(rr):
     assert rh.early_beat_indices(rr) == []
+
+
+def _bigeminy(n_pairs=6, start_short=True, short=0.56, long=1.04):
+    pair = [short, long] if start_short else [long, short]
+    return np.array(pair * n_pairs)
+
+
+def test_every_other_beat_early_is_bigeminy():
+    assert rh.bigeminy_early_indices(_bigeminy()) == [1, 3, 5, 7, 9, 11]
+    assert rh.bigeminy_early_indices(_bigeminy(start_short=False)) == [2, 4, 6, 8, 10, 12]
+    jitter = np.random.default_rng(0).uniform(-0.03, 0.03, 12)
+    assert len(rh.bigeminy_early_indices(_bigeminy() + jitter)) == 6
+
+
+@pytest.mark.parametrize(
+    "rr",
+    [
+        np.full(12, 0.8),
+        _rr_with_early_beats((2, 7)),  # a few early beats: early_beat_indices' case
+        np.array([0.56, 1.04, 0.8] * 4),  # every third beat early (trigeminy)
+        _af(),  # short and long intervals, but not in turn
+        _bigeminy(n_pairs=3),  # too few pairs to call a pattern
+        np.r_[_bigeminy(n_pairs=5), 0.8, 0.8],  # the alternation breaks at the end
+    ],
+    ids=["regular", "two-early", "trigeminy", "af", "three-pairs", "broken"],
+)
+def test_no_bigeminy_unless_the_intervals_alternate_throughout(rr):
+    assert rh.bigeminy_early_indices(rr) == []
+
+
+def test_frequent_early_beats_are_one_in_five_or_more():
+    def ev(early, beats, bigeminy=False):
+        return rh.RhythmEvidence(
+            hr_bpm=72, rr_irregularity=0.3, p_wave_fraction=1.0, qrs_ms=90, n_beats=beats,
+            rr_dominant_share=0.5, early_beats=early, bigeminy=bigeminy,
+        )
+
+    assert not rh.frequent_early_beats(ev(2, 12)) and rh.frequent_early_beats(ev(3, 12))
+    assert not rh.frequent_early_beats(ev(0, 12))
+    # early beats each followed by its pause show a regular rhythm underneath; in bigeminy the
+    # strip shows no usual interval, so the rhythm rules leave it to the classifier
+    assert rh.regular_but_for_early_beats(ev(3, 12))
+    assert not rh.regular_but_for_early_beats(ev(6, 12, bigeminy=True))
+
+
+def test_irregularly_irregular_is_said_only_without_p_waves_or_of_af():
+    def ev(p):
+        return rh.RhythmEvidence(
+            hr_bpm=80, rr_irregularity=0.3, p_wave_fraction=p, qrs_ms=90, n_beats=13,
+            rr_dominant_share=0.3,
+        )
+
+    assert any("irregularly irregular" in r for r in reasons("other", ev(0.1), {}, {})[0])
+    assert any("irregularly irregular" in r for r in reasons("atrial_fibrillation", ev(0.9), {}, {})[0])
+    assert not any("irregularly irregular" in r for r in reasons("other", ev(0.9), {}, {})[0])
 
 
 def _two_early_beats_evidence(p=0.9):
