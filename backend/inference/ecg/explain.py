@@ -278,13 +278,13 @@ def explain(
     if frequent_early_beats(ev) and label not in ("atrial_fibrillation", "noisy"):
         en += (
             f" Early beats this frequent ({ev.early_beats} of {ev.n_beats} beats here) are worth a"
-            " doctor's look within days: a 24-hour recording (Holter) shows how often they come."
-            " See a doctor sooner if you feel palpitations, dizziness or chest discomfort."
+            " doctor's look; a 24-hour recording (Holter) shows how often they come, and"
+            " palpitations, dizziness or chest discomfort are a reason not to wait."
         )
         ko += (
-            f" 조기 박동이 이렇게 잦으면(여기서는 {ev.n_beats}회 중 {ev.early_beats}회) 며칠 안에"
-            " 진료를 받아 보세요. 24시간 심전도(홀터)로 얼마나 자주 나타나는지 알 수 있습니다."
-            " 두근거림·어지러움·가슴 불편감이 있으면 더 일찍 진료를 받으세요."
+            f" 조기 박동이 이렇게 잦으면(여기서는 {ev.n_beats}회 중 {ev.early_beats}회) 의사에게"
+            " 보여 주세요. 24시간 심전도(홀터)로 얼마나 자주 나타나는지 알 수 있으며,"
+            " 두근거림·어지러움·가슴 불편감이 있으면 미루지 마세요."
         )
     elif label.startswith("sinus_") and (ev.early_beats or _early_beats(ev)):
         en += (
