@@ -57,12 +57,19 @@ def _in_networks(address: str, networks: tuple[str, ...]) -> bool:
     return False
 
 
+def is_static_file(scope: Scope) -> bool:
+    """Static files need no user and no language. Tested on the request's path: Litestar's
+    exclude_path_pattern is matched against the route handler's path from Litestar 3 on, and the
+    static router's handler path is not the file's."""
+    return scope["path"].startswith("/static/")
+
+
 class CurrentUserMiddleware(ASGIMiddleware):
     """Sets scope["user"] (a User or None) from a bearer token or the session cookie, and
     scope["auth"] to "bearer"/"session"/None. Guards decide what anonymous callers may do."""
 
     scopes = (ScopeType.HTTP,)
-    exclude_path_pattern = ("^/static/",)
+    should_bypass_for_scope = staticmethod(is_static_file)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         request: Request = Request(scope)
@@ -89,7 +96,7 @@ class LocaleMiddleware(ASGIMiddleware):
     """Picks the UI language (cookie, then the user's setting, then Accept-Language)."""
 
     scopes = (ScopeType.HTTP,)
-    exclude_path_pattern = ("^/static/",)
+    should_bypass_for_scope = staticmethod(is_static_file)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         request: Request = Request(scope)

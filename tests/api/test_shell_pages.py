@@ -1,5 +1,7 @@
 """Server-rendered shell pages, languages, headers and the JSON error shape."""
 
+import warnings
+
 from tests.conftest import login_form, register_user
 
 
@@ -100,3 +102,27 @@ async def test_service_errors_reach_a_korean_user_in_korean(client):
     assert page.status_code == 404 and "해당 검사가 없습니다." in page.text
     assert "This check does not exist." not in page.text
     assert 'href="/settings"' in page.text and 'href="/login"' not in page.text  # still signed in
+
+
+async def test_static_files_skip_the_user_and_language_middleware_the_litestar_3_way(
+    client, monkeypatch
+):
+    # exclude_path_pattern warned that Litestar 3 would run these middlewares on static files
+    from backend.api import web
+
+    headers = await register_user(client, "static-files@example.org")
+    token_lookup = web.accounts.user_for_token
+    looked_up = []
+
+    async def spy(token):
+        looked_up.append(token)
+        return await token_lookup(token)
+
+    monkeypatch.setattr(web.accounts, "user_for_token", spy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        response = await client.get("/static/js/community.js", headers=headers)
+    assert response.status_code == 200
+    assert not looked_up
+    assert (await client.get("/", headers=headers)).status_code == 200
+    assert len(looked_up) == 1  # pages do resolve the caller
