@@ -133,8 +133,8 @@ async def test_vitals_pages_log_form_and_record(client, make_user):
         assert (await client.get(f"/vitals?days={days}")).status_code == 200
     record = await client.get("/record")
     assert "/api/v1/record/export.fhir.json" in record.text and "118/76" in record.text
-    korean = await client.get("/vitals", headers={"Accept-Language": "ko"},
-                              cookies={"lang": "ko"})
+    client.cookies.set("lang", "ko")
+    korean = await client.get("/vitals", headers={"Accept-Language": "ko"})
     assert "혈압" in korean.text
 
 
