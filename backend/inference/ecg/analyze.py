@@ -196,8 +196,9 @@ def analyze_ecg_record(
     rhythm_model = registry.get(rh.MODEL_NAME)
     cnn = rh.classify(rhythm_model, leads_250, registry.get(rh.STACK_MODEL_NAME))
     family = max(cnn.probabilities, key=cnn.probabilities.get)
-    bigeminy_indices = rh.bigeminy_early_indices(rr)
-    early_indices = rh.early_beat_indices(rr) or bigeminy_indices
+    early_indices = rh.early_beat_indices(rr)
+    bigeminy_indices = [] if early_indices else rh.bigeminy_early_indices(rr)
+    early_indices = early_indices or bigeminy_indices
     evidence = rh.RhythmEvidence(
         hr_bpm=measured["hr_bpm"],
         rr_irregularity=rh.rr_irregularity(rr),
@@ -207,7 +208,7 @@ def analyze_ecg_record(
         rr_dominant_share=rh.dominant_rr_share(cnn),
         rr_longest_ratio=rh.longest_rr_ratio(rr),
         early_beats=len(early_indices),
-        bigeminy=early_indices is bigeminy_indices and bool(bigeminy_indices),
+        bigeminy=bool(bigeminy_indices),
     )
     label = rh.final_rhythm(family, evidence)
     if label in ("atrial_fibrillation", "supraventricular_tachycardia"):

@@ -65,6 +65,16 @@ def agreement(label: str, ev: RhythmEvidence) -> Agreement:
             a.conflicts_ko.append(
                 "심박이 규칙적이고 P파가 보여 심방세동의 전형적인 모습이 아닙니다"
             )
+        elif ev.bigeminy:
+            a.agrees = False
+            a.conflicts_en.append(
+                "the beat intervals alternate short and long (bigeminy), a regular pattern that"
+                " points to early beats rather than atrial fibrillation"
+            )
+            a.conflicts_ko.append(
+                "심박 간격이 짧고 긴 것을 번갈아 반복하여(이단맥), 심방세동보다는 조기 박동에"
+                " 가깝습니다"
+            )
         elif ev.early_beats:
             a.agrees = False
             a.conflicts_en.append(

@@ -383,6 +383,9 @@ def test_frequent_early_beats_are_one_in_five_or_more():
     # strip shows no usual interval, so the rhythm rules leave it to the classifier
     assert rh.regular_but_for_early_beats(ev(3, 12))
     assert not rh.regular_but_for_early_beats(ev(6, 12, bigeminy=True))
+    # an AF label over bigeminy is called uncertain, with the pattern as the reason
+    against_af = agreement("atrial_fibrillation", ev(6, 12, bigeminy=True))
+    assert not against_af.agrees and "bigeminy" in against_af.conflicts_en[0]
 
 
 def test_irregularly_irregular_is_said_only_without_p_waves_or_of_af():
