@@ -127,12 +127,16 @@ _EARLY_BEAT_LABELS = ("sinus_rhythm", "sinus_bradycardia", "sinus_tachycardia", 
 
 def headline_detail(result: dict[str, Any]) -> str | None:
     """The line under an ECG headline: the early beats the analysis counted
-    (rhythm.early_beat_indices), so "Normal sinus rhythm" does not hide them."""
+    (rhythm.early_beat_indices), so "Normal sinus rhythm" does not hide them, and their pattern
+    when every other beat came early (rhythm.bigeminy_early_indices)."""
     if result.get("kind") != "ecg" or result.get("label") not in _EARLY_BEAT_LABELS:
         return None
-    count = int((result.get("intervals_detail") or {}).get("early_beats") or 0)
+    detail = result.get("intervals_detail") or {}
+    count = int(detail.get("early_beats") or 0)
     if count <= 0:
         return None
+    if detail.get("bigeminy"):
+        return _("with bigeminy: every other beat early (%(num)d)", num=count)
     return ngettext("with %(num)d early beat", "with %(num)d early beats", count)
 
 

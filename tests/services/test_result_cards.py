@@ -162,9 +162,12 @@ def test_early_beats_are_named_with_a_sinus_or_other_rhythm_only():
     assert result_cards.headline_detail(ecg("atrial_fibrillation", 2)) is None
     assert result_cards.headline_detail(ecg("noisy", 2)) is None
     assert result_cards.headline_detail(ecg_result()) is None  # saved before the count existed
+    bigeminy = {**ecg("other", 6), "intervals_detail": {"early_beats": 6, "bigeminy": True}}
+    assert result_cards.headline_detail(bigeminy) == "with bigeminy: every other beat early (6)"
     token = current_locale.set("ko")
     try:
         assert result_cards.headline_detail(ecg("sinus_rhythm", 2)) == "조기 박동 2회 동반"
+        assert result_cards.headline_detail(bigeminy) == "이단맥 동반: 한 박동 걸러 조기 박동(6회)"
     finally:
         current_locale.reset(token)
 
