@@ -250,8 +250,7 @@ def delineate(model: LoadedModel, filtered_500: np.ndarray) -> Delineation:
     """Beats of the record; between 100 and 150 bpm, unless P waves were found before nearly
     every beat, P waves are also looked for on the record slowed to SLOWED_RATE_BPM."""
     d = _delineate_as_given(model, filtered_500)
-    rr = rr_intervals_s(d)
-    hr = 60.0 / rr.mean() if len(rr) else None
+    hr = heart_rate_bpm(d)
     if (
         hr is not None
         and _SLOWED_BAND_BPM[0] < hr <= _SLOWED_BAND_BPM[1]
@@ -272,13 +271,19 @@ def p_wave_fraction(
     eligible = [b for k, b in enumerate(d.beats) if b.qrs_on > 0.3 * d.fs and k not in skip]
     if not eligible:
         return None
-    if measured_only:
-        return sum(b.p_on is not None for b in eligible) / len(eligible)
-    return sum(b.has_p for b in eligible) / len(eligible)
+    return sum((b.p_on is not None) if measured_only else b.has_p for b in eligible) / len(
+        eligible
+    )
 
 
 def rr_intervals_s(d: Delineation) -> np.ndarray:
     return np.diff(d.r_peaks) / d.fs
+
+
+def heart_rate_bpm(d: Delineation) -> float | None:
+    """From the mean RR interval; None under two beats."""
+    rr = rr_intervals_s(d)
+    return float(60.0 / rr.mean()) if len(rr) else None
 
 
 def global_intervals(d: Delineation) -> dict[str, float | None]:
@@ -287,14 +292,13 @@ def global_intervals(d: Delineation) -> dict[str, float | None]:
     PR is reported only when P waves precede at least half of the beats (none in AF).
     """
     ms = 1000.0 / d.fs
-    rr = rr_intervals_s(d)
     complete = [b for b in d.beats if b.complete]
     qrs = [(b.qrs_off - b.qrs_on) * ms for b in complete]
     pr = [(b.qrs_on - b.p_on) * ms for b in complete if b.p_on is not None]
     qt = [(b.t_off - b.qrs_on) * ms for b in complete if b.t_off is not None]
     p_frac = p_wave_fraction(d, measured_only=True)
     return {
-        "hr_bpm": float(60.0 / rr.mean()) if len(rr) else None,
+        "hr_bpm": heart_rate_bpm(d),
         "pr_ms": float(np.median(pr))
         if pr and p_frac is not None and p_frac >= P_PRESENT_FRACTION
         else None,

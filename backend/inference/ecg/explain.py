@@ -161,10 +161,6 @@ def reasons(
                 f"한 박동 걸러 하나씩 조기 박동이 오고 그 뒤에 쉼이 따름(이단맥, 불규칙한 박동의"
                 f" 규칙적인 반복; 변동 {pct:.0f}%)"
             )
-        elif _early_beats(ev) and label == "atrial_fibrillation":
-            # the agreement check says what speaks against AF
-            en.append(f"irregular RR intervals (variation {pct:.0f}%)")
-            ko.append(f"불규칙한 RR 간격(변동 {pct:.0f}%)")
         elif ev.early_beats and label != "atrial_fibrillation":
             beats_en, beats_ko = _early_beats_phrase(ev.early_beats)
             if ev.rr_irregularity > th.RR_IRREGULAR:
@@ -175,7 +171,7 @@ def reasons(
             else:
                 en.append(f"regular RR intervals apart from {beats_en} (variation {pct:.0f}%)")
                 ko.append(f"{beats_ko}를 빼면 규칙적인 RR 간격(변동 {pct:.0f}%)")
-        elif _early_beats(ev):
+        elif _early_beats(ev) and label != "atrial_fibrillation":
             en.append(
                 f"a regular underlying rhythm ({dominant:.0%} of beat intervals within 10% of the"
                 f" usual one) interrupted by early or late beats (variation {pct:.0f}%)"
@@ -184,19 +180,22 @@ def reasons(
                 f"규칙적인 기본 리듬(심박 간격의 {dominant:.0%}가 평소 간격의 10% 이내)에"
                 f" 이르거나 늦은 박동이 섞임(변동 {pct:.0f}%)"
             )
-        elif ev.rr_irregularity > th.RR_IRREGULAR and (
-            label == "atrial_fibrillation"
-            or ev.p_wave_fraction is None
-            or ev.p_wave_fraction < th.P_PRESENT_FRACTION
-        ):
-            en.append(f"irregularly irregular RR intervals (variation {pct:.0f}%)")
-            ko.append(f"불규칙하게 불규칙한 RR 간격(변동 {pct:.0f}%)")
         elif ev.rr_irregularity > th.RR_IRREGULAR:
-            # P waves before the beats: early beats or a changing sinus rate, not AF's chaos (a
-            # run of bigeminy inside a longer record is one such pattern; the words for AF,
-            # "irregularly irregular", would point the wrong way)
-            en.append(f"irregular RR intervals (variation {pct:.0f}%)")
-            ko.append(f"불규칙한 RR 간격(변동 {pct:.0f}%)")
+            # AF's words, "irregularly irregular", only where AF is meant: an AF label (over early
+            # beats the agreement check says what speaks against it) or beats without P waves.
+            # With P waves the irregularity is early beats or a changing sinus rate (a run of
+            # bigeminy inside a longer record is one such pattern).
+            af_words = not _early_beats(ev) and (
+                label == "atrial_fibrillation"
+                or ev.p_wave_fraction is None
+                or ev.p_wave_fraction < th.P_PRESENT_FRACTION
+            )
+            if af_words:
+                en.append(f"irregularly irregular RR intervals (variation {pct:.0f}%)")
+                ko.append(f"불규칙하게 불규칙한 RR 간격(변동 {pct:.0f}%)")
+            else:
+                en.append(f"irregular RR intervals (variation {pct:.0f}%)")
+                ko.append(f"불규칙한 RR 간격(변동 {pct:.0f}%)")
         elif ev.rr_irregularity < th.RR_REGULAR:
             en.append(f"regular RR intervals (variation {pct:.0f}%)")
             ko.append(f"규칙적인 RR 간격(변동 {pct:.0f}%)")
