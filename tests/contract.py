@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 ECG_RHYTHMS = {"sinus_rhythm", "sinus_bradycardia", "sinus_tachycardia", "atrial_fibrillation",
-               "atrial_flutter", "supraventricular_tachycardia", "other", "noisy"}
+               "atrial_flutter", "supraventricular_tachycardia", "paced_rhythm", "other",
+               "noisy"}
 SKIN_LABELS = {"akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"}
 
 

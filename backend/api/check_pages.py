@@ -94,6 +94,7 @@ def _result_context(check: Check) -> dict[str, Any]:
              "pct": f"{100 * float(p):.1f}"} for label, p in probs
         ],
         "headline_outweighs_model": result_cards.headline_outweighs_model(result),
+        "headline_from_pacing": result_cards.headline_from_pacing(result),
         "model_name": model.get("name", ""), "model_version": model.get("version", ""),
         "quality_notes": result_cards.quality_notes(result),
         "quality_notes_title": result_cards.quality_notes_title(result),

@@ -3,7 +3,9 @@ major squares, detected beats marked. One layout, two renderers: SVG for the res
 Pillow for the PNG card and the doctor's PDF (drawn at true scale there, so calipers work).
 
 Input is the ECG result's `trace`: {"fs", "lead_names", "signals" (one list per lead, None
-for samples outside the window in which that lead was printed), "r_peaks_s", "saliency"}.
+for samples outside the window in which that lead was printed), "r_peaks_s", "saliency", and
+"pacing_spikes_s" when the analysis found a paced rhythm}. The band-pass removes pacemaker spikes
+from the drawn trace, so they are drawn as the thin marks ECG machines print in their place.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ GRID_MINOR = "#f4c7c3"
 GRID_MAJOR = "#e08a82"
 TRACE = "#111111"
 BEAT = "#0b5c8a"
+PACING = "#a0138e"
+PACING_MARK_MM = 8.0
 SALIENCY = "#f2a900"
 
 
@@ -53,6 +57,7 @@ class EcgLayout:
     rows: list[Row]
     r_peaks_s: list[float]
     saliency: np.ndarray | None
+    pacing_spikes_s: list[float] = field(default_factory=list)
 
     @property
     def width_mm(self) -> float:
@@ -150,7 +155,8 @@ def layout_trace(trace: dict[str, Any]) -> EcgLayout:
         if arr.max() > arr.min():
             saliency = (arr - arr.min()) / (arr.max() - arr.min())
     peaks = [float(p) for p in (trace.get("r_peaks_s") or []) if p is not None]
-    return EcgLayout(max(duration, 1.0), rows, peaks, saliency)
+    spikes = [float(p) for p in (trace.get("pacing_spikes_s") or []) if p is not None]
+    return EcgLayout(max(duration, 1.0), rows, peaks, saliency, spikes)
 
 
 def _row_baseline_mm(index: int) -> float:
@@ -207,6 +213,11 @@ def render_svg(trace: dict[str, Any], title: str = "ECG",
                     top = base - ROW_HEIGHT_MM * 0.55 + 0.3
                     out.append(f'<path d="M{x - 1:.2f} {top:.2f}h2l-1 {BEAT_MARK_MM}z" '
                                f'fill="{BEAT}"/>')
+            for spike in lay.pacing_spikes_s:
+                if seg.times_s[0] <= spike <= seg.times_s[-1]:
+                    x = float(_x_mm(spike))
+                    out.append(f'<path class="pacing-spike" d="M{x:.2f} {base:.2f}'
+                               f'v-{PACING_MARK_MM}" stroke="{PACING}" stroke-width="0.25"/>')
     if lay.saliency is not None:
         y = h - MARGIN_MM - 5
         n = len(lay.saliency)
@@ -280,4 +291,9 @@ def render_image(trace: dict[str, Any], px_per_mm: float = 6.0,
                     top = (base - ROW_HEIGHT_MM * 0.55 + 0.3) * s
                     draw.polygon([(x - s, top), (x + s, top), (x, top + BEAT_MARK_MM * s)],
                                  fill=BEAT)
+            for spike in lay.pacing_spikes_s:
+                if seg.times_s[0] <= spike <= min(seg.times_s[-1], duration):
+                    x = float(_x_mm(spike)) * s
+                    draw.line([(x, base * s), (x, (base - PACING_MARK_MM) * s)], fill=PACING,
+                              width=max(1, round(0.25 * s)))
     return img

@@ -33,6 +33,9 @@ LABEL_NAMES = {
         "sinus_bradycardia": N_("Sinus bradycardia (slow regular rhythm)"),
         "sinus_tachycardia": N_("Sinus tachycardia (fast regular rhythm)"),
         "atrial_fibrillation": N_("Atrial fibrillation (irregular rhythm)"),
+        "supraventricular_tachycardia": N_("Supraventricular tachycardia (fast regular rhythm)"),
+        "atrial_flutter": N_("Atrial flutter"),
+        "paced_rhythm": N_("Paced rhythm (pacemaker)"),
         "other": N_("Other rhythm"),
         # The rhythm model's own families, listed among the probabilities.
         "normal": N_("Regular sinus rhythm (any rate)"),
@@ -128,16 +131,31 @@ _EARLY_BEAT_LABELS = ("sinus_rhythm", "sinus_bradycardia", "sinus_tachycardia", 
 def headline_detail(result: dict[str, Any]) -> str | None:
     """The line under an ECG headline: the early beats the analysis counted
     (rhythm.early_beat_indices), so "Normal sinus rhythm" does not hide them, and their pattern
-    when every other beat came early (rhythm.bigeminy_early_indices)."""
-    if result.get("kind") != "ecg" or result.get("label") not in _EARLY_BEAT_LABELS:
+    when every other beat came early (rhythm.bigeminy_early_indices); for a paced rhythm, how
+    many beats a pacemaker spike started (pacing.py)."""
+    if result.get("kind") != "ecg":
         return None
     detail = result.get("intervals_detail") or {}
+    if headline_from_pacing(result):
+        paced = int((detail.get("pacing") or {}).get("paced_beats") or 0)
+        beats = int(detail.get("n_beats") or 0)
+        if paced and beats:
+            return _("%(paced)d of %(beats)d beats started by the pacemaker", paced=paced,
+                     beats=beats)
+        return None
+    if result.get("label") not in _EARLY_BEAT_LABELS:
+        return None
     count = int(detail.get("early_beats") or 0)
     if count <= 0:
         return None
     if detail.get("bigeminy"):
         return _("with bigeminy: every other beat early (%(num)d)", num=count)
     return ngettext("with %(num)d early beat", "with %(num)d early beats", count)
+
+
+def headline_from_pacing(result: dict) -> bool:
+    """An ECG headline taken from pacemaker spikes (pacing.py), not from the rhythm model."""
+    return result.get("kind") == "ecg" and result.get("label") == "paced_rhythm"
 
 
 def headline_outweighs_model(result: dict) -> bool:

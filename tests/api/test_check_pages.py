@@ -380,6 +380,23 @@ async def test_result_page_says_why_the_headline_is_not_the_longest_bar(client, 
     assert "가장 긴 막대와 다를 수 있습니다" in html
 
 
+async def test_a_paced_result_names_the_pacemaker_and_says_where_its_headline_comes_from(
+    client, app_settings
+):
+    user, _token = await logged_in(client)
+    result = ecg_result()
+    result.update(label="paced_rhythm", rhythm="paced_rhythm", confidence=1.0,
+                  intervals_detail={"n_beats": 10, "pacing": {"paced": True, "paced_beats": 10}})
+    check = await stored_check(user, "ecg", result, app_settings.uploads_dir)
+    html = (await client.get(f"/checks/{check.id}")).text
+    assert "Paced rhythm (pacemaker)" in html and "10 of 10 beats started by the pacemaker" in html
+    assert 'id="paced-note"' in html and "which is why it can differ" not in html
+    client.cookies.set("lang", "ko")
+    korean = (await client.get(f"/checks/{check.id}")).text
+    client.cookies.delete("lang")
+    assert "심박조율 리듬" in korean and "인공심박동기 자극 신호에서 나온 것입니다" in korean
+
+
 async def test_home_greets_a_new_member_and_then_lists_the_latest_entries(client, app_settings):
     user, _token = await logged_in(client)
     home = (await client.get("/")).text

@@ -85,3 +85,20 @@ def test_raster_is_drawn_at_true_scale():
 def test_empty_trace_still_renders():
     svg = ecg_plot.render_svg({"fs": 500, "lead_names": [], "signals": []})
     assert svg.startswith("<svg") and "<polyline" not in svg
+
+
+def test_pacemaker_spikes_are_marked_where_they_were_found_in_every_row_that_shows_them():
+    trace = {**sheet_3x4_trace(), "pacing_spikes_s": [0.49 + k for k in range(10)]}
+    svg = ecg_plot.render_svg(trace)
+    marks = re.findall(r'class="pacing-spike" d="M([\d.]+) ([\d.]+)v-([\d.]+)"', svg)
+    # 10 on the rhythm strip and on each lead row, but for the 3 in row 2's empty first column
+    # (lead II is drawn as the rhythm strip)
+    assert len(marks) == 10 + 10 + 7 + 10
+    xs = sorted({float(x) for x, _y, _h in marks})
+    assert xs == [round(ecg_plot.MARGIN_MM + (0.49 + k) * 25, 2) for k in range(10)]
+    assert "pacing-spike" not in ecg_plot.render_svg(sheet_3x4_trace())
+    image = np.asarray(ecg_plot.render_image(trace, px_per_mm=6.0)).astype(int)
+    purple = (np.abs(image - (0xA0, 0x13, 0x8E)).sum(axis=2) < 30)
+    assert purple.sum() > 0
+    plain = np.asarray(ecg_plot.render_image(sheet_3x4_trace(), px_per_mm=6.0)).astype(int)
+    assert (np.abs(plain - (0xA0, 0x13, 0x8E)).sum(axis=2) < 30).sum() == 0

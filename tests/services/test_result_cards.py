@@ -172,6 +172,34 @@ def test_early_beats_are_named_with_a_sinus_or_other_rhythm_only():
         current_locale.reset(token)
 
 
+def test_a_paced_rhythm_says_how_many_beats_the_pacemaker_started_and_why_not_the_bars():
+    paced = {**ecg_result(), "label": "paced_rhythm", "rhythm": "paced_rhythm",
+             "intervals_detail": {"n_beats": 10, "early_beats": 1,
+                                  "pacing": {"paced": True, "paced_beats": 9}}}
+    assert result_cards.headline_from_pacing(paced)
+    assert not result_cards.headline_from_pacing(ecg_result())
+    assert result_cards.headline_detail(paced) == "9 of 10 beats started by the pacemaker"
+    assert result_cards.label_name("ecg", "paced_rhythm") == "Paced rhythm (pacemaker)"
+    token = current_locale.set("ko")
+    try:
+        assert result_cards.headline_detail(paced) == "인공심박동기가 시작한 박동: 10회 중 9회"
+        assert result_cards.label_name("ecg", "paced_rhythm") == "심박조율 리듬 (인공심박동기)"
+    finally:
+        current_locale.reset(token)
+
+
+def test_every_rhythm_the_analysis_can_name_has_a_translated_name():
+    from tests.contract import ECG_RHYTHMS
+
+    token = current_locale.set("ko")
+    try:
+        for rhythm in ECG_RHYTHMS:
+            name = result_cards.label_name("ecg", rhythm)
+            assert rhythm in result_cards.LABEL_NAMES["ecg"] and re.search("[가-힣]", name), rhythm
+    finally:
+        current_locale.reset(token)
+
+
 def test_quality_notes_and_disclaimer_follow_the_ui_language():
     from backend.inference import ear
     from backend.inference.ecg import analyze

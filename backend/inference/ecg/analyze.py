@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from backend.inference.ecg import delineate as dl
+from backend.inference.ecg import pacing
 from backend.inference.ecg import rhythm as rh
 from backend.inference.ecg import thresholds as th
 from backend.inference.ecg.explain import agreement, explain
@@ -116,12 +117,17 @@ def _urgency(
     from_photo: bool,
     frequent_early_beats: bool = False,
 ) -> str:
+    if hr is not None and (hr < th.HR_URGENT_LOW_BPM or hr > th.HR_URGENT_HIGH_BPM):
+        return "urgent"
+    if label == "paced_rhythm":
+        # A wide QRS and a long QT are what ventricular pacing does (the QTc flag alone would
+        # call 3 of LUDB's 8 paced records urgent); at home only the rate speaks of the
+        # pacemaker, and the explanation names the symptoms not to wait with.
+        return "soon" if frequent_early_beats else "routine"
     if flags.get("qtc") == "markedly_prolonged":
         # A digitised photo widens strokes and so QRS/QT (training/ecg/eval_digitize.py):
         # a long QTc from a photo asks for a proper ECG soon, not an emergency.
         return "soon" if from_photo else "urgent"
-    if hr is not None and (hr < th.HR_URGENT_LOW_BPM or hr > th.HR_URGENT_HIGH_BPM):
-        return "urgent"
     if label in ("atrial_fibrillation", "atrial_flutter", "supraventricular_tachycardia", "other"):
         return "soon"
     if flags.get("qrs") == "wide" or flags.get("qtc") == "prolonged" or frequent_early_beats:
@@ -199,6 +205,13 @@ def analyze_ecg_record(
     early_indices = rh.early_beat_indices(rr)
     bigeminy_indices = [] if early_indices else rh.bigeminy_early_indices(rr)
     early_indices = early_indices or bigeminy_indices
+    from_photo = record.source == "photo"
+    # Spikes are looked for on the samples as read: the band-pass removes them. Not on a
+    # digitised photo, where a printed spike is a thin line the digitiser follows as the trace.
+    spikes_s = (
+        np.zeros(0) if from_photo else pacing.spike_times_s(signal, record.fs, record.lead_names)
+    )
+    qrs_onsets_s = np.array([b.qrs_on for b in d.beats], dtype=np.float64) / DELINEATION_FS
     evidence = rh.RhythmEvidence(
         hr_bpm=measured["hr_bpm"],
         rr_irregularity=rh.rr_irregularity(rr),
@@ -209,6 +222,7 @@ def analyze_ecg_record(
         rr_longest_ratio=rh.longest_rr_ratio(rr),
         early_beats=len(early_indices),
         bigeminy=bool(bigeminy_indices),
+        pacing=pacing.pacing_evidence(spikes_s, qrs_onsets_s),
     )
     label = rh.final_rhythm(family, evidence)
     if label in ("atrial_fibrillation", "supraventricular_tachycardia"):
@@ -217,7 +231,12 @@ def analyze_ecg_record(
     p = cnn.probabilities
     # The family the label stands for; its probability is reported under the label's own name
     # (normal -> sinus_bradycardia at 50 bpm), so probabilities[label] is the confidence.
-    if label.startswith("sinus_") and family == "other":
+    if label == "paced_rhythm":
+        # the label is the spikes', not the model's: its confidence is the share of beats a
+        # spike started, and the model's families stay as they are
+        source, sinus_override = None, False
+        confidence = evidence.pacing.paced_beats / evidence.pacing.n_beats
+    elif label.startswith("sinus_") and family == "other":
         # sinus by the evidence (P waves, regular RR) though the CNN found the beats unusual:
         # it is sure it is neither AF nor noise, the evidence decides sinus
         source, confidence, sinus_override = "normal", p["normal"] + p["other"], True
@@ -225,7 +244,6 @@ def analyze_ecg_record(
         source, confidence, sinus_override = family, p[family], False
     probabilities = {(label if fam == source else fam): v for fam, v in p.items()}
     agree = agreement(label, evidence)
-    from_photo = record.source == "photo"
     urgency = _urgency(
         label,
         intervals["hr_bpm"],
@@ -251,6 +269,8 @@ def analyze_ecg_record(
         "saliency_lead": cnn.saliency_lead,
         "saliency": _round_trace(cnn.saliency),
     }
+    if evidence.paced:  # the band-pass took the spikes out of the drawn trace: mark them
+        trace["pacing_spikes_s"] = [round(float(t), 3) for t in spikes_s]
     model_ref = registry.get(rh.MODEL_NAME).model_ref()
     return make_result(
         kind="ecg",
@@ -275,6 +295,7 @@ def analyze_ecg_record(
             "n_beats": evidence.n_beats,
             "early_beats": evidence.early_beats,
             "bigeminy": evidence.bigeminy,
+            "pacing": evidence.pacing.as_detail(),
             "normal_ranges": ranges,
             "flags": flags,
             "sex_used_for_qtc": (sex or "").strip().upper()[:1] or None,

@@ -29,6 +29,10 @@ RHYTHM_NAMES = {
     "atrial_fibrillation": ("atrial fibrillation", "심방세동"),
     "atrial_flutter": ("atrial flutter", "심방조동"),
     "supraventricular_tachycardia": ("supraventricular tachycardia", "상심실성 빈맥"),
+    "paced_rhythm": (
+        "a paced rhythm (a pacemaker sets the heartbeat)",
+        "심박조율 리듬(인공심박동기가 심박을 만듦)",
+    ),
     "other": (
         "a rhythm other than normal sinus rhythm or atrial fibrillation",
         "정상 동리듬이나 심방세동이 아닌 다른 리듬",
@@ -137,6 +141,13 @@ def _early_beats_phrase(n: int) -> tuple[str, str]:
     )
 
 
+_PACING_CHAMBERS = {
+    "ventricular": ("ventricular pacing", "심실 조율"),
+    "atrial": ("atrial pacing", "심방 조율"),
+    "dual": ("atrial and ventricular pacing", "심방·심실 조율"),
+}
+
+
 def _fmt(v: float | None, unit: str) -> str:
     return f"{v:.0f} {unit}" if v is not None else "not measurable"
 
@@ -146,6 +157,17 @@ def reasons(
 ) -> tuple[list[str], list[str]]:
     """Signal-derived reasons (en, ko)."""
     en, ko = [], []
+    if ev.paced:
+        pacing = ev.pacing
+        chambers_en, chambers_ko = _PACING_CHAMBERS[pacing.chambers]
+        en.append(
+            f"pacemaker spikes before {pacing.paced_beats} of {pacing.n_beats} beats"
+            f" ({chambers_en})"
+        )
+        ko.append(
+            f"박동 {pacing.n_beats}회 중 {pacing.paced_beats}회 앞에 인공심박동기 자극"
+            f" 신호({chambers_ko})"
+        )
     if ev.hr_bpm is not None:
         en.append(f"heart rate {ev.hr_bpm:.0f} beats per minute")
         ko.append(f"심박수 분당 {ev.hr_bpm:.0f}회")
@@ -262,6 +284,24 @@ def explain(
             f"{', '.join(r_ko)} → {name_ko}에 해당하는 소견입니다."
             if r_ko
             else f"{name_ko}에 해당하는 소견입니다."
+        )
+    if label == "paced_rhythm":
+        en += (
+            " A paced beat spreads from the pacemaker's lead through the heart muscle rather than"
+            " along the heart's own wiring, so a wide QRS and a long QT are expected and the"
+            " limits for unpaced hearts do not apply; the rhythm model never saw a paced ECG."
+            " This check cannot tell how well the pacemaker works: keep your pacemaker"
+            " check-ups, and see a doctor soon if you feel dizzy, faint or short of breath, or"
+            " your pulse is slower than the rate your pacemaker was set to. If you have no"
+            " pacemaker, have a doctor read this ECG."
+        )
+        ko += (
+            " 조율된 박동은 심장 고유의 전도로가 아니라 인공심박동기 전극에서 심장 근육을 따라"
+            " 퍼지므로 QRS가 넓고 QT가 긴 것이 예상되는 모습이며, 조율되지 않은 심장의 기준은"
+            " 맞지 않습니다. 리듬 모델은 조율된 심전도를 학습한 적이 없습니다. 이 검사로는"
+            " 인공심박동기가 잘 작동하는지 알 수 없으니 정기 점검을 계속 받으시고, 어지럽거나"
+            " 정신을 잃을 것 같거나 숨이 차거나 맥박이 기기에 설정된 박동수보다 느리면 곧"
+            " 진료를 받으세요. 인공심박동기가 없다면 의사에게 이 심전도 판독을 받으세요."
         )
     # With early beats the reasons already say why the rhythm is sinus; otherwise say why the
     # CNN's "other" was overruled.

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backend.inference.ecg import thresholds as th
+from backend.inference.ecg.pacing import PacingEvidence
 from backend.inference.ecg.preprocess import RHYTHM_FS, rhythm_input
 from backend.inference.ecg.rr_features import FEATURE_NAMES, rr_features, share_within_10pct
 from backend.inference.registry import LoadedModel
@@ -60,6 +61,12 @@ class RhythmEvidence:
     # them out
     early_beats: int = 0
     bigeminy: bool = False
+    # pacemaker spikes and the beats they start (pacing.py); None where not looked for
+    pacing: PacingEvidence | None = None
+
+    @property
+    def paced(self) -> bool:
+        return self.pacing is not None and self.pacing.paced
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -266,7 +273,12 @@ def final_rhythm(family: str, ev: RhythmEvidence) -> str:
     An "other" family is never turned into AF here: with the RR second stage in the family, a
     rule that did so (AF runner-up >= 0.25, irregular RR, no P waves) was right on 1 of 7 CinC
     2017 validation strips it changed and 1 of 10 held-out ones. Such a strip stays "other" and
-    is reported as uncertain (explain.agreement)."""
+    is reported as uncertain (explain.agreement).
+
+    Pacemaker spikes starting most beats (pacing.py) make it a paced rhythm whatever the family:
+    the CNN never saw a paced ECG, and the spikes are the pacemaker's own signature."""
+    if ev.paced:
+        return "paced_rhythm"
     if family in ("normal", "other") and _svt(ev):
         return "supraventricular_tachycardia"
     if family == "normal":

@@ -48,11 +48,17 @@ def synthetic_ecg(
     seed: int = 0,
     premature_beats: tuple[int, ...] = (),
     dropped_beats: tuple[int, ...] = (),
+    pacing: str | None = None,
+    spike_mv: float = 0.8,
 ) -> EcgRecord:
     """`premature_beats`: indices of beats that come 30 % of an RR early (premature atrial beats,
     P wave included); the beat after each keeps its time, so a short then a long interval.
     `dropped_beats`: beats whose P wave is not conducted (no QRS, no T), as in second-degree AV
-    block: one interval of two RR."""
+    block: one interval of two RR.
+    `pacing`: "ventricular" puts a pacemaker spike 4 ms before each QRS onset, "atrial" one at
+    each P wave's onset: one sample of `spike_mv` (its sign and size vary by lead, as a unipolar
+    stimulus seen from each lead's direction does), then the recorder's decay back to the
+    baseline (time constant 4 ms)."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(duration_s * fs)) / fs
     rr_mean = 60.0 / hr
@@ -76,6 +82,14 @@ def synthetic_ecg(
             x += gr * _bump(t, on + 0.15 * qrs, 0.55 * qrs)
             x += -0.3 * abs(gr) * _bump(t, on + 0.6 * qrs, 0.4 * qrs)
             x += gt * _bump(t, on + qt - 0.18, 0.18)
+        if pacing is not None:
+            sign_size = 1.0 if j % 3 else -0.6
+            for on in onsets:
+                at = on - 0.004 if pacing == "ventricular" else on - pr
+                i = round(at * fs)
+                if 0 <= i < len(t):
+                    tail = np.exp(-np.arange(len(t) - i) / (0.004 * fs))
+                    x[i:] += sign_size * spike_mv * tail
         if f_waves:  # fibrillatory baseline, about 6 Hz
             x += (
                 0.04

@@ -23,6 +23,7 @@ RHYTHMS = {
     "atrial_fibrillation",
     "atrial_flutter",
     "supraventricular_tachycardia",
+    "paced_rhythm",
     "other",
     "noisy",
 }
@@ -231,3 +232,44 @@ def test_a_fast_heart_with_a_normal_qt_is_not_called_long_qt(registry):
     assert detail["qtc_bazett_ms"] >= 450 > detail["qtc_fridericia_ms"]
     assert detail["flags"]["qtc"] == "normal"
     assert "corrected QT" not in result["explanation"]
+
+
+def test_a_paced_rhythm_is_named_and_its_wide_qrs_and_long_qt_do_not_make_it_urgent(registry):
+    record = synthetic_ecg(hr=60, pacing="ventricular", p_waves=False, qrs_ms=170, qt_ms=530)
+    result = analyze_ecg_record(record, registry, sex="F")
+    assert_contract_result(result, "ecg")
+    assert result["label"] == result["rhythm"] == "paced_rhythm"
+    assert result["intervals"]["qtc_ms"] > 500  # urgent in an unpaced heart
+    assert result["urgency"] == "routine" and not result["uncertain"]
+    pacing = result["intervals_detail"]["pacing"]
+    assert pacing["paced"] and pacing["chambers"] == "ventricular"
+    assert pacing["paced_beats"] == result["intervals_detail"]["n_beats"]
+    assert result["confidence"] == 1.0
+    assert "paced_rhythm" not in result["probabilities"]  # the model's families stay its own
+    assert result["explanation"].startswith("Pacemaker spikes before 10 of 10 beats")
+    assert "keep your pacemaker check-ups" in result["explanation"]
+    assert "인공심박동기" in result["explanation_ko"]
+
+
+def test_the_same_paced_record_unpaced_is_urgent_for_its_long_qt(registry):
+    record = synthetic_ecg(hr=60, p_waves=False, qrs_ms=170, qt_ms=530)
+    result = analyze_ecg_record(record, registry, sex="F")
+    assert result["label"] != "paced_rhythm" and not result["intervals_detail"]["pacing"]["paced"]
+    assert result["urgency"] == "urgent"
+
+
+def test_pacing_spikes_are_not_looked_for_on_a_digitised_photo(registry):
+    record = synthetic_ecg(hr=60, pacing="ventricular", p_waves=False, qrs_ms=170, qt_ms=430)
+    record.source = "photo"
+    result = analyze_ecg_record(record, registry)
+    assert result["label"] != "paced_rhythm"
+    assert result["intervals_detail"]["pacing"]["spikes"] == 0
+
+
+def test_a_very_fast_heart_on_a_photo_is_urgent_even_with_a_long_qtc(registry):
+    from backend.inference.ecg.analyze import _urgency
+
+    flags = {"qtc": "markedly_prolonged"}
+    assert _urgency("other", 80.0, flags, from_photo=True) == "soon"
+    assert _urgency("other", 170.0, flags, from_photo=True) == "urgent"
+    assert _urgency("paced_rhythm", 30.0, {}, from_photo=False) == "urgent"
