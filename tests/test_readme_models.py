@@ -57,13 +57,16 @@ def quoted_figures(name: str) -> list[str]:
         rate_convention = metrics["twelve_lead"]["sinus_rate_convention"]
         convention = rate_convention["accuracy_if_counted_right"]
         n_convention = sum(rate_convention["disagreements"].values())
+        paced = metrics["twelve_lead"]["paced_records"]
+        with_paced = paced["accuracy_if_counted_right_with_rate_convention"]
         return [f"challenge F1 {test['challenge_score_mean_f1_normal_af_other']:.2f}",
                 f"AF F1 {test['f1']['atrial_fibrillation']:.2f}",
                 ("labels scored as CinC families: challenge F1 "
                  f"{served['challenge_score_mean_f1_normal_af_other']:.2f}, "
                  f"AF F1 {served['f1']['atrial_fibrillation']:.2f}"),
                 f"twelve-lead records: {round(100 * twelve)} % of rhythm labels right",
-                f"{round(100 * convention)} % counting the {n_convention} LUDB sinus records"]
+                f"{round(100 * convention)} % counting the {n_convention} LUDB sinus records",
+                f"{round(100 * with_paced)} % counting also the {paced['n']} paced records"]
     if name == "ecg_rhythm_stack":
         test = metrics["held_out_cinc2017_test"]
         return [f"challenge F1 {test['challenge_score_mean_f1_normal_af_other']:.3f}",

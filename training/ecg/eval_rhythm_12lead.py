@@ -33,6 +33,7 @@ from backend.inference.errors import UnusableInputError
 from backend.inference.registry import ModelRegistry
 from training.common.progress import progress_bar
 from training.ecg.delineate_dataset import fiducials, global_beats, reference_intervals
+from training.ecg.eval_pacing import is_paced_by_statement
 from training.ecg.eval_watch_pdf import family
 from training.ecg.rhythm_dataset import CLASSES, load_cinc2017, split_records
 from training.ecg.rhythm_evaluate import confusion as confusion_matrix
@@ -115,6 +116,7 @@ def main() -> None:
     per_source: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     rate_labels = ludb_rate_labels()
     at_rate_edge: Counter = Counter()  # (true, served): a sinus label as the annotated rate has it
+    paced: Counter = Counter()  # paced by the record's statements / not: served paced_rhythm or not
     for row in lab.itertuples():
         sex = row.sex if isinstance(row.sex, str) else None
         try:
@@ -124,6 +126,8 @@ def main() -> None:
         except UnusableInputError:
             got = "refused"
         confusion[row.rhythm][got] += 1
+        paced_truth = "paced" if is_paced_by_statement(row.dx_codes) else "unpaced"
+        paced[f"{paced_truth} -> {'paced_rhythm' if got == 'paced_rhythm' else 'other label'}"] += 1
         if (
             row.rhythm in SINUS_LABELS
             and got in SINUS_LABELS
@@ -163,6 +167,14 @@ def main() -> None:
         + ", ".join(f"{k} {n}" for k, n in sorted(at_rate_edge.items()))
         + f"); counted right, accuracy would be {accuracy_at_annotated_rate:.3f}"
     )
+    n_paced = paced["paced -> paced_rhythm"] + paced["paced -> other label"]
+    accuracy_with_paced = (correct + n_edge + paced["paced -> paced_rhythm"]) / total
+    lines.append(
+        f"paced records (LUDB statements name pacing or P-synchrony; their rhythm text is the atria's):"
+        f" {n_paced}, served paced_rhythm {paced['paced -> paced_rhythm']}; unpaced records served "
+        f"paced_rhythm {paced['unpaced -> paced_rhythm']} (training/ecg/eval_pacing.py); counting "
+        f"these and the rate-convention records right, accuracy would be {accuracy_with_paced:.3f}"
+    )
     served = served_labels_on_cinc_test(registry)
     lines.append(
         f"served labels on the {served['n']} held-out CinC 2017 test strips, as CinC families: "
@@ -197,6 +209,15 @@ def main() -> None:
             "splits sinus rhythm at 60 and 100 bpm (issue #11), so on these records it disagrees "
             "with the text while agreeing with the annotated rate (eval_rhythm_12lead."
             "ludb_rate_labels)",
+        },
+        "paced_records": {
+            "n": n_paced,
+            "served_paced_rhythm": paced["paced -> paced_rhythm"],
+            "unpaced_served_paced_rhythm": paced["unpaced -> paced_rhythm"],
+            "accuracy_if_counted_right_with_rate_convention": round(accuracy_with_paced, 3),
+            "why": "LUDB labels a paced record by its atrial rhythm ('Sinus rhythm.', 'Atrial "
+            "fibrillation.') and names the pacing among its statements; the app names the rhythm "
+            "the pacemaker sets (backend/inference/ecg/pacing.py, training/ecg/eval_pacing.py)",
         },
         "lead_choice": "lead II (first of backend.inference.ecg.rhythm.RHYTHM_LEADS with >= 8 s)",
         "pipeline": "CNN + RR second stage (ecg_rhythm_stack) on that lead, then the label rules of "

@@ -210,7 +210,9 @@ def write_card(
         "by the measured heart rate outside the model.",
         "limitations": "Trained on one handheld device's lead I-like strips; other leads, 12-lead machines and "
         "digitised paper differ in filtering and morphology (see metrics.twelve_lead). 'other' is a "
-        "mixed bag (ectopy, blocks, flutter, ...). Not for paced rhythms or children.",
+        "mixed bag (ectopy, blocks, flutter, ...). Not for paced rhythms (the app names a rhythm paced "
+        "from its pacemaker spikes before this model's family is used: backend/inference/ecg/"
+        "pacing.py) or children.",
         "produced_by": "training/ecg/rhythm_dataset.py, training/ecg/rhythm_train.py, training/ecg/rhythm_export.py, "
         "training/ecg/rhythm_evaluate.py, training/ecg/eval_rhythm_12lead.py",
     }
