@@ -7,7 +7,7 @@ pacing ("... pacing.") or atrial-synchronous pacing ("P-synchrony."); only LUDB 
 
 CinC 2017 strips (AliveCor lead I, 300 Hz): no pacing labels, and few handheld-device users are
 paced, so every strip called paced is counted and listed for a look; strips with fewer than two
-spikes cannot be paced (pacing.MIN_PACED_BEATS) and are not delineated.
+spikes cannot be paced (pacing.MIN_PACED_BEATS) and are not analysed.
 
 The detector's thresholds were set while looking at these same records (there is no other paced
 ECG here), so the figures show that it works on them, not how it generalises; the synthetic tests
@@ -21,19 +21,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from backend.inference.ecg import delineate as dl
 from backend.inference.ecg import pacing
 from backend.inference.ecg.analyze import analyze_ecg_record
-from backend.inference.ecg.preprocess import (
-    DELINEATION_FS,
-    bandpass,
-    resample,
-    standard_lead_matrix,
-)
 from backend.inference.ecg.readers import read_ecg_path
+from backend.inference.ecg.record import EcgRecord
+from backend.inference.errors import UnusableInputError
 from backend.inference.registry import ModelRegistry
 from training.common.progress import progress_bar
 from training.ecg.rhythm_dataset import CLASSES, load_cinc2017
@@ -84,19 +78,20 @@ def twelve_lead(registry: ModelRegistry) -> list[str]:
 
 def cinc_strips(registry: ModelRegistry) -> list[str]:
     ids, signals, y, fs = load_cinc2017()
-    model = registry.get(dl.MODEL_NAME)
     called, with_spikes = [], 0
     bar = progress_bar(len(ids), "CinC 2017 strips", unit="strip")
     for record_id, x, label in zip(ids, signals, y):
-        spikes = pacing.spike_times_s(x[:, None], fs, ["I"])
-        if len(spikes) >= 2:
+        # the app's own result, for the strips that could be paced at all
+        if len(pacing.spike_times_s(x[:, None], fs, ["I"])) >= 2:
             with_spikes += 1
-            mat, _present = standard_lead_matrix(x[:, None], ["I"])
-            d = dl.delineate(model, bandpass(resample(mat, fs, DELINEATION_FS), DELINEATION_FS))
-            onsets = np.array([b.qrs_on for b in d.beats], dtype=np.float64) / DELINEATION_FS
-            evidence = pacing.pacing_evidence(spikes, onsets)
-            if evidence.paced:
-                called.append(f"{record_id} ({CLASSES[label]}, {evidence.as_detail()})")
+            record = EcgRecord(signal=x[:, None], fs=float(fs), lead_names=["I"], source="file")
+            try:
+                result = analyze_ecg_record(record, registry)
+            except UnusableInputError:
+                result = None
+            if result is not None and result["label"] == "paced_rhythm":
+                detail = result["intervals_detail"]["pacing"]
+                called.append(f"{record_id} ({CLASSES[label]}, {detail})")
         bar.update(1)
     bar.close()
     return [
