@@ -26,8 +26,9 @@ from backend.inference import ear
 from backend.inference.images import load_image_rgb
 from backend.inference.registry import ModelRegistry
 from bench.timing import time_calls
+from training.common.shared_data import SHARED_DATA
 
-FIXTURE = ROOT / "tests" / "fixtures" / "ear"
+EARDRUM = SHARED_DATA / "ear" / "images" / "chl_aea4a6e3266e.jpg"  # a test-split earwax photo
 
 
 def decode(data: bytes) -> np.ndarray:
@@ -37,7 +38,7 @@ def decode(data: bytes) -> np.ndarray:
 
 def phone_jpeg(width: int, height: int) -> bytes:
     """A held-out eardrum placed like a phone-otoscope shot: a circle in a black 4:3 frame."""
-    drum = cv2.imread(str(min(FIXTURE.glob("eardrum_*.jpg"))))
+    drum = cv2.imread(str(EARDRUM))
     side = int(height * 0.8)
     drum = cv2.resize(drum, (side, side), interpolation=cv2.INTER_CUBIC)
     frame = np.zeros((height, width, 3), np.uint8)

@@ -27,8 +27,9 @@ from backend.inference.ecg.analyze import analyze_ecg_record
 from backend.inference.ecg.readers import read_ecg_path
 from backend.inference.registry import ModelRegistry
 from bench.timing import time_calls
+from training.common.shared_data import SHARED_DATA
 
-LUDB_RECORD = Path("/work/shared/data/ecg/records/ludb/ludb_002.hea")
+LUDB_RECORD = SHARED_DATA / "ecg" / "records" / "ludb" / "ludb_002.hea"
 
 
 def timed(fn, runs: int) -> tuple[float, float, float]:

@@ -39,9 +39,10 @@ from backend.inference.skin import (
 )
 from bench.timing import time_calls
 from training.common.onnx_quant import weight_reader
+from training.common.shared_data import SHARED_DATA
 from training.skin.model import OUTPUT_NAMES, build_model
 
-FIXTURE = ROOT / "tests" / "fixtures" / "skin" / "mel_ISIC_0024516.jpg"
+MELANOMA = SHARED_DATA / "skin" / "images" / "ISIC_0024516.jpg"  # test split, 200x150
 
 
 def module_path(node_name: str) -> str:
@@ -134,7 +135,7 @@ class TorchRegistry:
 
 
 def make_12mp_jpeg() -> bytes:
-    small = cv2.imread(str(FIXTURE))[:, :, ::-1]
+    small = cv2.imread(str(MELANOMA))[:, :, ::-1]
     big = cv2.resize(small, (4000, 3000), interpolation=cv2.INTER_CUBIC)
     buf = io.BytesIO()
     Image.fromarray(big).save(buf, format="JPEG", quality=92)

@@ -14,6 +14,7 @@ from backend.inference.ecg.analyze import analyze_ecg_record
 from backend.services.result_cards import render_report_pdf
 from tests.conftest import register_user
 from tests.contract import assert_contract_result
+from tests.held_out import EARDRUM_NORMAL, SKIN_MEL, SKIN_NOT_EARDRUM, SKIN_NV
 from tests.inference.ecg.ecg_synth import synthetic_ecg
 from tests.inference.ecg.test_readers import apple_watch_csv
 
@@ -31,7 +32,7 @@ def with_gps_exif(path: Path) -> bytes:
 
 async def test_skin_check_returns_contract_json_and_is_stored(client):
     headers = await register_user(client, "skin@example.org")
-    photo = with_gps_exif(FIXTURES / "skin" / "mel_ISIC_0024516.jpg")
+    photo = with_gps_exif(SKIN_MEL)
     response = await client.post("/api/v1/checks/skin", headers=headers,
                                  files={"file": ("mole.jpg", photo, "image/jpeg")})
     assert response.status_code == 201, response.text
@@ -48,11 +49,11 @@ async def test_skin_check_returns_contract_json_and_is_stored(client):
 async def test_ear_check_and_not_an_eardrum_is_422(client):
     headers = await register_user(client, "ear@example.org")
     ok = await client.post("/api/v1/checks/ear", headers=headers, files={"file": (
-        "ear.jpg", (FIXTURES / "ear" / "eardrum_chl_normal.jpg").read_bytes(), "image/jpeg")})
+        "ear.jpg", EARDRUM_NORMAL.read_bytes(), "image/jpeg")})
     assert ok.status_code == 201, ok.text
     assert_contract_result(ok.json()["result"], "ear")
     refused = await client.post("/api/v1/checks/ear", headers=headers, files={"file": (
-        "skin.jpg", (FIXTURES / "ear" / "skin_ham_test.jpg").read_bytes(), "image/jpeg")})
+        "skin.jpg", SKIN_NOT_EARDRUM.read_bytes(), "image/jpeg")})
     assert refused.status_code == 422
     assert refused.json()["is_eardrum"] is False and refused.json()["error"]
 
@@ -114,7 +115,7 @@ async def poll_until_finished(client, headers: dict, check_id: int) -> dict:
 async def test_queued_check_is_polled_until_done(client):
     headers = await register_user(client, "queue@example.org")
     response = await client.post("/api/v1/checks/skin?wait=false", headers=headers, files={
-        "file": ("a.jpg", (FIXTURES / "skin" / "nv_ISIC_0024356.jpg").read_bytes(), "image/jpeg")})
+        "file": ("a.jpg", SKIN_NV.read_bytes(), "image/jpeg")})
     assert response.status_code == 201
     assert response.json()["status"] in ("queued", "running")
     check_id = response.json()["id"]
@@ -136,7 +137,7 @@ async def test_queued_unusable_photo_ends_failed_with_the_reason(client):
 
 async def test_refusals_reach_a_korean_user_in_korean_now_and_after_queueing(client):
     headers = {**await register_user(client, "ko-ear@example.org"), "accept-language": "ko"}
-    skin_photo = (FIXTURES / "ear" / "skin_ham_test.jpg").read_bytes()
+    skin_photo = SKIN_NOT_EARDRUM.read_bytes()
     refused = await client.post("/api/v1/checks/ear", headers=headers,
                                 files={"file": ("skin.jpg", skin_photo, "image/jpeg")})
     assert refused.status_code == 422 and refused.json()["is_eardrum"] is False
@@ -155,7 +156,7 @@ async def test_refusals_reach_a_korean_user_in_korean_now_and_after_queueing(cli
 async def test_an_iphone_heic_photo_is_analysed_and_kept_as_jpeg(client):
     headers = await register_user(client, "heic@example.org")
     heic = io.BytesIO()
-    Image.open(FIXTURES / "skin" / "mel_ISIC_0024516.jpg").save(heic, format="HEIF", quality=90)
+    Image.open(SKIN_MEL).save(heic, format="HEIF", quality=90)
     response = await client.post("/api/v1/checks/skin", headers=headers,
                                  files={"file": ("IMG_0001.HEIC", heic.getvalue(), "image/heic")})
     assert response.status_code == 201, response.text

@@ -14,6 +14,7 @@ from pathlib import Path
 from PIL import Image
 
 from tests.browser.conftest import CHROMIUM, CHROMIUM_FLAGS, PHONE
+from tests.held_out import EARDRUM_CAMERA, SKIN_NV_CAMERA
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "checks"
@@ -25,8 +26,8 @@ AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 PASSWORD = "correct horse battery staple"
 FIXTURE_IMAGES = {
     "ecg": FIXTURES / "ecg_photo.jpg",
-    "skin": FIXTURES / "skin_ham10000_ISIC_0025177.jpg",
-    "ear": FIXTURES / "ear_chile_chl_09dadda32f02.jpg",
+    "skin": SKIN_NV_CAMERA,
+    "ear": EARDRUM_CAMERA,
 }
 
 

@@ -13,13 +13,14 @@ import pytest
 import wfdb
 
 from tests.contract import assert_contract_result
+from tests.held_out import EARDRUM_NORMAL, SKIN_NOT_EARDRUM, SKIN_NV
 from tests.inference.ecg.ecg_synth import synthetic_ecg
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
-SKIN = FIXTURES / "skin" / "nv_ISIC_0024356.jpg"
-EAR = FIXTURES / "ear" / "eardrum_chl_normal.jpg"
-NOT_EAR = FIXTURES / "ear" / "skin_ham_test.jpg"
+SKIN = SKIN_NV
+EAR = EARDRUM_NORMAL
+NOT_EAR = SKIN_NOT_EARDRUM
 ECG_PHOTO = FIXTURES / "checks" / "ecg_photo.jpg"
 
 

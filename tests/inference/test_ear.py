@@ -1,9 +1,7 @@
 """Eardrum check through the shipped weights: the gate, the contract JSON, weight integrity.
 
-Fixtures (tests/fixtures/ear/): eardrum_chl_*.jpg (Chile Ear Imagery, CC0) and
-eardrum_ohi_*.jpg (Ohio OtoMatch, CC BY 4.0, Camalan et al. 2020) are test-split images
-never seen in training; skin_ham_test.jpg is a HAM10000 test-split lesion (CC BY-NC 4.0,
-Tschandl et al. 2018), also never seen by the gate.
+The eardrums (Chile Ear Imagery and Ohio OtoMatch) and the skin photo (HAM10000) are read from
+../shared/data and sit on the test side of the group / lesion split: see tests/held_out.py.
 """
 
 from __future__ import annotations
@@ -21,10 +19,9 @@ from backend.inference.images import load_image_rgb
 from backend.inference.registry import ModelRegistry
 from backend.settings import PROJECT_ROOT
 from tests.contract import assert_contract_result
+from tests.held_out import EARDRUMS, SKIN_NOT_EARDRUM
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ear"
 WEIGHTS = PROJECT_ROOT / "weights"
-EARDRUMS = sorted(FIXTURES.glob("eardrum_*.jpg"))
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +52,7 @@ def test_black_frame_is_refused(registry):
 
 
 def test_skin_photo_is_refused(registry):
-    _assert_not_eardrum(_load(FIXTURES / "skin_ham_test.jpg"), registry)
+    _assert_not_eardrum(_load(SKIN_NOT_EARDRUM), registry)
 
 
 def _ecg_sheet() -> np.ndarray:

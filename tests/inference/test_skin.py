@@ -27,8 +27,8 @@ from backend.inference.skin import (
     urgency_for,
 )
 from backend.settings import PROJECT_ROOT
+from tests.held_out import SKIN_BCC, SKIN_MEL, SKIN_NV
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "skin"
 WEIGHTS = PROJECT_ROOT / "weights"
 
 
@@ -38,7 +38,7 @@ def registry() -> ModelRegistry:
 
 
 def fixture_image(prefix: str) -> np.ndarray:
-    (path,) = FIXTURES.glob(f"{prefix}_*.jpg")
+    path = {"nv": SKIN_NV, "bcc": SKIN_BCC, "mel": SKIN_MEL}[prefix]
     return load_image_rgb(path.read_bytes())
 
 
@@ -114,7 +114,7 @@ def test_preprocessing_shape_and_scale() -> None:
 def test_unreadable_file_is_unusable_input() -> None:
     with pytest.raises(UnusableInputError, match="not a supported image"):
         load_image_rgb(b"this is not an image at all")
-    truncated = (FIXTURES / "nv_ISIC_0024356.jpg").read_bytes()[:400]
+    truncated = SKIN_NV.read_bytes()[:400]
     with pytest.raises(UnusableInputError):
         analyze_skin(load_image_rgb(truncated))
 
@@ -182,7 +182,7 @@ def test_flip_averaging_flips_spatial_outputs_back_before_averaging() -> None:
 
 
 def test_served_result_is_the_flip_average_of_the_model(registry: ModelRegistry) -> None:
-    image = load_image_rgb((FIXTURES / "mel_ISIC_0024516.jpg").read_bytes())
+    image = load_image_rgb(SKIN_MEL.read_bytes())
     model = registry.get("skin_lesion")
     x = preprocess_skin(image)
     single = model.run(x)["logits"][0]

@@ -15,13 +15,12 @@ import torch
 
 from backend.inference.images import load_image_rgb
 from backend.inference.skin import CLASSES, INPUT_H, INPUT_W, preprocess_skin
+from tests.held_out import SKIN_MEL, SKIN_NV
 from training.skin.data import SkinDataset, build_pack, lesion_split
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "skin"
 
 
 def test_training_preprocessing_is_the_service_preprocessing() -> None:
-    image = load_image_rgb((FIXTURES / "mel_ISIC_0024516.jpg").read_bytes())
+    image = load_image_rgb(SKIN_MEL.read_bytes())
     mask = np.zeros(image.shape[:2], np.uint8)
     pack = SimpleNamespace(images=[image], masks=[mask], label=np.array([4]))
     x, m, y = SkinDataset(pack, np.array([0]), train=False)[0]
@@ -107,7 +106,7 @@ def test_training_smoke_one_step_export_and_ort_load(tmp_path: Path) -> None:
     model = load_model(out / "best.pt")
     export_onnx(model, onnx_path)
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    x = preprocess_skin(load_image_rgb((FIXTURES / "nv_ISIC_0024356.jpg").read_bytes()))
+    x = preprocess_skin(load_image_rgb(SKIN_NV.read_bytes()))
     logits, mask_logits, cam = sess.run(None, {"image": x})
     assert logits.shape == (1, len(CLASSES))
     assert mask_logits.shape == (1, 1, INPUT_H, INPUT_W)
@@ -148,8 +147,7 @@ def test_head_retraining_rewrites_only_the_cam_head(tmp_path: Path) -> None:
 
     shipped = Path(__file__).resolve().parents[2] / "weights" / "skin_lesion.onnx"
     images = [
-        load_image_rgb((FIXTURES / n).read_bytes())
-        for n in ("nv_ISIC_0024356.jpg", "mel_ISIC_0024516.jpg")
+        load_image_rgb(path.read_bytes()) for path in (SKIN_NV, SKIN_MEL)
     ]
     x = np.concatenate([preprocess_skin(im) for im in images])
 
@@ -195,7 +193,7 @@ def test_ensemble_onnx_outputs_the_members_mean(tmp_path: Path) -> None:
         export_onnx(build_model("skinnet", len(CLASSES), pretrained=False).eval(), paths[-1])
     ensemble_onnx(paths, tmp_path / "ens.onnx")
 
-    x = preprocess_skin(load_image_rgb((FIXTURES / "nv_ISIC_0024356.jpg").read_bytes()))
+    x = preprocess_skin(load_image_rgb(SKIN_NV.read_bytes()))
     x = np.concatenate([x, x[:, :, ::-1, :].copy()])
 
     def run(path: Path) -> list[np.ndarray]:

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from backend.inference.ear import crop_field_of_view
+from training.common.shared_data import SHARED_DATA
 from training.ear import synth
 
 SEED = 20240605
@@ -66,8 +67,7 @@ class DataPaths:
 
 
 def default_paths() -> DataPaths:
-    root = Path("/work/shared/data")
-    return DataPaths(ear=root / "ear", skin=root / "skin")
+    return DataPaths(ear=SHARED_DATA / "ear", skin=SHARED_DATA / "skin")
 
 
 def read_labels(ear_dir: Path) -> pd.DataFrame:

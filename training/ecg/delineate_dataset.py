@@ -27,8 +27,9 @@ import wfdb
 
 from backend.inference.ecg.preprocess import DELINEATION_FS, bandpass, standard_lead_matrix
 from backend.inference.ecg.record import STANDARD_LEADS
+from training.common.shared_data import SHARED_DATA
 
-DATA = Path("/work/shared/data/ecg")
+DATA = SHARED_DATA / "ecg"
 SPLIT_SEED = 11
 TUNING_SEED = 12
 IGNORE = -1

@@ -30,9 +30,10 @@ from backend.inference.ecg.record import EcgRecord
 from backend.inference.errors import UnusableInputError
 from backend.inference.registry import ModelRegistry
 from training.common.progress import progress_bar
+from training.common.shared_data import SHARED_DATA
 from training.ecg.rhythm_dataset import CLASSES, load_cinc2017
 
-DATA = Path("/work/shared/data/ecg")
+DATA = SHARED_DATA / "ecg"
 PACED_STATEMENTS = ("pacing.", "P-synchrony.")
 
 

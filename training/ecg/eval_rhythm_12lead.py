@@ -32,6 +32,7 @@ from backend.inference.ecg.rhythm import sinus_by_rate
 from backend.inference.errors import UnusableInputError
 from backend.inference.registry import ModelRegistry
 from training.common.progress import progress_bar
+from training.common.shared_data import SHARED_DATA
 from training.ecg.delineate_dataset import fiducials, global_beats, reference_intervals
 from training.ecg.eval_pacing import is_paced_by_statement
 from training.ecg.eval_watch_pdf import family
@@ -39,7 +40,7 @@ from training.ecg.rhythm_dataset import CLASSES, load_cinc2017, split_records
 from training.ecg.rhythm_evaluate import confusion as confusion_matrix
 from training.ecg.rhythm_train import challenge_f1
 
-DATA = Path("/work/shared/data/ecg")
+DATA = SHARED_DATA / "ecg"
 
 
 def served_labels_on_cinc_test(registry: ModelRegistry) -> dict:

@@ -22,6 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from training.common.shared_data import SHARED_DATA
+
 FS = 500
 LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 LAYOUT_3X4 = (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6"))
@@ -545,7 +547,7 @@ def wearable_pdf(
 
 # ----------------------------------------------------------------------------- data loaders
 
-DATA_DIR = Path("/work/shared/data/ecg")
+DATA_DIR = SHARED_DATA / "ecg"
 
 
 def load_twelve_lead(record_path: str | Path) -> dict[str, np.ndarray]:

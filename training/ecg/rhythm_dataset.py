@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 
 from backend.inference.ecg.preprocess import RHYTHM_FS, bandpass, resample
+from training.common.shared_data import SHARED_DATA
 
-DATA = Path("/work/shared/data/ecg")
+DATA = SHARED_DATA / "ecg"
 CLASSES = ("normal", "atrial_fibrillation", "other", "noisy")
 LABEL_OF_RHYTHM = {"sinus_rhythm": 0, "atrial_fibrillation": 1, "other": 2, "noisy": 3}
 SPLIT_SEED = 2017

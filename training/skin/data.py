@@ -17,8 +17,9 @@ from torch.utils.data import Dataset, get_worker_info
 
 from backend.inference.skin import CLASSES, INPUT_H, INPUT_W, model_view, normalise
 from training.common.augment import phone_photo
+from training.common.shared_data import SHARED_DATA
 
-DEFAULT_DATA = Path("/work/shared/data/skin")
+DEFAULT_DATA = SHARED_DATA / "skin"
 SCRATCH = Path("/work/scratch/skin")
 SPLIT_SEED = 20240607
 SPLIT_RULE = (

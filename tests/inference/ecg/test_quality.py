@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +11,8 @@ from backend.inference.ecg.quality import SignalQuality, assess_signal_quality
 from backend.inference.ecg.readers import read_ecg_path
 from backend.inference.ecg.record import STANDARD_LEADS, EcgRecord
 from backend.inference.errors import UnusableInputError
+from tests.held_out import LUDB_001
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "ecg"
 FS = 500.0
 
 # Per-lead (P, R, S, T) amplitudes in mV of a normal adult 12-lead ECG (LUDB-like morphology).
@@ -70,8 +69,8 @@ def test_clean_twelve_lead_record_passes():
     assert quality.as_contract() == {"ok": True, "issues": []}
 
 
-def test_real_ludb_excerpt_passes():
-    quality = assess_signal_quality(read_ecg_path(FIXTURES / "ludb_001_excerpt.hea"))
+def test_real_ludb_record_passes():
+    quality = assess_signal_quality(read_ecg_path(LUDB_001))
     assert quality.ok and quality.issues == [], quality.issues
 
 

@@ -27,8 +27,7 @@ from backend.inference.ecg.readers.normalise import parse_compact_time, standard
 from backend.inference.ecg.readers.pickle_format import RestrictedUnpickler
 from backend.inference.ecg.record import STANDARD_LEADS
 from backend.inference.errors import UnusableInputError
-
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "ecg"
+from tests.held_out import LUDB_001
 
 
 def ecg_like(n_leads: int = 12, fs: float = 500.0, seconds: float = 10.0, seed: int = 0):
@@ -130,10 +129,12 @@ def test_wfdb_zip_microvolts_and_mit_aliases(tmp_path):
     np.testing.assert_allclose(record.signal, signal, atol=2e-3)
 
 
-def test_wfdb_real_ludb_excerpt_reads_by_header_path():
-    record = read_ecg_path(FIXTURES / "ludb_001_excerpt.hea")
-    assert record.lead_names == ["II", "V1"] and record.fs == 500
-    assert record.signal.shape == (1000, 2)
+def test_wfdb_real_ludb_record_reads_by_header_path():
+    record = read_ecg_path(LUDB_001)
+    assert record.lead_names == list(STANDARD_LEADS) and record.fs == 500
+    assert record.signal.shape == (5000, 12)
+    raw = wfdb.rdrecord(str(LUDB_001.with_suffix("")))
+    np.testing.assert_allclose(record.signal, raw.p_signal, atol=1e-6)
     assert 0.3 < np.ptp(record.lead("II")) < 5.0  # a real QRS in mV
 
 
