@@ -231,6 +231,49 @@ def test_traces_that_wander_off_their_baseline_by_the_row_end_keep_their_time(se
     assert np.median(list(snrs.values())) > 16.0  # measured 19.7 and 19.0 dB
 
 
+@pytest.mark.parametrize("seed", [2, 3])
+def test_an_inked_grid_border_does_not_move_the_sheets_time(seed):
+    """The end of the printing anchors time zero. A dark line down the grid's right side (its
+    border, the sheet's edge or a fold, as tuning photos taken at an angle showed) touches every
+    row: taken for the rows' end, it read whole sheets 0.24-0.5 s early (SNR below 0 dB on every
+    lead). Narrow upright ink is no trace's end."""
+    rec = synthetic_ecg(hr=70, seed=0)
+    leads = {name: rec.signal[:, j] for j, name in enumerate(rec.lead_names)}
+    rng = np.random.default_rng(seed)
+    style = {"grid": 0, "ink": 0, "trace_mm": 0.25, "minor": True}
+    sheet = render_sheet(leads, layout="6x2", rng=rng, ppm=9.0, style=style)
+    _x0, y0, x1, y1 = (round(v) for v in sheet.grid_box)
+    sheet.image[y0:y1, x1 - 5 : x1 + 1] = 40  # a 0.7 mm dark border, 6 mm after the traces end
+    photo, _params = photograph(sheet, rng=rng, mode="clean", out_long_side=2600)
+    out = digitize_photo(photo)
+    assert out.meta["duration_s"] == 10.0
+    for lead in ("I", "V6"):
+        late_s = _best_lag_s(sheet.truth[lead], out.lead(lead)[: len(sheet.truth[lead])], 500)
+        assert abs(late_s) < 0.02, (lead, late_s)
+
+
+def test_a_sheet_with_most_of_its_leads_lost_is_refused_not_read_in_part(monkeypatch):
+    """A 6x2 sheet of which one or two leads could be followed (on tuning photos: thin navy
+    traces on a textured pink grid) was returned as those leads, misread (3 of 4 one-lead
+    readings scored below 0 dB). Under half of the layout's leads now counts as traces lost: the faint-ink retry gets
+    its turn, and if it too reads only part of the sheet the photo is refused."""
+    from backend.inference.ecg import digitize
+
+    signals = synthetic_twelve_lead(seed=3)
+    r = render_sample(signals, seed=11, mode="clean", layout="6x2", out_long_side=2000)
+    real_vectorise = digitize._vectorise
+
+    def two_of_twelve_followed(ink, rows, ppm_x, ppm_y):
+        read, meta = real_vectorise(ink, rows, ppm_x, ppm_y)
+        return {name: v for name, v in read.items() if name in ("II", "V2")}, meta
+
+    monkeypatch.setattr(digitize, "_vectorise", two_of_twelve_followed)
+    with pytest.raises(UnusableInputError) as refused:
+        digitize_photo(r.image)
+    assert refused.value.extra["reason"] == "no_trace"
+    assert "could not be followed" in refused.value.message
+
+
 @pytest.mark.parametrize("seed", [1, 5])
 def test_a_grid_region_grown_into_one_margin_does_not_tilt_the_sheet(seed, monkeypatch):
     """The grown grid region may spread into a textured margin on one side (on a tuning photo:
