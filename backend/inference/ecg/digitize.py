@@ -41,7 +41,7 @@ MIN_GRID_STRENGTH = 0.15
 # mm); 3 of 120 rendered tuning sheets whose thin navy traces on a blue grid were lost read as a
 # 1x1 strip of their footer text, 23 % of the grid's width (session 16).
 PRINT_MIN_GRID_SHARE = 0.5
-MIN_LEADS_FOLLOWED_SHARE = 0.5
+MIN_LEADS_FOLLOWED_SHARE = 0.5  # of a layout's leads, or the sheet is refused (_most_leads_lost)
 # Tuned on rendered sheets of the tuning records (never the held-out list):
 REGION_LOW = 0.2  # grid-density fraction a washed-out part of the grid may grow into
 # Larger density boxes (times the usual ~1/60 of the image) tried when no grid is found: a narrow
