@@ -9,5 +9,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from backend.settings import PROJECT_ROOT
+
 SHARED_DATA = Path(os.environ.get("CARELENS_TRAINING_DATA") or PROJECT_ROOT.parent / "shared" / "data")

@@ -143,6 +143,11 @@ class _Rows:
             return (("I",),) * len(self.baselines)
         return LAYOUT_ROWS[self.layout]
 
+    @property
+    def lead_names(self) -> set[str]:
+        """Every lead the layout prints (3x4: lead II once, though it has two rows)."""
+        return {name for row in self.lead_rows for name in row}
+
 
 def is_single_lead_print(text: str) -> bool:
     """True when a page's text is that of a single-lead device's ECG print (see
@@ -259,7 +264,7 @@ def _read_sheet(
             )
         except UnusableInputError:
             raise lost from None
-        if not {name for row in rows.lead_rows for name in row} <= signals.keys():
+        if not rows.lead_names <= signals.keys():
             raise lost from None
         meta["faint_ink"] = True
 
@@ -303,8 +308,7 @@ def _most_leads_lost(rows: _Rows, signals: dict) -> bool:
     scored below 0 dB): the photo is refused, after the faint-ink retry, rather than read."""
     if rows.layout == CONTINUOUS_LAYOUT:
         return False
-    expected = {name for row in rows.lead_rows for name in row}
-    return len(signals) < MIN_LEADS_FOLLOWED_SHARE * len(expected)
+    return len(signals) < MIN_LEADS_FOLLOWED_SHARE * len(rows.lead_names)
 
 
 def _printing_shorter_than_its_grid(meta: dict, grid_mm: float) -> bool:
