@@ -229,11 +229,20 @@ def test_every_fixed_quality_note_has_korean_text():
     from backend.i18n import translations_for
     from backend.inference import ear
     from backend.inference.ecg import analyze
+    from backend.inference.ecg.readers.normalise import (
+        ASSUMED_EIGHT_LEAD_ORDER,
+        ASSUMED_LEAD_I,
+        ASSUMED_RATE,
+        ASSUMED_TWELVE_LEAD_ORDER,
+    )
     from backend.inference.result import DISCLAIMER, DISCLAIMERS
+
+    READER_ASSUMPTIONS = (ASSUMED_RATE, ASSUMED_LEAD_I, ASSUMED_TWELVE_LEAD_ORDER,
+                          ASSUMED_EIGHT_LEAD_ORDER)
 
     korean = translations_for("ko").gettext
     notes = [analyze.PHOTO_INTERVALS_NOTE, analyze.PDF_INTERVALS_NOTE, analyze.CLIPPED_NOTE,
-             analyze.NOISY_NOTE,
+             analyze.NOISY_NOTE, *READER_ASSUMPTIONS,
              ear.LOW_CONFIDENCE_NOTE, ear.SLIGHTLY_BLURRY_NOTE, DISCLAIMER, *DISCLAIMERS.values()]
     missing = [n for n in notes if not re.search(r"[\uac00-\ud7a3]", korean(n))]
     assert missing == []

@@ -165,7 +165,7 @@ def analyze_ecg_record(
     else:
         clipped_note = []
     issues, usable = _quality(record)
-    issues = [*issues, *clipped_note]
+    issues = [*record.meta.get("assumptions", []), *issues, *clipped_note]
     signal = np.asarray(record.signal, dtype=np.float64).copy()
     for j, name in enumerate(record.lead_names):
         if name not in usable:

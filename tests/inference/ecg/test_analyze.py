@@ -273,3 +273,18 @@ def test_a_very_fast_heart_on_a_photo_is_urgent_even_with_a_long_qtc(registry):
     assert _urgency("other", 80.0, flags, from_photo=True) == "soon"
     assert _urgency("other", 170.0, flags, from_photo=True) == "urgent"
     assert _urgency("paced_rhythm", 30.0, {}, from_photo=False) == "urgent"
+
+
+def test_what_a_reader_assumed_is_among_the_results_quality_notes(registry):
+    # A file without a rate is read at 500 Hz; if it was not, every interval is off, so the
+    # result has to say the rate was a guess instead of looking as sure as any other.
+    from backend.inference.ecg.readers import read_ecg_files
+    from backend.inference.ecg.readers.normalise import ASSUMED_LEAD_I, ASSUMED_RATE
+
+    lead_ii = synthetic_ecg(hr=72).signal[:, 1]
+    text = "ECG (mV)\n" + "\n".join(f"{v:.4f}" for v in lead_ii)
+    result = analyze_ecg_record(read_ecg_files({"strip.csv": text.encode()}), registry)
+    assert {ASSUMED_RATE, ASSUMED_LEAD_I} <= set(result["quality"]["issues"])
+    assert result["quality"]["ok"] is True
+    stated = analyze_ecg_record(synthetic_ecg(hr=72), registry)
+    assert not {ASSUMED_RATE, ASSUMED_LEAD_I} & set(stated["quality"]["issues"])

@@ -23,7 +23,13 @@ from pyedflib import highlevel
 
 from backend.i18n import translations_for
 from backend.inference.ecg.readers import detect_format, read_ecg_files, read_ecg_path
-from backend.inference.ecg.readers.normalise import parse_compact_time, standard_lead_name
+from backend.inference.ecg.readers.normalise import (
+    ASSUMED_LEAD_I,
+    ASSUMED_RATE,
+    ASSUMED_TWELVE_LEAD_ORDER,
+    parse_compact_time,
+    standard_lead_name,
+)
 from backend.inference.ecg.readers.pickle_format import RestrictedUnpickler
 from backend.inference.ecg.record import STANDARD_LEADS
 from backend.inference.errors import UnusableInputError
@@ -252,7 +258,7 @@ def test_npy_twelve_leads_gets_default_rate_and_order_with_notes():
     signal = ecg_like()
     record = read_ecg_files({"ecg.npy": npy_bytes(signal.T.astype(np.float32))})
     assert record.lead_names == list(STANDARD_LEADS) and record.fs == 500
-    assert any("500 Hz" in note for note in record.meta["notes"])
+    assert set(record.meta["assumptions"]) == {ASSUMED_TWELVE_LEAD_ORDER, ASSUMED_RATE}
     np.testing.assert_allclose(record.signal, signal, atol=1e-6)
 
 
@@ -309,6 +315,53 @@ def test_csv_header_units_and_bad_cells():
     np.testing.assert_allclose(record.signal, signal, atol=1e-5)
     assert_unusable({"e.csv": f"II;V5\n{body}\n1.0;oops".encode()}, "holds text")
     assert_unusable({"e.csv": f"II;Q7\n{body}".encode()}, "unknown lead name", "'Q7'")
+
+
+def test_a_time_column_in_milliseconds_gives_the_rate():
+    # "time_ms" used to be taken for a non-ECG channel: the file was read at an assumed 500 Hz,
+    # which doubled the heart rate of this 250 Hz recording.
+    signal = ecg_like(2, fs=250, seconds=4)
+    body = "\n".join(f"{i * 4},{a:.4f},{b:.4f}" for i, (a, b) in enumerate(signal))
+    for header in ("time_ms,I,II", "Time (ms),I,II", "timestamp_ms,I,II"):
+        record = read_ecg_files({"e.csv": f"{header}\n{body}".encode()})
+        assert record.fs == 250 and "assumptions" not in record.meta, header
+        np.testing.assert_allclose(record.signal, signal, atol=1e-4)
+
+
+def test_physionet_csv_exports_with_a_units_row_and_clock_times():
+    # PhysioNet's "samples.csv" (LightWAVE / PhysioBank ATM): single quotes, a units row and
+    # elapsed times rounded to the millisecond, so 360 Hz steps read 0.002-0.003 s.
+    signal = ecg_like(2, fs=360, seconds=5)
+    t = np.arange(len(signal)) / 360
+    atm = "'Elapsed time','MLII','V5'\n'hh:mm:ss.mmm','mV','mV'\n" + "\n".join(
+        f"'{int(ti // 60)}:{ti % 60:06.3f}',{a:.3f},{b:.3f}" for ti, (a, b) in zip(t, signal)
+    )
+    rdsamp = "Elapsed time,MLII,V5\nseconds,uV,uV\n" + "\n".join(
+        f"{ti:.3f},{a * 1000:.0f},{b * 1000:.0f}" for ti, (a, b) in zip(t, signal)
+    )
+    for text in (atm, rdsamp):
+        record = read_ecg_files({"samples.csv": text.encode()})
+        assert record.fs == 360 and record.lead_names == ["II", "V5"]
+        np.testing.assert_allclose(record.signal, signal, atol=1e-3)
+
+
+def test_csv_from_a_decimal_comma_spreadsheet_with_trailing_separators():
+    signal = ecg_like(2, seconds=3)
+    body = "\n".join(f"{a:.4f};{b:.4f};".replace(".", ",") for a, b in signal)
+    record = read_ecg_files({"e.csv": f"I;II;\n{body}".encode()})
+    assert record.lead_names == ["I", "II"]
+    np.testing.assert_allclose(record.signal, signal, atol=1e-4)
+
+
+@pytest.mark.parametrize("header", ["ECG (mV)", "ECG", "Signal", "value [mV]"])
+def test_a_lone_channel_that_does_not_name_its_lead_is_read_as_lead_i(header):
+    signal = ecg_like(1, seconds=3)
+    text = header + "\n" + "\n".join(f"{v:.4f}" for v in signal[:, 0])
+    record = read_ecg_files({"device.csv": text.encode()})
+    assert record.lead_names == ["I"]
+    assert set(record.meta["assumptions"]) == {ASSUMED_LEAD_I, ASSUMED_RATE}
+    two = "ECG1,ECG2\n" + "\n".join(f"{v:.4f},{v:.4f}" for v in signal[:, 0])
+    assert_unusable({"device.csv": two.encode()}, "unknown lead name", "'ECG1'")
 
 
 def test_csv_of_one_row_says_how_short_it_is():
@@ -383,6 +436,22 @@ def test_edf_without_a_voltage_unit_is_refused(tmp_path):
     assert_unusable(files_of(path), "mmhg", "not a voltage")
     data = path.read_bytes()
     assert_unusable({"cut.edf": data[: len(data) // 2]}, "edf")
+
+
+def test_a_one_lead_device_edf_with_a_channel_called_ecg_is_read_as_lead_i(tmp_path):
+    # Chest straps and patch recorders label their only channel "ECG"; it was refused as an
+    # unknown lead name.
+    signal = ecg_like(1, fs=256)
+    headers = highlevel.make_signal_headers(
+        ["ECG", "Resp"], dimension="uV", sample_frequency=256, physical_min=-3000,
+        physical_max=3000,
+    )
+    path = tmp_path / "strap.edf"
+    highlevel.write_edf(str(path), [signal[:, 0] * 1000, signal[:, 0] * 100], headers)
+    record = read_ecg_path(path)
+    assert record.lead_names == ["I"] and record.fs == 256
+    assert record.meta["assumptions"] == [ASSUMED_LEAD_I]
+    np.testing.assert_allclose(record.signal[:, 0], signal[:, 0], atol=0.01)
 
 
 def test_a_damaged_edf_is_named_by_the_users_file_not_the_servers_temporary_copy():

@@ -8,7 +8,10 @@ import h5py
 import numpy as np
 
 from backend.inference.ecg.readers.normalise import (
+    ASSUMED_RATE,
+    DEFAULT_FS_HZ,
     MAX_LEADS,
+    assume,
     build_record,
     check_size,
     error_text,
@@ -147,8 +150,8 @@ def _read(file: h5py.File, where: str) -> EcgRecord:
         fs = _scalar_dataset(file, FS_KEYS)
     meta: dict = {"dataset": dataset.name}
     if fs is None:
-        fs = 500.0
-        meta["notes"] = ["no sampling rate in the file: assumed 500 Hz"]
+        fs = DEFAULT_FS_HZ
+        assume(meta, ASSUMED_RATE)
     fs = _text(np.asarray(fs).ravel()[0]) if np.asarray(fs).size else None
     units = _lookup(attr_sources, UNIT_KEYS)
     scale = None

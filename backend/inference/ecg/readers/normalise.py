@@ -26,6 +26,22 @@ MAX_LEADS = 16
 MAX_VALUES = 12 * 500 * 600
 DEFAULT_FS_HZ = 500.0
 
+# What a reader had to assume, for the user: the result lists these among its quality notes
+# (analyze.py), as fixed English sentences with Korean text in checks.po. A wrong rate
+# scales the heart rate and every interval, so the user must see that it was a guess.
+ASSUMED_RATE = (
+    "the file does not state its sampling rate, so 500 Hz was assumed; if the heart rate looks "
+    "wrong, export the file with its rate or a time column"
+)
+ASSUMED_LEAD_I = "the file does not name its lead, so it was read as lead I (a one-lead strip)"
+ASSUMED_TWELVE_LEAD_ORDER = (
+    "the file does not name its leads, so the standard 12-lead order "
+    "(I, II, III, aVR, aVL, aVF, V1-V6) was assumed"
+)
+ASSUMED_EIGHT_LEAD_ORDER = (
+    "the file does not name its leads, so the 8 leads were taken as I, II, V1-V6"
+)
+
 # Millivolts per unit.
 UNIT_SCALE_TO_MV = {
     "mv": 1.0,
@@ -64,6 +80,9 @@ _NON_ECG = re.compile(
     r"^(?:(?:resp|spo2|sao2|pleth|abp|art|pap|cvp|nbp|eeg|emg|eog|temp|annotation|marker|"
     r"status|event|pulse|time|position|snore|flow|thor|abdo)\w*|bp|hr|x|y|z|vx|vy|vz)$"
 )
+# What a one-lead device calls its only channel ("ECG", "ECG1", "Signal", "value (mV)"): with
+# no other ECG channel beside it, it is read as lead I, as a file without names is.
+_UNNAMED_SINGLE_LEAD = {"", "1", "0", "signal", "value", "voltage", "amplitude", "raw", "data"}
 _PREFIX = re.compile(r"^(mdc_ecg_lead_|ecg_lead_|ecglead|ecg|ekg|lead)")
 
 
@@ -103,16 +122,21 @@ def unit_scale(unit: str | None, *, where: str) -> float:
     )
 
 
+def assume(meta: dict, assumption: str) -> None:
+    """Record in a record's meta that the reader assumed what the file did not say."""
+    if assumption not in meta.setdefault("assumptions", []):
+        meta["assumptions"].append(assumption)
+
+
 def default_lead_names(n_leads: int, *, where: str) -> tuple[list[str], str]:
-    """Lead names for an array that carries none, and the note that says we assumed them."""
+    """Lead names for an array that carries none, and the assumption (ASSUMED_*) made."""
     if n_leads == len(STANDARD_LEADS):
-        return list(STANDARD_LEADS), "no lead names in the file: assumed the standard 12-lead order"
+        return list(STANDARD_LEADS), ASSUMED_TWELVE_LEAD_ORDER
     if n_leads == 8:
         # The 8 independent leads most devices store (III and the augmented leads are derived).
-        names = ["I", "II", "V1", "V2", "V3", "V4", "V5", "V6"]
-        return names, "no lead names in the file: assumed I, II, V1-V6 (8 independent leads)"
+        return ["I", "II", "V1", "V2", "V3", "V4", "V5", "V6"], ASSUMED_EIGHT_LEAD_ORDER
     if n_leads == 1:
-        return ["I"], "no lead name in the file: assumed a single lead I (rhythm strip)"
+        return ["I"], ASSUMED_LEAD_I
     raise UnusableInputError(
         "%(where)s: the file holds %(channels)d channels but no lead names; add the names "
         "(e.g. a 'leads' list: %(leads)s).",
@@ -244,8 +268,8 @@ def build_record(
     fs = check_fs(fs, where=where)
 
     if labels is None:
-        labels, note = default_lead_names(n_ch, where=where)
-        meta.setdefault("notes", []).append(note)
+        labels, assumption = default_lead_names(n_ch, where=where)
+        assume(meta, assumption)
     labels = [str(label) for label in labels]
     if len(labels) != n_ch:
         raise UnusableInputError(
@@ -253,12 +277,16 @@ def build_record(
             params={"where": where, "names": len(labels), "channels": n_ch},
         )
 
+    ecg_labels = [label for label in labels if not is_non_ecg_channel(label)]
+    single_unnamed = len(ecg_labels) == 1 and _label_key(ecg_labels[0]) in _UNNAMED_SINGLE_LEAD
+    if single_unnamed:
+        assume(meta, ASSUMED_LEAD_I)
     keep: list[int] = []
     names: list[str] = []
     dropped: list[str] = []
     unknown: list[str] = []
     for idx, label in enumerate(labels):
-        name = standard_lead_name(label)
+        name = "I" if single_unnamed and label == ecg_labels[0] else standard_lead_name(label)
         if name is None:
             (dropped if is_non_ecg_channel(label) else unknown).append(label)
         elif name in names:

@@ -9,8 +9,10 @@ import numpy as np
 
 from backend.inference.ecg.readers.hdf5_format import FS_KEYS, LEAD_KEYS, PREFERRED_NAMES, UNIT_KEYS
 from backend.inference.ecg.readers.normalise import (
+    ASSUMED_RATE,
     DEFAULT_FS_HZ,
     MAX_VALUES,
+    assume,
     build_record,
     orient_samples_by_leads,
     standard_lead_name,
@@ -140,7 +142,7 @@ def record_from_mapping(mapping: Mapping, *, fmt: str, where: str) -> EcgRecord:
 
     if fs is None:
         fs = DEFAULT_FS_HZ
-        meta["notes"] = [f"no sampling rate in the file: assumed {DEFAULT_FS_HZ:g} Hz"]
+        assume(meta, ASSUMED_RATE)
     else:
         fs = _scalar(fs, "fs", where)
     scale = None
