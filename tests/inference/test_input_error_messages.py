@@ -81,7 +81,7 @@ REFUSING_MODULES = sorted(
 PHRASES = {
     "ecg/digitize.py": {f"{side} edge" for side in ("left", "right", "top", "bottom")},
     "dispatch.py": {"photo"},
-    "ecg/readers/aecg_format.py": {"aECG file"},
+    "ecg/readers/__init__.py": {"XML file"},
     "ecg/readers/csv_format.py": {"CSV file"},
     "ecg/readers/dicom_format.py": {"DICOM file", "unknown"},
     "ecg/readers/edf_format.py": {"EDF file"},

@@ -22,7 +22,7 @@ from backend.inference.ecg.readers import read_ecg_files
 from backend.inference.ecg.readers.normalise import MAX_FS_HZ, MIN_DURATION_S, MIN_FS_HZ
 from backend.inference.ecg.record import STANDARD_LEADS
 from backend.inference.errors import UnusableInputError
-from tests.inference.ecg.test_readers import aecg_xml, dicom_ecg, ecg_like
+from tests.inference.ecg.test_readers import aecg_xml, dicom_ecg, ecg_like, muse_xml
 
 EXAMPLES = int(os.environ.get("CARELENS_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(
@@ -73,6 +73,7 @@ def seed_files() -> dict[str, dict[str, bytes]]:
     seeds["csv"] = {"ecg.csv": csv.encode()}
     seeds["pickle"] = {"ecg.pkl": pickle.dumps({"signal": signal, "fs": 250, "leads": ["I", "II"]})}
     seeds["aecg"] = {"ecg.xml": aecg_xml(ecg_like(2, fs=250, seconds=3), fs=250)}
+    seeds["muse"] = {"muse.xml": muse_xml(ecg_like(8, fs=250, seconds=3), fs=250)}
     seeds["dicom"] = {"ecg.dcm": dicom_ecg(ecg_like(12, fs=250, seconds=2.5), fs=250)}
 
     import tempfile

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import pickle
@@ -564,13 +565,82 @@ def test_hl7_aecg_round_trips():
     np.testing.assert_allclose(record.signal, signal, atol=5e-3 / 2 + 1e-9)
 
 
+MUSE_LEADS = ["I", "II", "V1", "V2", "V3", "V4", "V5", "V6"]
+
+
+def muse_xml(signal_mv: np.ndarray, fs: int = 500, *, rhythm: bool = True, units="MICROVOLTS",
+             data_override: str | None = None) -> bytes:
+    """A GE MUSE RestingECG export as MUSE writes it: ISO-8859-1, an external DOCTYPE, a median
+    waveform before the rhythm one, each lead as base64 little-endian int16 (4.88 uV per bit)."""
+    per_bit = 4.88
+
+    def waveform(kind: str, samples: np.ndarray) -> str:
+        leads = []
+        for idx, lead in enumerate(MUSE_LEADS):
+            counts = np.round(samples[:, idx] * 1000 / per_bit).astype("<i2")
+            encoded = base64.b64encode(counts.tobytes()).decode()
+            encoded = "\n".join(encoded[i:i + 76] for i in range(0, len(encoded), 76))
+            leads.append(
+                f"<LeadData><LeadByteCountTotal>{counts.nbytes}</LeadByteCountTotal>"
+                f"<LeadSampleCountTotal>{counts.size}</LeadSampleCountTotal>"
+                f"<LeadAmplitudeUnitsPerBit>{per_bit}</LeadAmplitudeUnitsPerBit>"
+                f"<LeadAmplitudeUnits>{units}</LeadAmplitudeUnits><LeadID>{lead}</LeadID>"
+                f"<WaveFormData>{data_override or encoded}</WaveFormData></LeadData>"
+            )
+        return (
+            f"<Waveform><WaveformType>{kind}</WaveformType><NumberofLeads>8</NumberofLeads>"
+            f"<SampleBase>{fs}</SampleBase><SampleExponent>0</SampleExponent>"
+            + "".join(leads) + "</Waveform>"
+        )
+
+    body = waveform("Median", signal_mv[: fs * 6 // 5])
+    if rhythm:
+        body += waveform("Rhythm", signal_mv)
+    return (
+        '<?xml version="1.0" encoding="ISO-8859-1"?>\n'
+        '<!DOCTYPE RestingECG SYSTEM "restecg.dtd">\n'
+        "<RestingECG><MuseInfo><MuseVersion>8.0.2.10132</MuseVersion></MuseInfo>"
+        "<PatientDemographics><PatientLastName>Müller</PatientLastName></PatientDemographics>"
+        "<TestDemographics><AcquisitionTime>09:30:05</AcquisitionTime>"
+        "<AcquisitionDate>11-20-2026</AcquisitionDate></TestDemographics>"
+        + body + "</RestingECG>"
+    ).encode("iso-8859-1")
+
+
+def test_ge_muse_xml_reads_its_rhythm_leads_and_derives_the_limb_leads():
+    eight = ecg_like(8)
+    record = read_ecg_files({"MUSE_20261120_093005.xml": muse_xml(eight)})
+    assert record.source == "file:muse" and record.fs == 500
+    assert record.lead_names == list(STANDARD_LEADS)  # the 8 stored, then III and aVR/aVL/aVF
+    assert record.recorded_at == datetime(2026, 11, 20, 9, 30, 5)
+    lead = {name: record.signal[:, i] for i, name in enumerate(record.lead_names)}
+    stored = np.stack([lead[name] for name in MUSE_LEADS], axis=1)
+    np.testing.assert_allclose(stored, eight, atol=4.88e-3 / 2 + 1e-9)  # the rhythm, not the median
+    np.testing.assert_allclose(lead["III"], lead["II"] - lead["I"], atol=1e-12)
+    np.testing.assert_allclose(lead["aVR"], -(lead["I"] + lead["II"]) / 2, atol=1e-12)
+    np.testing.assert_allclose(lead["aVL"], lead["I"] - lead["II"] / 2, atol=1e-12)
+    np.testing.assert_allclose(lead["aVF"], lead["II"] - lead["I"] / 2, atol=1e-12)
+
+
+def test_muse_xml_without_its_recording_or_with_damaged_leads_is_refused():
+    eight = ecg_like(8)
+    assert_unusable({"m.xml": muse_xml(eight, rhythm=False)}, "only median beats")
+    assert_unusable({"m.xml": muse_xml(eight, data_override="not base64!")}, "lead I", "no readable")
+    assert_unusable({"m.xml": muse_xml(eight, units="MMHG")}, "not a voltage unit")
+    assert_unusable({"m.xml": muse_xml(eight)[:5000]}, "malformed or truncated")
+
+
 def test_aecg_with_a_doctype_or_entities_is_refused_before_parsing():
     bomb = '<!DOCTYPE AnnotatedECG [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;">]>'
     assert_unusable({"ecg.xml": aecg_xml(ecg_like(), doctype=bomb)}, "doctype")
     xxe = '<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
     assert_unusable({"ecg.xml": aecg_xml(ecg_like(), doctype=xxe)}, "doctype")
     assert_unusable({"ecg.xml": aecg_xml(ecg_like())[:3000]}, "malformed or truncated")
-    assert_unusable({"other.xml": b"<restingecgdata><x/></restingecgdata>"}, "not supported")
+    assert_unusable({"other.xml": b"<restingecgdata><x/></restingecgdata>"}, "not supported",
+                    "GE MUSE XML")
+    # A DOCTYPE that only names an external DTD declares nothing; MUSE writes one (above).
+    external = '<!DOCTYPE AnnotatedECG SYSTEM "file:///etc/passwd">'
+    assert read_ecg_files({"ecg.xml": aecg_xml(ecg_like(), doctype=external)}).fs == 500
 
 
 # ---------------------------------------------------------------- pickle

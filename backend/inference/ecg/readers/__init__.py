@@ -1,7 +1,7 @@
 """ECG signal files -> one normalised `EcgRecord` (standard lead names, mV, float64, fs).
 
 Formats: WFDB (.hea + .dat, also zipped), HDF5, NumPy .npy/.npz, CSV, EDF/EDF+/BDF, HL7 aECG
-XML, DICOM ECG waveforms, and pickles through a restricted unpickler. The format is told by
+and GE MUSE XML, DICOM ECG waveforms, and pickles through a restricted unpickler. The format is told by
 magic bytes first and by the file name's extension second. Every failure a user can cause is
 an `UnusableInputError` whose message says what is wrong and what to send instead.
 """
@@ -19,11 +19,13 @@ from backend.inference.ecg.readers.csv_format import read_csv
 from backend.inference.ecg.readers.dicom_format import read_dicom
 from backend.inference.ecg.readers.edf_format import read_edf
 from backend.inference.ecg.readers.hdf5_format import read_hdf5
+from backend.inference.ecg.readers.muse_format import read_muse
 from backend.inference.ecg.readers.numpy_format import read_npy, read_npz
 from backend.inference.ecg.readers.pickle_format import read_pickle
 from backend.inference.ecg.readers.wfdb_format import header_file_names, read_wfdb
+from backend.inference.ecg.readers.xml_tree import local_name, parse_xml_safely
 from backend.inference.ecg.record import EcgRecord
-from backend.inference.errors import UnusableInputError
+from backend.inference.errors import Phrase, UnusableInputError
 
 __all__ = ["SIGNAL_FORMATS", "detect_format", "read_ecg_files", "read_ecg_path"]
 
@@ -57,20 +59,36 @@ _EXTENSIONS = {
     ".pickle": "pickle",
     ".p": "pickle",
 }
-SIGNAL_FORMATS = ("wfdb", "hdf5", "npy", "npz", "csv", "edf", "aecg", "dicom", "pickle")
+SIGNAL_FORMATS = ("wfdb", "hdf5", "npy", "npz", "csv", "edf", "aecg", "muse", "dicom", "pickle")
+_XML_READERS = {"AnnotatedECG": read_aecg, "RestingECG": read_muse}
+
+
+def _read_xml(data: bytes, name: str) -> EcgRecord:
+    where = name or Phrase("XML file")
+    root = parse_xml_safely(data, where)
+    reader = _XML_READERS.get(local_name(root.tag))
+    if reader is None:
+        raise UnusableInputError(
+            "%(where)s: XML ECG format <%(root)s> is not supported; export HL7 aECG "
+            "(AnnotatedECG), GE MUSE XML (RestingECG), DICOM, EDF or WFDB instead.",
+            params={"where": where, "root": local_name(root.tag)},
+        )
+    return reader(root, where)
+
+
 _READERS: dict[str, Callable[[bytes, str], EcgRecord]] = {
     "hdf5": read_hdf5,
     "npy": read_npy,
     "csv": read_csv,
     "edf": read_edf,
-    "xml": read_aecg,
+    "xml": _read_xml,
     "dicom": read_dicom,
     "pickle": read_pickle,
 }
 _UNSUPPORTED = (
     "Supported ECG files: WFDB (.hea + .dat, or both in a .zip), HDF5 (.h5), NumPy (.npy/.npz), "
-    "CSV (also Apple Watch ECG exports), EDF/EDF+, HL7 aECG XML, DICOM ECG waveforms and pickled "
-    "arrays; or a PDF or photo of the printout."
+    "CSV (also Apple Watch ECG exports), EDF/EDF+, HL7 aECG and GE MUSE XML, DICOM ECG waveforms "
+    "and pickled arrays; or a PDF or photo of the printout."
 )
 # Refusals used more than once; the others are written where they are raised.
 MSG_ZIP_DAMAGED = "%(name)s: the .zip archive is damaged or truncated."

@@ -1,12 +1,10 @@
 """HL7 aECG (annotated ECG, FDA XML): the rhythm series' sequences of digits, origin and scale.
 
-Parsed with the standard library only after refusing any DTD: without a DOCTYPE there can be
-no entity definitions, so neither entity-expansion bombs nor external entities (XXE) apply.
+The document arrives parsed (xml_tree.parse_xml_safely, called by the readers' dispatch).
 """
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 from datetime import datetime
 
@@ -16,68 +14,25 @@ from backend.inference.ecg.readers.normalise import (
     MAX_VALUES,
     build_record,
     check_fs,
-    error_text,
     parse_compact_time,
     unit_scale,
 )
+from backend.inference.ecg.readers.xml_tree import child, children
 from backend.inference.ecg.record import EcgRecord
-from backend.inference.errors import Phrase, UnusableInputError
+from backend.inference.errors import UnusableInputError
 
-_DTD = re.compile(r"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 _TIME_SCALE_S = {"s": 1.0, "sec": 1.0, "ms": 1e-3, "us": 1e-6}
 
 
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
-def _children(elem: ET.Element, name: str) -> list[ET.Element]:
-    return [c for c in elem if _local(c.tag) == name]
-
-
-def _child(elem: ET.Element, name: str) -> ET.Element | None:
-    found = _children(elem, name)
-    return found[0] if found else None
-
-
-def parse_xml_safely(data: bytes, where: str) -> ET.Element:
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise UnusableInputError(
-            "%(where)s: the XML must be UTF-8 encoded.", params={"where": where}
-        ) from None
-    if _DTD.search(text):
-        raise UnusableInputError(
-            "%(where)s: XML with a DOCTYPE/ENTITY declaration is refused for safety.",
-            params={"where": where},
-        )
-    text = re.sub(r"^\s*<\?xml[^>]*\?>", "", text)  # a str must not declare another encoding
-    try:
-        return ET.fromstring(text)
-    except ET.ParseError as exc:
-        raise UnusableInputError(
-            "%(where)s: the XML is malformed or truncated (%(error)s).",
-            params={"where": where, "error": error_text(exc)},
-        ) from None
-
-
-def read_aecg(data: bytes, name: str) -> EcgRecord:
-    where = name or Phrase("aECG file")
-    root = parse_xml_safely(data, where)
-    if _local(root.tag) != "AnnotatedECG":
-        raise UnusableInputError(
-            "%(where)s: XML ECG format <%(root)s> is not supported; "
-            "export HL7 aECG (AnnotatedECG), DICOM, EDF or WFDB instead.",
-            params={"where": where, "root": _local(root.tag)},
-        )
+def read_aecg(root: ET.Element, where: str) -> EcgRecord:
+    """The record in a parsed HL7 aECG document (root <AnnotatedECG>)."""
     # The rhythm waveforms sit in AnnotatedECG/component/series; derived series (median beats)
     # are nested under series/derivation and are deliberately not read.
-    series = [s for comp in _children(root, "component") for s in _children(comp, "series")]
+    series = [s for comp in children(root, "component") for s in children(comp, "series")]
     sequence_set = None
     for s in series:
-        for comp in _children(s, "component"):
-            found = _child(comp, "sequenceSet")
+        for comp in children(s, "component"):
+            found = child(comp, "sequenceSet")
             if found is not None:
                 sequence_set = found
                 break
@@ -94,17 +49,17 @@ def read_aecg(data: bytes, name: str) -> EcgRecord:
     labels: list[str] = []
     columns: list[np.ndarray] = []
     total = 0
-    for comp in _children(sequence_set, "component"):
-        seq = _child(comp, "sequence")
+    for comp in children(sequence_set, "component"):
+        seq = child(comp, "sequence")
         if seq is None:
             continue
-        code = _child(seq, "code")
-        value = _child(seq, "value")
+        code = child(seq, "code")
+        value = child(seq, "value")
         if code is None or value is None:
             continue
         code_text = code.get("code", "")
         if code_text.startswith("TIME_"):
-            increment = _child(value, "increment")
+            increment = child(value, "increment")
             if increment is None:
                 raise UnusableInputError(
                     "%(where)s: the time sequence has no increment.", params={"where": where}
@@ -117,18 +72,18 @@ def read_aecg(data: bytes, name: str) -> EcgRecord:
                 )
             step = float(increment.get("value", "nan")) * _TIME_SCALE_S[unit]
             fs = 1.0 / step if step > 0 else float("nan")
-            head = _child(value, "head")
+            head = child(value, "head")
             if code_text == "TIME_ABSOLUTE" and head is not None:
                 first_sample_time = parse_compact_time(head.get("value"))
             continue
-        digits = _child(value, "digits")
+        digits = child(value, "digits")
         if digits is None or not (digits.text or "").strip():
             raise UnusableInputError(
                 "%(where)s: lead %(lead)s has no samples.",
                 params={"where": where, "lead": repr(code_text)},
             )
-        origin = _child(value, "origin")
-        scale = _child(value, "scale")
+        origin = child(value, "origin")
+        scale = child(value, "scale")
         if scale is None or not scale.get("unit"):
             raise UnusableInputError(
                 "%(where)s: lead %(lead)s has no scale unit; amplitudes cannot be converted.",
@@ -179,8 +134,8 @@ def read_aecg(data: bytes, name: str) -> EcgRecord:
 def _effective_time(root: ET.Element, series: list[ET.Element]) -> datetime | None:
     """The document's effectiveTime (its start), else its first series'."""
     for elem in [root, *series[:1]]:
-        effective = _child(elem, "effectiveTime")
-        low = _child(effective, "low") if effective is not None else None
+        effective = child(elem, "effectiveTime")
+        low = child(effective, "low") if effective is not None else None
         if low is not None and (value := parse_compact_time(low.get("value"))) is not None:
             return value
     return None
