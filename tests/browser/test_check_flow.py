@@ -203,6 +203,8 @@ def test_twelve_lead_file_result_trace_fills_the_phone_width(browser, live_serve
         page.click("#submit-button")
         wait_for_result(page)
         assert page.locator("table.intervals tbody tr").count() == 5
+        # the file has no time column: the rate CareLens assumed is shown, not hidden
+        assert "500 Hz was assumed" in page.locator("ul.quality-notes").inner_text()
         assert_trace_fills_the_box(page)
         save_screenshot(page, "result-ecg-12-lead-file", full_page=True)
     finally:
