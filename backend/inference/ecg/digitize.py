@@ -54,6 +54,7 @@ QUAD_OBLONG_PENALTY = 3.0  # per unit of |ln(period y / period x)|: squares read
 # between two non-grids let a text page through as a 3x4 sheet (the dense grids of sheets scored
 # 0.6-0.97).
 QUAD_MIN_SCORE = 0.5
+QUAD_RETRY_BELOW = 0.6  # a grid quad scoring less is compared with larger density boxes' quads
 INK_LOW_MARGIN = 0.2  # weak-ink threshold above the (residual) grid lines' darkness
 # Retry thresholds when no trace is followed with the usual ones: a 0.12 mm navy trace on a blue
 # grid blurs to a darkness of 0.31-0.41 in the brightest channel, under the usual weak threshold
@@ -181,7 +182,42 @@ def digitize_photo(image: np.ndarray, *, continuous_rows: bool = False) -> EcgRe
         if no_grid.extra.get("reason") != "no_grid":
             raise
         return _read_at_larger_grid_scale(img, small, s, continuous_rows, no_grid)
+    grid = _straightest_grid(small, grid)
     return _read_sheet(img, small, s, grid, continuous_rows)
+
+
+def _straightest_grid(
+    small: np.ndarray, grid: tuple[np.ndarray, np.ndarray, int]
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """`grid` (found with the usual density box), or the grid found with a GRID_BOX_RETRY box
+    when neither of `grid`'s quads (grown region's, dense grid's) rectifies the grid well
+    (_rectified_grid_score under QUAD_RETRY_BELOW) and the larger box's quad scores
+    QUAD_STRAIGHTER_BY more than the better of them, at least QUAD_MIN_SCORE (a text page is
+    not read as a grid by way of a larger box) and without reaching the photo's edge (a
+    larger box's mask spreads further; it must not turn a whole sheet into a cut-off one).
+
+    Striped paper on a striped table is thin lines everywhere: the usual box took the table in
+    too, and its corners tilted the rectified sheet by about 10 degrees (a tuning photo read
+    every lead as a slope from its neighbour's row, mean -15 dB). The larger box keeps only
+    long lines, and found the grid's own corners (score 0.51 against 0.82).
+    """
+    region, dense, _n_strips = grid
+    first_score = max(
+        _rectified_grid_score(small, _quad_from_mask(mask)) for mask in (region, dense)
+    )
+    if first_score >= QUAD_RETRY_BELOW:
+        return grid
+    best, best_score = grid, first_score + QUAD_STRAIGHTER_BY
+    for factor in GRID_BOX_RETRY:
+        try:
+            candidate = _grid_region(small, box_factor=factor)
+            _check_cut_off(candidate[1])
+        except UnusableInputError:
+            continue
+        score = _rectified_grid_score(small, _grid_quad(small, candidate[0], candidate[1]))
+        if score > best_score and score >= QUAD_MIN_SCORE:
+            best, best_score = candidate, score
+    return best
 
 
 def _read_at_larger_grid_scale(
@@ -223,7 +259,7 @@ def _read_sheet(
     quad_small = _grid_quad(small, region, dense)
     # Cut off = the clearly printed grid runs into the frame (the grown region may reach it
     # through footer text or a washed-out margin).
-    _check_cut_off(dense, quad_small)
+    _check_cut_off(dense)
 
     rect, _H_rect = _rectify(img, quad_small / s)
     flat = _lohi(_flatten(rect, 15))
@@ -685,7 +721,7 @@ def _refine_quad(quad: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return out
 
 
-def _check_cut_off(region: np.ndarray, quad: np.ndarray) -> None:
+def _check_cut_off(region: np.ndarray) -> None:
     _h, _w = region.shape
     b = 3
     sides = {
