@@ -202,11 +202,11 @@ def _straightest_grid(
     long lines, and found the grid's own corners (score 0.51 against 0.82).
     """
     region, dense, _n_strips = grid
-    first_score = max(
-        _rectified_grid_score(small, _quad_from_mask(mask)) for mask in (region, dense)
-    )
-    if first_score >= QUAD_RETRY_BELOW:
-        return grid
+    first_score = -np.inf
+    for mask in (dense, region):  # the dense grid's quad first: it is the one usually straight
+        first_score = max(first_score, _rectified_grid_score(small, _quad_from_mask(mask)))
+        if first_score >= QUAD_RETRY_BELOW:
+            return grid
     best, best_score = grid, first_score + QUAD_STRAIGHTER_BY
     for factor in GRID_BOX_RETRY:
         try:
