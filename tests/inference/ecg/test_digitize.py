@@ -274,6 +274,17 @@ def test_a_sheet_with_most_of_its_leads_lost_is_refused_not_read_in_part(monkeyp
     assert "could not be followed" in refused.value.message
 
 
+def _clean_6x2_sheet_read(seed: int):
+    """A clean photo of a 6x2 sheet (synthetic 70 bpm record) and what digitize_photo reads."""
+    rec = synthetic_ecg(hr=70, seed=0)
+    leads = {name: rec.signal[:, j] for j, name in enumerate(rec.lead_names)}
+    rng = np.random.default_rng(seed)
+    style = {"grid": 0, "ink": 0, "trace_mm": 0.25, "minor": True}
+    sheet = render_sheet(leads, layout="6x2", rng=rng, ppm=9.0, style=style)
+    photo, _params = photograph(sheet, rng=rng, mode="clean", out_long_side=2600)
+    return sheet, digitize_photo(photo)
+
+
 @pytest.mark.parametrize("seed", [1, 5])
 def test_a_grid_region_grown_into_one_margin_does_not_tilt_the_sheet(seed, monkeypatch):
     """The grown grid region may spread into a textured margin on one side (on a tuning photo:
@@ -293,13 +304,7 @@ def test_a_grid_region_grown_into_one_margin_does_not_tilt_the_sheet(seed, monke
         return grown, dense, n_strips
 
     monkeypatch.setattr(digitize, "_grid_region", grown_into_the_top_margin)
-    rec = synthetic_ecg(hr=70, seed=0)
-    leads = {name: rec.signal[:, j] for j, name in enumerate(rec.lead_names)}
-    rng = np.random.default_rng(seed)
-    style = {"grid": 0, "ink": 0, "trace_mm": 0.25, "minor": True}
-    sheet = render_sheet(leads, layout="6x2", rng=rng, ppm=9.0, style=style)
-    photo, _params = photograph(sheet, rng=rng, mode="clean", out_long_side=2600)
-    out = digitize_photo(photo)
+    sheet, out = _clean_6x2_sheet_read(seed)
     (tl, tr, _br, _bl) = np.array(out.meta["page_quad"])
     assert abs(tl[1] - tr[1]) < 0.01 * (tr[0] - tl[0])  # the sheet's top edge is level
     snrs = score_record(sheet.truth, out)
@@ -329,13 +334,7 @@ def test_a_grid_found_tilted_among_stripes_is_found_again_with_a_larger_box(seed
         return turned, turned.copy(), n_strips
 
     monkeypatch.setattr(digitize, "_grid_region", turned_at_the_usual_box)
-    rec = synthetic_ecg(hr=70, seed=0)
-    leads = {name: rec.signal[:, j] for j, name in enumerate(rec.lead_names)}
-    rng = np.random.default_rng(seed)
-    style = {"grid": 0, "ink": 0, "trace_mm": 0.25, "minor": True}
-    sheet = render_sheet(leads, layout="6x2", rng=rng, ppm=9.0, style=style)
-    photo, _params = photograph(sheet, rng=rng, mode="clean", out_long_side=2600)
-    out = digitize_photo(photo)
+    sheet, out = _clean_6x2_sheet_read(seed)
     (_tl, _tr, br, bl) = np.array(out.meta["page_quad"])
     assert abs(br[1] - bl[1]) < 0.02 * (br[0] - bl[0])  # level (turned by 8 degrees: 0.14)
     snrs = score_record(sheet.truth, out)
