@@ -216,6 +216,14 @@ def test_hdf5_ambiguous_files_name_the_datasets():
     assert_unusable({"c.h5": h5_bytes(none)}, "no 2-d signal dataset", "/age")
 
 
+def test_hdf5_of_many_stacked_recordings_says_to_send_one():
+    one = ecg_like(12, fs=400)
+    alone = read_ecg_files({"exam.h5": h5_bytes(lambda f: f.create_dataset("tracings", data=one[None]))})
+    np.testing.assert_allclose(alone.signal, one)  # exams x samples x leads, one exam: read
+    stacked = h5_bytes(lambda f: f.create_dataset("tracings", data=np.stack([one] * 3)))
+    assert_unusable({"exams.h5": stacked}, "/tracings holds 3 recordings", "export one")
+
+
 def test_a_file_refusal_reads_in_korean_and_keeps_the_file_details():
     def two(f):
         f.create_dataset("first", data=np.zeros((5000, 12)))

@@ -119,6 +119,16 @@ def _read(file: h5py.File, where: str) -> EcgRecord:
     file.visititems(visit)
     listing = ", ".join(f"/{p} {s}" for p, s in found) or Phrase("none")
     if not candidates:
+        # Research exports stack many recordings in one dataset (CODE-15%: exams x samples x
+        # leads); one of them stacked alone reads above, as a 2-D signal.
+        stacked = [(p, s) for p, s in found if len(s) == 3 and min(s) > 1 and max(s) > MAX_LEADS]
+        if stacked:
+            path, shape = stacked[0]
+            raise UnusableInputError(
+                "%(where)s: the dataset /%(dataset)s holds %(count)d recordings %(shape)s; "
+                "CareLens reads one recording per file, so export one of them.",
+                params={"where": where, "dataset": path, "count": shape[0], "shape": str(shape)},
+            )
         raise UnusableInputError(
             "%(where)s: no 2-D signal dataset (samples x leads) found; datasets: %(datasets)s.",
             params={"where": where, "datasets": listing},
