@@ -182,13 +182,13 @@ def digitize_photo(image: np.ndarray, *, continuous_rows: bool = False) -> EcgRe
         if no_grid.extra.get("reason") != "no_grid":
             raise
         return _read_at_larger_grid_scale(img, small, s, continuous_rows, no_grid)
-    grid = _straightest_grid(small, grid)
-    return _read_sheet(img, small, s, grid, continuous_rows)
+    grid, quad_small = _straightest_grid(small, grid)
+    return _read_sheet(img, small, s, grid, quad_small, continuous_rows)
 
 
 def _straightest_grid(
     small: np.ndarray, grid: tuple[np.ndarray, np.ndarray, int]
-) -> tuple[np.ndarray, np.ndarray, int]:
+) -> tuple[tuple[np.ndarray, np.ndarray, int], np.ndarray]:
     """`grid` (found with the usual density box), or the grid found with a GRID_BOX_RETRY box
     when neither of `grid`'s quads (grown region's, dense grid's) rectifies the grid well
     (_rectified_grid_score under QUAD_RETRY_BELOW) and the larger box's quad scores
@@ -200,23 +200,32 @@ def _straightest_grid(
     too, and its corners tilted the rectified sheet by about 10 degrees (a tuning photo read
     every lead as a slope from its neighbour's row, mean -15 dB). The larger box keeps only
     long lines, and found the grid's own corners (score 0.51 against 0.82).
+
+    Returns the grid and its quad (_grid_quad's), so the quad is not found twice.
     """
     region, dense, _n_strips = grid
-    first_score = -np.inf
-    for mask in (dense, region):  # the dense grid's quad first: it is the one usually straight
-        first_score = max(first_score, _rectified_grid_score(small, _quad_from_mask(mask)))
-        if first_score >= QUAD_RETRY_BELOW:
-            return grid
-    best, best_score = grid, first_score + QUAD_STRAIGHTER_BY
+    quad, scores = _grid_quad(small, region, dense)
+    # The dense grid's quad first: it is the one usually straight. Scores _grid_quad measured
+    # are not measured again.
+    for name, mask in (("dense", dense), ("region", region)):
+        if max(scores.values(), default=-np.inf) >= QUAD_RETRY_BELOW:
+            return grid, quad
+        if name not in scores:
+            scores[name] = _rectified_grid_score(small, _quad_from_mask(mask))
+    first_score = max(scores.values())
+    if first_score >= QUAD_RETRY_BELOW:
+        return grid, quad
+    best, best_score = (grid, quad), first_score + QUAD_STRAIGHTER_BY
     for factor in GRID_BOX_RETRY:
         try:
             candidate = _grid_region(small, box_factor=factor)
             _check_cut_off(candidate[1])
         except UnusableInputError:
             continue
-        score = _rectified_grid_score(small, _grid_quad(small, candidate[0], candidate[1]))
+        candidate_quad, _scores = _grid_quad(small, candidate[0], candidate[1])
+        score = _rectified_grid_score(small, candidate_quad)
         if score > best_score and score >= QUAD_MIN_SCORE:
-            best, best_score = candidate, score
+            best, best_score = (candidate, candidate_quad), score
     return best
 
 
@@ -238,8 +247,9 @@ def _read_at_larger_grid_scale(
     """
     for factor in GRID_BOX_RETRY:
         try:
-            return _read_sheet(img, small, s, _grid_region(small, box_factor=factor),
-                               continuous_rows)
+            grid = _grid_region(small, box_factor=factor)
+            quad_small, _scores = _grid_quad(small, grid[0], grid[1])
+            return _read_sheet(img, small, s, grid, quad_small, continuous_rows)
         except UnusableInputError:
             continue
     raise no_grid
@@ -250,13 +260,13 @@ def _read_sheet(
     small: np.ndarray,
     s: float,
     grid: tuple[np.ndarray, np.ndarray, int],
+    quad_small: np.ndarray,
     continuous_rows: bool,
 ) -> EcgRecord:
     """The photo read within the grid region `grid` that _grid_region found on `small` (img
-    downscaled by s)."""
-    region, dense, n_strips = grid
+    downscaled by s), rectified by its corners `quad_small` (_grid_quad's)."""
+    _region, dense, n_strips = grid
     continuous_rows = continuous_rows or n_strips > 1
-    quad_small = _grid_quad(small, region, dense)
     # Cut off = the clearly printed grid runs into the frame (the grown region may reach it
     # through footer text or a washed-out margin).
     _check_cut_off(dense)
@@ -625,7 +635,9 @@ def _hull(mask: np.ndarray) -> np.ndarray:
     return hull
 
 
-def _grid_quad(small: np.ndarray, region: np.ndarray, dense: np.ndarray) -> np.ndarray:
+def _grid_quad(
+    small: np.ndarray, region: np.ndarray, dense: np.ndarray
+) -> tuple[np.ndarray, dict[str, float]]:
     """The grid's corners on `small`: those of the grown region, unless the dense grid's own
     corners make the grid clearly straighter and squarer (_rectified_grid_score).
 
@@ -635,18 +647,21 @@ def _grid_quad(small: np.ndarray, region: np.ndarray, dense: np.ndarray) -> np.n
     striped margins) that read every row on a slope and the sheet as 8.4 s with its first beat
     lost (median -9.6 dB); the row-wise grid strength was 0.11 against 0.77 with the dense
     grid's corners, which read it at 13.8 dB. Both are measured only when the corners disagree.
+
+    Also returns the scores it measured, by mask ("dense", "region"; none when they agree).
     """
     quad = _quad_from_mask(region)
     dense_quad = _quad_from_mask(dense)
     width = float(np.ptp(quad[:, 0]))
+    scores: dict[str, float] = {}
     if np.abs(quad - dense_quad).max() < QUAD_AGREE_SHARE * width:
-        return quad
-    dense_score = _rectified_grid_score(small, dense_quad)
-    if dense_score >= QUAD_MIN_SCORE and dense_score > (
-        _rectified_grid_score(small, quad) + QUAD_STRAIGHTER_BY
-    ):
-        return dense_quad
-    return quad
+        return quad, scores
+    scores["dense"] = _rectified_grid_score(small, dense_quad)
+    if scores["dense"] >= QUAD_MIN_SCORE:
+        scores["region"] = _rectified_grid_score(small, quad)
+        if scores["dense"] > scores["region"] + QUAD_STRAIGHTER_BY:
+            return dense_quad, scores
+    return quad, scores
 
 
 def _rectified_grid_score(small: np.ndarray, quad: np.ndarray) -> float:
