@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Callable
 
 import numpy as np
 
@@ -58,6 +59,14 @@ def _decode(data: bytes, where: str) -> str:
 def _is_number(text: str) -> bool:
     try:
         float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _parses(parse: Callable[[list[str]], list[float]], row: list[str]) -> bool:
+    try:
+        parse(row)
     except ValueError:
         return False
     return True
@@ -139,13 +148,15 @@ def read_csv(data: bytes, name: str) -> EcgRecord:
 
     labels: list[str] = []
     units: list[str | None] = []
-    for col in header if has_header else []:
+    time_columns: set[int] = set()
+    for idx, col in enumerate(header if has_header else []):
         match = _UNIT_IN_NAME.match(col)
         label, unit = (match.group(1), match.group(2)) if match else (col, None)
         time_match = _TIME.match(label.strip())
+        if time_match:
+            time_columns.add(idx)
         labels.append(label.strip())
         units.append(unit or (time_match.group(1) if time_match else None))
-    time_columns = {i for i, label in enumerate(labels) if _TIME.match(label)}
     body = rows[1:] if has_header else rows
     if has_header and body and _units_row(body[0], time_columns):
         units = [u or c for u, c in zip(units, body[0])]
@@ -171,23 +182,13 @@ def read_csv(data: bytes, name: str) -> EcgRecord:
             cell = cell.replace(",", ".")
         return _clock_seconds(cell) if column in time_columns else float(cell)
 
+    def numbers(row: list[str]) -> list[float]:
+        return [number(c, i) for i, c in enumerate(row)]
+
     try:
-        values = np.array(
-            [[number(c, i) for i, c in enumerate(row)] for row in body], dtype=np.float64
-        )
+        values = np.array([numbers(row) for row in body], dtype=np.float64)
     except ValueError:
-        bad = next(
-            (
-                i
-                for i, row in enumerate(body)
-                if not all(
-                    not c or _is_number(c.replace(",", ".") if decimal_comma else c)
-                    or (j in time_columns and _CLOCK.match(c))
-                    for j, c in enumerate(row)
-                )
-            ),
-            0,
-        )
+        bad = next((i for i, row in enumerate(body) if not _parses(numbers, row)), 0)
         raise UnusableInputError(
             "%(where)s: row %(row)d holds text where numbers were expected.",
             params={"where": where, "row": bad + 1 + (len(rows) - len(body))},
