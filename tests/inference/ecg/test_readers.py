@@ -213,7 +213,7 @@ def test_hdf5_ambiguous_files_name_the_datasets():
     def none(f):
         f.create_dataset("age", data=np.array([42]))
 
-    assert_unusable({"c.h5": h5_bytes(none)}, "no 2-d signal dataset", "/age")
+    assert_unusable({"c.h5": h5_bytes(none)}, "no ecg signal found", "/age")
 
 
 def test_hdf5_of_many_stacked_recordings_says_to_send_one():
@@ -222,6 +222,47 @@ def test_hdf5_of_many_stacked_recordings_says_to_send_one():
     np.testing.assert_allclose(alone.signal, one)  # exams x samples x leads, one exam: read
     stacked = h5_bytes(lambda f: f.create_dataset("tracings", data=np.stack([one] * 3)))
     assert_unusable({"exams.h5": stacked}, "/tracings holds 3 recordings", "export one")
+
+
+def test_hdf5_with_one_dataset_per_lead_reads_each_lead_by_its_name():
+    signal = ecg_like(12, fs=500, seconds=10)
+
+    def build(f):
+        f.attrs["sampling_rate"] = 500
+        leads = f.create_group("leads")
+        for k, name in reversed(list(enumerate(STANDARD_LEADS))):  # stored out of order
+            leads.create_dataset(name, data=np.round(signal[:, k] * 1000).astype(np.int16))
+            leads[name].attrs["units"] = "uV"
+        f.create_dataset("leads/resp", data=np.zeros(len(signal)))
+        f.create_dataset("patient_age", data=np.array([61]))
+
+    record = read_ecg_files({"exam.h5": h5_bytes(build)})
+    assert record.fs == 500 and record.lead_names == list(STANDARD_LEADS)
+    np.testing.assert_allclose(record.signal, np.round(signal * 1000) / 1000, atol=1e-9)
+    assert "resp" in " ".join(record.meta["notes"])
+
+
+def test_hdf5_lone_one_dimensional_signal_is_a_one_lead_strip_with_what_was_assumed():
+    strip = ecg_like(1, fs=300, seconds=9)[:, 0]
+    record = read_ecg_files({"strip.h5": h5_bytes(lambda f: f.create_dataset("ecg", data=strip))})
+    assert record.lead_names == ["I"] and record.fs == 500
+    np.testing.assert_allclose(record.signal[:, 0], strip)
+    assert ASSUMED_LEAD_I in record.meta["assumptions"]
+    assert ASSUMED_RATE in record.meta["assumptions"]
+
+
+def test_hdf5_per_lead_datasets_of_different_lengths_are_refused_with_the_lengths():
+    def build(f):
+        f.create_dataset("leads/I", data=np.zeros(5000))
+        f.create_dataset("leads/II", data=np.zeros(4000))
+
+    assert_unusable({"a.h5": h5_bytes(build)}, "/leads", "differ in length", "4000, 5000")
+
+    def unnamed(f):
+        f.create_dataset("data/ch1", data=np.zeros(5000))
+        f.create_dataset("data/ch2", data=np.zeros(5000))
+
+    assert_unusable({"b.h5": h5_bytes(unnamed)}, "one dataset per lead", "/data/ch1 (5000,)")
 
 
 def test_a_file_refusal_reads_in_korean_and_keeps_the_file_details():
