@@ -68,6 +68,12 @@ TRACES_LOST = ("no_rows", "layout", "no_trace")
 FOLLOWED_MEDIAN_RETRY = 0.95
 FOLLOWED_LEAD_RETRY = 0.9
 GREY_GRID_DARK = 0.25  # grid lines this dark in every channel are divided out before inking
+# The faint-ink reading, whose weak threshold sits 0.1 above the grid lines, is also made with
+# grid lines from this dark up divided out, and kept when it follows the leads further: the major
+# lines of a blue grid without minor lines photographed under warm light (0.20-0.24) were as dark
+# as a hair-thin navy trace, and such sheets were refused or read at 3-6 dB (15 dB divided out);
+# an orange grid as dark (0.247) under a near-black trace is read better without (8.7 / 6.1 dB).
+FAINT_GREY_GRID_DARK = 0.15
 # Ink pieces that do not mark where a row's printing ends (_without_slivers).
 SLIVER_MAX_MM = 2.0
 SLIVER_MIN_ASPECT = 4.0
@@ -358,9 +364,24 @@ def _read_faint_traces(
     reading counts only when it follows every lead of its layout (tuning sheets it read in part
     were misread).
     """
+    reading = _faint_reading(flat, ppm_x, ppm_y, continuous_rows, GREY_GRID_DARK)
+    if FAINT_GREY_GRID_DARK < _grid_darkness(flat)[2] <= GREY_GRID_DARK:
+        divided = _faint_reading(flat, ppm_x, ppm_y, continuous_rows, FAINT_GREY_GRID_DARK)
+        if divided is not None and (reading is None or _followed_further(divided[2], reading[2])):
+            reading = divided
+    return reading
+
+
+def _faint_reading(
+    flat: np.ndarray, ppm_x: float, ppm_y: float, continuous_rows: bool, divide_grid_above: float
+) -> tuple[_Rows, dict, dict] | None:
+    """One faint-ink reading (see _read_faint_traces), or None when it misses a lead."""
     try:
         rows, signals, meta = _read_traces(
-            _ink_mask(flat, ppm_y, faint=True), ppm_x, ppm_y, continuous_rows
+            _ink_mask(flat, ppm_y, faint=True, divide_grid_above=divide_grid_above),
+            ppm_x,
+            ppm_y,
+            continuous_rows,
         )
     except UnusableInputError:
         return None
@@ -485,20 +506,32 @@ def _grid_signal(flat: np.ndarray) -> np.ndarray:
     return g
 
 
-def _ink_mask(flat: np.ndarray, ppm_y: float, faint: bool = False) -> np.ndarray:
+def _grid_darkness(flat: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Darkness in the brightest channel, the strong-ink threshold on it, and the grid lines'
+    darkness (90th percentile of the pixels darker than paper in some channel only)."""
+    dark = 1.0 - flat[..., 1]
+    high = _ink_high(dark)
+    gridlike = ((1.0 - flat[..., 0]) > 0.15) & (dark < high)
+    grid_dark = float(np.percentile(dark[gridlike], 90)) if gridlike.any() else 0.1
+    return dark, high, grid_dark
+
+
+def _ink_mask(
+    flat: np.ndarray,
+    ppm_y: float,
+    faint: bool = False,
+    divide_grid_above: float = GREY_GRID_DARK,
+) -> np.ndarray:
     """Trace pixels: dark in every channel (grid inks are light in at least one channel).
 
     Hysteresis: clearly dark pixels (Otsu) seed the trace; fainter pixels (thin strokes after
     blur) join when connected to a seed, as long as they are darker than the grid lines.
     faint: thresholds just above the grid lines' darkness (FAINT_INK_LOW_MARGIN, seeds
     FAINT_INK_SEED_STEP above that), for traces the usual ones lose.
+    divide_grid_above: grid lines darker than this are divided out first (_minus_grid).
     """
-    dark = 1.0 - flat[..., 1]
-    high = _ink_high(dark)
-    # Grid pixels: darker than paper in some channel but not ink-dark in all of them.
-    gridlike = ((1.0 - flat[..., 0]) > 0.15) & (dark < high)
-    grid_dark = float(np.percentile(dark[gridlike], 90)) if gridlike.any() else 0.1
-    if grid_dark > GREY_GRID_DARK:
+    dark, high, grid_dark = _grid_darkness(flat)
+    if grid_dark > divide_grid_above:
         # Grey (or black) grid lines are as dark as a thin trace in every channel: divide them
         # out, then what is left of them sets the weak threshold.
         dark, g = _minus_grid(dark, ppm_y)
