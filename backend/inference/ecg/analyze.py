@@ -109,6 +109,16 @@ PDF_INTERVALS_NOTE = (
 )
 
 
+def _clear_of_photo_error(qtc_ms: float | None, hr: float | None) -> bool:
+    """A QTc from a digitised print is over the urgent limit by more than a photo misreads it."""
+    return (
+        qtc_ms is not None
+        and hr is not None
+        and qtc_ms > th.QTC_URGENT_MS + th.PHOTO_QTC_URGENT_MARGIN_MS
+        and hr <= th.PHOTO_QTC_URGENT_MAX_HR_BPM
+    )
+
+
 def _urgency(
     label: str,
     hr: float | None,
@@ -116,6 +126,7 @@ def _urgency(
     *,
     from_photo: bool,
     frequent_early_beats: bool = False,
+    qtc_ms: float | None = None,
 ) -> str:
     if hr is not None and (hr < th.HR_URGENT_LOW_BPM or hr > th.HR_URGENT_HIGH_BPM):
         return "urgent"
@@ -125,9 +136,7 @@ def _urgency(
         # pacemaker, and the explanation names the symptoms not to wait with.
         return "soon" if frequent_early_beats else "routine"
     if flags.get("qtc") == "markedly_prolonged":
-        # A digitised photo widens strokes and so QRS/QT (training/ecg/eval_digitize.py):
-        # a long QTc from a photo asks for a proper ECG soon, not an emergency.
-        return "soon" if from_photo else "urgent"
+        return "urgent" if not from_photo or _clear_of_photo_error(qtc_ms, hr) else "soon"
     if label in ("atrial_fibrillation", "atrial_flutter", "supraventricular_tachycardia", "other"):
         return "soon"
     if flags.get("qrs") == "wide" or flags.get("qtc") == "prolonged" or frequent_early_beats:
@@ -250,6 +259,7 @@ def analyze_ecg_record(
         flags,
         from_photo=from_photo,
         frequent_early_beats=rh.frequent_early_beats(evidence),
+        qtc_ms=intervals["qtc_ms"],
     )
     if from_photo:  # a PDF print is digitised like a photo
         issues = [*issues, PDF_INTERVALS_NOTE if record.is_pdf_print else PHOTO_INTERVALS_NOTE]

@@ -270,9 +270,24 @@ def test_a_very_fast_heart_on_a_photo_is_urgent_even_with_a_long_qtc(registry):
     from backend.inference.ecg.analyze import _urgency
 
     flags = {"qtc": "markedly_prolonged"}
-    assert _urgency("other", 80.0, flags, from_photo=True) == "soon"
-    assert _urgency("other", 170.0, flags, from_photo=True) == "urgent"
+    assert _urgency("other", 80.0, flags, from_photo=True, qtc_ms=510.0) == "soon"
+    assert _urgency("other", 170.0, flags, from_photo=True, qtc_ms=510.0) == "urgent"
     assert _urgency("paced_rhythm", 30.0, {}, from_photo=False) == "urgent"
+
+
+@pytest.mark.parametrize(
+    ("hr", "qtc", "urgency"),
+    [(70.0, 560.0, "urgent"), (70.0, 515.0, "soon"), (120.0, 560.0, "soon")],
+)
+def test_a_long_qtc_on_a_photo_is_urgent_when_clear_of_what_a_photo_misreads(hr, qtc, urgency):
+    """Rendered photos read the QTc at most 18 ms long at <= 100 bpm (thresholds.py): a photo's
+    QTc of 560 ms is as urgent as the file's; 515 ms, or 560 ms at 120 bpm, where photos read
+    the QT up to 74 ms long, asks for a proper ECG soon. A file's QTc over 500 ms is urgent."""
+    from backend.inference.ecg.analyze import _urgency
+
+    flags = {"qtc": "markedly_prolonged"}
+    assert _urgency("sinus_rhythm", hr, flags, from_photo=True, qtc_ms=qtc) == urgency
+    assert _urgency("sinus_rhythm", hr, flags, from_photo=False, qtc_ms=qtc) == "urgent"
 
 
 def test_what_a_reader_assumed_is_among_the_results_quality_notes(registry):
