@@ -109,3 +109,16 @@ def test_readme_quotes_the_digitiser_evaluation():
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert f"{medians['clean']} dB on clean scans" in readme
     assert f"{medians['phone']} dB on phone-like photos" in readme
+
+
+def test_readme_quotes_the_photo_analysis_evaluation():
+    """The photo-vs-file figures come from eval_photo_analysis's results file (phone section)."""
+    results = (ROOT / "training" / "ecg" / "eval_photo_analysis_results.txt").read_text()
+    phone = results.split("[phone]", 1)[1]
+    photo_vs_file = phone.split("photo - file:", 1)[1].split("printed - file:", 1)[0]
+    rows = {line.split()[0]: line.split() for line in photo_vs_file.splitlines() if line.strip()}
+    label_share = phone.split("photo as file: rhythm label ", 1)[1].split("%", 1)[0]
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    qrs, qtc = rows["qrs_ms"], rows["qtc_ms"]
+    assert f"QRS reads {qrs[2]} ± {qrs[3]} ms and QTc {qtc[2]} ± {qtc[3]} ms longer" in readme
+    assert f"the rhythm label is the file's on {label_share} % of sheets" in readme
