@@ -106,6 +106,14 @@ def record_path(record_id: str, data_dir: Path = DATA_DIR) -> Path:
     return data_dir / lab.set_index("record_id").loc[record_id, "path"]
 
 
+def sheet_plan(records: list[str], n_per_mode: int, seed0: int = 0):
+    """(record, seed, layout) of each sheet of one mode: the records in turn, 3x4 and 6x2 in
+    turn, a new seed per sheet. eval_photo_analysis draws the same sheets."""
+    for k in range(n_per_mode):
+        seed = seed0 + 1000 * (k // len(records)) + k
+        yield records[k % len(records)], seed, ("3x4", "6x2")[k % 2]
+
+
 def evaluate(
     records: list[str], n_per_mode: int, modes=("clean", "phone"), seed0: int = 0, log=print
 ) -> dict[str, pd.DataFrame]:
@@ -114,10 +122,7 @@ def evaluate(
     for mode in modes:
         rows = []
         t_start = time.time()
-        for k in range(n_per_mode):
-            rid = records[k % len(records)]
-            seed = seed0 + 1000 * (k // len(records)) + k
-            layout = ("3x4", "6x2")[k % 2]
+        for k, (rid, seed, layout) in enumerate(sheet_plan(records, n_per_mode, seed0)):
             sig = load_twelve_lead(DATA_DIR / lab.loc[rid, "path"])
             r = render_sample(sig, seed=seed, mode=mode, layout=layout)
             t0 = time.time()
@@ -183,7 +188,7 @@ def summarise(results: dict[str, pd.DataFrame], n_records: int) -> str:
     return "\n".join(lines)
 
 
-def _provenance(args) -> str:
+def _provenance(args, script: str = "eval_digitize.py") -> str:
     """First line of the results file: how and from which commit it was produced."""
     import datetime
     import subprocess
@@ -200,7 +205,7 @@ def _provenance(args) -> str:
         rev = "?"
     split = "tuning" if args.tuning else "held-out"
     return (
-        f"# training/ecg/eval_digitize.py --n {args.n} --modes {args.modes} ({split}), "
+        f"# training/ecg/{script} --n {args.n} --modes {args.modes} ({split}), "
         f"{datetime.date.today().isoformat()}, digitiser at commit {rev or '?'}\n"
     )
 

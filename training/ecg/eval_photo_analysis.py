@@ -30,11 +30,10 @@ from backend.inference.ecg.digitize import digitize_photo
 from backend.inference.ecg.record import EcgRecord
 from backend.inference.errors import UnusableInputError
 from backend.inference.registry import default_registry
-from training.ecg.eval_digitize import _provenance, holdout_records, tuning_records
+from training.ecg.eval_digitize import _provenance, holdout_records, sheet_plan, tuning_records
 from training.ecg.render import DATA_DIR, FS, load_twelve_lead, render_sample
 
 INTERVALS = ("hr_bpm", "pr_ms", "qrs_ms", "qt_ms", "qtc_ms")
-LAYOUTS = ("3x4", "6x2")
 
 
 def file_record(signals: dict[str, np.ndarray]) -> EcgRecord:
@@ -63,10 +62,7 @@ def compare(records: list[str], n_per_mode: int, modes, log=print) -> pd.DataFra
     rows, from_file = [], {}
     for mode in modes:
         t_start = time.time()
-        for k in range(n_per_mode):
-            rid = records[k % len(records)]
-            seed = 1000 * (k // len(records)) + k  # eval_digitize's seeds: the same sheets
-            layout = LAYOUTS[k % 2]
+        for k, (rid, seed, layout) in enumerate(sheet_plan(records, n_per_mode)):
             signals = load_twelve_lead(DATA_DIR / lab.loc[rid, "path"])
             if rid not in from_file:
                 from_file[rid] = analyze_ecg_record(file_record(signals), registry)
@@ -169,8 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     text = summarise(df, len(recs))
     print(text)
     if args.out:
-        header = _provenance(args).replace("eval_digitize.py", "eval_photo_analysis.py")
-        args.out.write_text(header + text + "\n")
+        args.out.write_text(_provenance(args, "eval_photo_analysis.py") + text + "\n")
     return 0
 
 
