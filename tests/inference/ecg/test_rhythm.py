@@ -74,6 +74,54 @@ def test_partial_leads_use_the_longest_recorded_stretch(model):
     assert np.isfinite(out.saliency).all()
 
 
+def _printed_in_columns(leads, columns, gap_s=0.0):
+    """NaN every lead outside its column's time, as a sheet without a rhythm strip prints
+    them; `gap_s` unread at the start of each later column, as a digitiser can leave."""
+    n = len(next(iter(leads.values())))
+    width = n // len(columns)
+    for k, column in enumerate(columns):
+        first = k * width + (round(gap_s * RHYTHM_FS) if k else 0)
+        for name in column:
+            leads[name][:first] = np.nan
+            leads[name][(k + 1) * width :] = np.nan
+    return leads
+
+
+SIX_BY_TWO = (("I", "II", "III", "aVR", "aVL", "aVF"), ("V1", "V2", "V3", "V4", "V5", "V6"))
+THREE_BY_FOUR = (("I", "II", "III"), ("aVR", "aVL", "aVF"), ("V1", "V2", "V3"), ("V4", "V5", "V6"))
+
+
+@pytest.mark.parametrize(
+    ("columns", "joined"),
+    [(SIX_BY_TWO, ["I", "V5"]), (THREE_BY_FOUR, ["I", "aVF", "V3", "V5"])],
+)
+def test_a_sheet_without_a_rhythm_strip_is_joined_across_its_columns(model, columns, joined):
+    leads = _printed_in_columns(_leads_250(synthetic_ecg(hr=72, seed=3)), columns, gap_s=0.04)
+    strip = rh.rhythm_strip(leads)
+    assert strip.leads == joined
+    assert (strip.start, strip.end) == (0, 10 * RHYTHM_FS)
+    assert np.isfinite(strip.signal).all()
+    # every piece scaled to the first's height: V5's 1.4 mV R waves read as lead I's 0.8 mV
+    piece = len(strip.signal) // len(joined)
+    heights = [np.abs(strip.signal[k * piece : (k + 1) * piece]).max() for k in range(len(joined))]
+    assert max(heights) / min(heights) == pytest.approx(1.0, abs=0.1)
+    # the RR features see the beats of all 10 s, not of the first column alone
+    assert len(detect_r_peaks(strip.signal, RHYTHM_FS)) >= 11
+    out = rh.classify(model, leads)
+    assert out.leads_used == joined
+    assert out.saliency_lead == " + ".join(joined)
+    assert np.isfinite(out.saliency).all()
+
+
+def test_a_full_length_lead_is_not_joined_and_columns_too_far_apart_are_not_either():
+    leads = _printed_in_columns(_leads_250(synthetic_ecg(hr=72, seed=4)), THREE_BY_FOUR)
+    leads["II"] = _leads_250(synthetic_ecg(hr=72, seed=4))["II"]  # the 3x4's rhythm row
+    assert rh.rhythm_strip(leads).leads == ["II"]
+    apart = _printed_in_columns(_leads_250(synthetic_ecg(hr=72, seed=4)), SIX_BY_TWO, gap_s=0.5)
+    strip = rh.rhythm_strip(apart)
+    assert strip.leads == ["I"] and len(strip.signal) == 5 * RHYTHM_FS
+
+
 def test_rr_irregularity_regular_vs_irregular():
     rng = np.random.default_rng(0)
     regular = np.full(12, 0.8) + rng.normal(0, 0.005, 12)
