@@ -71,8 +71,9 @@ GREY_GRID_DARK = 0.25  # grid lines this dark in every channel are divided out b
 # The faint-ink reading, whose weak threshold sits 0.1 above the grid lines, is also made with
 # grid lines from this dark up divided out, and kept when it follows the leads further: the major
 # lines of a blue grid without minor lines photographed under warm light (0.20-0.24) were as dark
-# as a hair-thin navy trace, and such sheets were refused or read at 3-6 dB (15 dB divided out);
-# an orange grid as dark (0.247) under a near-black trace is read better without (8.7 / 6.1 dB).
+# as a hair-thin navy trace, and such sheets were refused or read at 5-7 dB (15-16 dB divided out);
+# an orange grid as dark (0.247) under a near-black trace is read better without (9.2 / 7.3 dB;
+# OpenCV 5.0).
 FAINT_GREY_GRID_DARK = 0.15
 # Ink pieces that do not mark where a row's printing ends (_without_slivers).
 SLIVER_MAX_MM = 2.0
