@@ -1352,8 +1352,15 @@ def _envelope_line(
     grey-scale dilation of s by a half-disc and whose lower edge is its erosion. Eroding the upper
     edge (a closing of s) recovers s exactly on strokes and at peaks but fills narrow troughs;
     dilating the lower edge (an opening) recovers strokes and troughs but shaves narrow peaks.
-    Where they disagree (a QRS narrower than the pen, where up- and down-strokes share columns)
-    the one farther from the local baseline is the wave's tip.
+    Where they disagree (a QRS narrower than the pen, where up- and down-strokes share columns),
+    the signal lies between them: on the closing where the line bends down (a wave's tip), on the
+    opening where it bends up (a trough, and the corner where the baseline turns into a steep
+    stroke, which the closing fills in). The bend is the sign of the centre line's second
+    difference over the pen's radius. Picking by distance from the local baseline instead took
+    the closing at the QRS's first and last corners too, so the QRS started early and ended late:
+    on 40 tuning sheets per mode, QRS read from the trace minus from the printed samples went
+    +4.4 -> +1.7 ms (clean) and +6.0 -> +2.5 ms (phone), QT +5.4 -> +3.3 ms (phone), and the
+    median lead SNR 16.14 -> 16.17 dB (clean), 12.74 -> 13.64 dB (phone).
     """
     c0, c1 = int(cf[0]), int(cf[-1])
     cols = np.arange(c0, c1 + 1, dtype=np.float64)
@@ -1375,11 +1382,10 @@ def _envelope_line(
     clo = np.minimum(clo, up - r)  # ends: the column itself always bounds it
     ope = np.maximum(ope, lo + r)
     mid = 0.5 * (clo + ope)
-    from scipy.ndimage import median_filter
-
-    ref = median_filter(mid, size=31, mode="nearest")
-    pick_clo = np.abs(clo - ref) > np.abs(ope - ref)
-    s = np.where(clo - ope > 1.0, np.where(pick_clo, clo, ope), mid)
+    k = max(1, R)
+    padded = np.pad(mid, k, mode="edge")
+    bends_down = padded[: -2 * k] + padded[2 * k :] - 2 * mid < 0
+    s = np.where(clo - ope > 1.0, np.where(bends_down, clo, ope), mid)
     return cols, -s
 
 

@@ -430,6 +430,36 @@ def test_a_piece_of_trace_narrower_than_the_pen_gets_a_centre_line():
     assert np.all((ys > 50.0) & (ys < 62.0))  # image rows, between the ink's edges
 
 
+def _drawn_with_a_round_pen(signal: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Top and bottom image rows of the ink a round pen leaves drawing `signal` (px, up = +)."""
+    n, reach = len(signal), int(np.ceil(radius))
+    top, bottom = np.full(n, np.inf), np.full(n, -np.inf)
+    for d in range(-reach, reach + 1):
+        half = np.sqrt(max(radius * radius - d * d, 0.0))
+        shifted = signal[np.clip(np.arange(n) + d, 0, n - 1)]
+        top = np.minimum(top, -(shifted + half))
+        bottom = np.maximum(bottom, -(shifted - half))
+    return np.round(top), np.round(bottom)
+
+
+def test_a_qrs_drawn_with_a_thick_pen_keeps_its_onset_and_end():
+    """A 40 px R wave rising and falling over 4 columns each, drawn with a 5 px pen: the pen's upper edge fills the
+    corners where the baseline turns into the stroke, so a centre line taken from it there starts
+    the QRS early and ends it late (it did, by 4 columns: up to 5.5 px high there; +4 to +6 ms of
+    QRS on tuning sheets). Only the tip is read from the upper edge."""
+    from backend.inference.ecg.digitize import _envelope_line
+
+    cols = np.arange(80, dtype=np.float64)
+    signal = np.interp(cols, [0, 40, 44, 48, 79], [0, 0, 40, 0, 0])
+    top, bottom = _drawn_with_a_round_pen(signal, radius=5.0)
+    xs, ys = _envelope_line(cols, top, bottom, thick=10.0)
+    read = -ys  # back to px up
+    assert np.abs(read[:41]).max() <= 0.6  # flat until the stroke starts
+    assert np.abs(read[48:]).max() <= 0.6  # flat again once it has ended
+    assert read[44] == pytest.approx(40, abs=1.5)  # the tip keeps its height
+    assert np.abs(read - signal).mean() < 0.5
+
+
 def test_a_faint_6x2_phone_photo_gets_an_answer_not_a_crash():
     """The whole photo behind the scrap above: hair-thin navy traces at 0.15x amplitude on a
     grey grid, photographed by phone. Refused or read (it is read, poorly: median SNR -6 dB,
