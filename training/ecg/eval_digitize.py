@@ -158,8 +158,9 @@ def evaluate(
     return results
 
 
-def summarise(results: dict[str, pd.DataFrame], n_records: int) -> str:
-    lines = [f"held-out records: {n_records} (list: {HOLDOUT_FILE.name})", ""]
+def summarise(results: dict[str, pd.DataFrame], n_records: int, tuning: bool = False) -> str:
+    which = f"tuning records: {n_records} (all but" if tuning else f"held-out records: {n_records} (list:"
+    lines = [f"{which} {HOLDOUT_FILE.name})", ""]
     lines.append(
         f"{'mode':<7}{'sheets':>7}{'leads':>7}{'found':>8}{'p10':>8}{'p50':>8}{'p90':>8}"
         f"{'mean':>8}{'rejected':>10}{'s/sheet':>9}"
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     modes = tuple(m for m in args.modes.split(",") if m)
     res = evaluate(recs, args.n, modes=modes, log=lambda m: print(m, flush=True))
-    text = summarise(res, len(recs))
+    text = summarise(res, len(recs), tuning=args.tuning)
     print(text)
     if args.out:
         args.out.write_text(_provenance(args) + text + "\n")
