@@ -453,6 +453,7 @@ def test_a_qrs_drawn_with_a_thick_pen_keeps_its_onset_and_end():
     signal = np.interp(cols, [0, 40, 44, 48, 79], [0, 0, 40, 0, 0])
     top, bottom = _drawn_with_a_round_pen(signal, radius=5.0)
     xs, ys = _envelope_line(cols, top, bottom, thick=10.0)
+    assert xs.tolist() == cols.tolist()
     read = -ys  # back to px up
     assert np.abs(read[:41]).max() <= 0.6  # flat until the stroke starts
     assert np.abs(read[48:]).max() <= 0.6  # flat again once it has ended
