@@ -159,8 +159,9 @@ def evaluate(
 
 
 def summarise(results: dict[str, pd.DataFrame], n_records: int, tuning: bool = False) -> str:
-    which = f"tuning records: {n_records} (all but" if tuning else f"held-out records: {n_records} (list:"
-    lines = [f"{which} {HOLDOUT_FILE.name})", ""]
+    records = "tuning records" if tuning else "held-out records"
+    listed = "all but" if tuning else "list:"
+    lines = [f"{records}: {n_records} ({listed} {HOLDOUT_FILE.name})", ""]
     lines.append(
         f"{'mode':<7}{'sheets':>7}{'leads':>7}{'found':>8}{'p10':>8}{'p50':>8}{'p90':>8}"
         f"{'mean':>8}{'rejected':>10}{'s/sheet':>9}"

@@ -6,8 +6,9 @@ it runs on the first lead of RHYTHM_LEADS that holds at least 8 s of signal (lea
 rhythm strip, also the full-length strip of a printed sheet): on the 220 twelve-lead records lead
 II alone did as well as averaging I, II and V1 (training/ecg/eval_rhythm_12lead.py) at a third of
 the cost. A printed sheet without a full-length strip has no such lead: its column leads are
-joined in time into one (rhythm_strip). Sinus rhythm is then split by the measured heart rate, and a narrow, regular
-tachycardia over 150 bpm without P waves is called supraventricular tachycardia.
+joined in time into one (rhythm_strip). Sinus rhythm is then split by the measured heart rate,
+and a narrow, regular tachycardia over 150 bpm without P waves is called supraventricular
+tachycardia.
 
 A second stage (`ecg_rhythm_stack`, training/ecg/rhythm_stack_train.py) takes the CNN's class
 scores and RR-interval / atrial-activity features of the same lead (rr_features.py) and gives
@@ -123,43 +124,42 @@ def rhythm_strip(leads_250: dict[str, np.ndarray]) -> RhythmStrip:
 
     On the 169 unpaced tuning records printed as 6x2 sheets, reading the printed samples
     exactly, the rhythm label matched the file's on 93.5 % with the first lead's 5 s alone and
-    97.0 % with the joined 10 s; printed 3x4 without the rhythm row (2.5 s per lead), 91.7 -> 95.3 %
-    (training/ecg/eval_photo_analysis.py measures it on photos)."""
-    first = choose_leads(leads_250)[0]
-    start, end = usable_bounds(leads_250[first])
-    strip = RhythmStrip([first], start, leads_250[first][start:end])
-    if end - start >= MIN_LEAD_S * RHYTHM_FS:
-        return strip
+    97.0 % with the joined 10 s; printed as 3x4 without the rhythm row (2.5 s per lead),
+    91.7 -> 95.3 % (training/ecg/eval_photo_analysis.py measures it on photos)."""
     bounds = {n: usable_bounds(x) for n, x in leads_250.items()}
-    height = float(np.percentile(np.abs(strip.signal), 99)) if len(strip.signal) else 0.0
+    first = choose_leads(leads_250)[0]
+    start, end = bounds[first]
+    names, pieces = [first], [leads_250[first][start:end]]
+    height = float(np.percentile(np.abs(pieces[0]), 99)) if end > start else 0.0
+    if end - start >= MIN_LEAD_S * RHYTHM_FS or height <= 0:
+        return RhythmStrip(names, start, pieces[0])
     max_gap = round(JOIN_GAP_S * RHYTHM_FS)
     min_piece = round(MIN_PIECE_S * RHYTHM_FS)
-    pieces = [strip.signal]
     while True:
-        end = strip.start + sum(len(p) for p in pieces)
-        after = [
-            n
-            for n in CONTINUATION_LEADS
-            if n in bounds
-            and n not in strip.leads
-            and bounds[n][0] <= end + max_gap
-            and bounds[n][1] >= end + min_piece
-        ]
-        if not after or height <= 0:
+        name = next(
+            (
+                n
+                for n in CONTINUATION_LEADS
+                if n in bounds
+                and n not in names
+                and bounds[n][0] <= end + max_gap
+                and bounds[n][1] >= end + min_piece
+            ),
+            None,
+        )
+        if name is None:
             break
-        name = after[0]
         b_start, b_end = bounds[name]
         piece = leads_250[name][max(b_start, end) : b_end]
         piece_height = float(np.percentile(np.abs(piece), 99))
         if piece_height > 0:
             piece = piece * (height / piece_height)
         if b_start > end:  # bridge the unread samples with a straight line
-            bridge = np.linspace(pieces[-1][-1], piece[0], b_start - end + 2)[1:-1]
-            pieces.append(bridge)
+            pieces.append(np.linspace(pieces[-1][-1], piece[0], b_start - end + 2)[1:-1])
         pieces.append(piece)
-        strip.leads.append(name)
-    strip.signal = np.concatenate(pieces)
-    return strip
+        names.append(name)
+        end = b_end
+    return RhythmStrip(names, start, np.concatenate(pieces))
 
 
 def classify(
@@ -181,13 +181,12 @@ def classify(
         probs = cnn_probs
     top = int(np.argmax(probs))
     cam = out["cam"][0][top]
-    start, end = strip.start, strip.end
-    span_n = end - start
+    span_n = len(span)
     cam_up = np.interp(np.arange(span_n), (np.arange(len(cam)) + 0.5) * span_n / len(cam), cam)
     cam_up = np.maximum(cam_up, 0)
     cam_up = cam_up / cam_up.max() if cam_up.max() > 0 else cam_up
     saliency = np.full(len(leads_250[strip.leads[0]]), np.nan)
-    saliency[start:end] = cam_up
+    saliency[strip.start : strip.end] = cam_up
     return RhythmModelOutput(
         probabilities={f: float(p) for f, p in zip(FAMILIES, probs)},
         leads_used=strip.leads,

@@ -443,10 +443,10 @@ def _drawn_with_a_round_pen(signal: np.ndarray, radius: float) -> tuple[np.ndarr
 
 
 def test_a_qrs_drawn_with_a_thick_pen_keeps_its_onset_and_end():
-    """A 40 px R wave rising and falling over 4 columns each, drawn with a 5 px pen: the pen's upper edge fills the
-    corners where the baseline turns into the stroke, so a centre line taken from it there starts
-    the QRS early and ends it late (it did, by 4 columns: up to 5.5 px high there; +4 to +6 ms of
-    QRS on tuning sheets). Only the tip is read from the upper edge."""
+    """A 40 px R wave rising and falling over 4 columns each, drawn with a 5 px pen: the pen's
+    upper edge fills the corners where the baseline turns into the stroke, so a centre line taken
+    from it there starts the QRS early and ends it late (it did, by 4 columns: up to 5.5 px high
+    there; +4 to +6 ms of QRS on tuning sheets). Only the tip is read from the upper edge."""
     from backend.inference.ecg.digitize import _envelope_line
 
     cols = np.arange(80, dtype=np.float64)
