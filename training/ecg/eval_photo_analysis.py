@@ -25,15 +25,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from backend.inference.dispatch import digitize_print
 from backend.inference.ecg.analyze import analyze_ecg_record
 from backend.inference.ecg.digitize import digitize_photo
 from backend.inference.ecg.record import EcgRecord
 from backend.inference.errors import UnusableInputError
 from backend.inference.registry import default_registry
 from training.ecg.eval_digitize import _provenance, holdout_records, sheet_plan, tuning_records
-from training.ecg.render import DATA_DIR, FS, load_twelve_lead, render_sample
+from training.ecg.render import DATA_DIR, FS, load_twelve_lead, render_sample, scanned_pdf
 
 INTERVALS = ("hr_bpm", "pr_ms", "qrs_ms", "qt_ms", "qtc_ms")
+SCAN_OF = {"pdf": "clean"}  # modes that render another mode's sheet
 
 
 def file_record(signals: dict[str, np.ndarray]) -> EcgRecord:
@@ -67,7 +69,8 @@ def compare(records: list[str], n_per_mode: int, modes, log=print) -> pd.DataFra
             if rid not in from_file:
                 from_file[rid] = analyze_ecg_record(file_record(signals), registry)
             ref = from_file[rid]
-            r = render_sample(signals, seed=seed, mode=mode, layout=layout)
+            # a PDF sheet is the clean scan of the same seed, read through the PDF path
+            r = render_sample(signals, seed=seed, mode=SCAN_OF.get(mode, mode), layout=layout)
             row = {
                 "record": rid,
                 "seed": seed,
@@ -78,7 +81,11 @@ def compare(records: list[str], n_per_mode: int, modes, log=print) -> pd.DataFra
                 **_result_columns("printed", analyze_ecg_record(file_record(r.truth), registry)),
             }
             try:
-                got = analyze_ecg_record(digitize_photo(r.image), registry)
+                record = (
+                    digitize_print(scanned_pdf(r.image)) if mode == "pdf"
+                    else digitize_photo(r.image)
+                )
+                got = analyze_ecg_record(record, registry)
             except UnusableInputError as exc:
                 row.update(refused=exc.message)
             else:
@@ -89,7 +96,7 @@ def compare(records: list[str], n_per_mode: int, modes, log=print) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def _differences(read: pd.DataFrame, a: str, b: str) -> list[str]:
+def interval_differences(read: pd.DataFrame, a: str, b: str) -> list[str]:
     lines = [
         f"  {a} - {b}: {'n':>5}{'mean':>8}{'SD':>8}{'median':>8}{'close':>7}{'lost':>7}",
     ]
@@ -133,9 +140,9 @@ def summarise(df: pd.DataFrame, n_records: int) -> str:
     for mode, m in df.groupby("mode", sort=False):
         read = m[m.refused == ""]
         lines.append(f"[{mode}] {len(m)} sheets, {len(m) - len(read)} refused")
-        lines += _differences(read, "photo", "file")
-        lines += _differences(read, "printed", "file")
-        lines += _differences(read, "photo", "printed")
+        lines += interval_differences(read, "photo", "file")
+        lines += interval_differences(read, "printed", "file")
+        lines += interval_differences(read, "photo", "printed")
         lines += _agreement(read, "photo", "file")
         lines += _agreement(read, "printed", "file")
         for lay, part in read.groupby("layout"):
@@ -152,7 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=88, help="sheets per mode (default 88: 2 per record)")
     ap.add_argument("--tuning", action="store_true", help="score the tuning records instead")
-    ap.add_argument("--modes", default="clean,phone", help="comma-separated: clean, phone")
+    ap.add_argument(
+        "--modes",
+        default="clean,phone",
+        help="comma-separated: clean, phone, pdf (the clean scan saved as an image PDF)",
+    )
     ap.add_argument("--out", type=Path, default=None, help="also write the summary here")
     ap.add_argument("--csv", type=Path, default=None, help="write the per-sheet table here")
     args = ap.parse_args(argv)

@@ -39,6 +39,7 @@ from backend.inference.dispatch import analyze_files
 from backend.inference.ecg.analyze import analyze_ecg_record
 from backend.inference.ecg.record import EcgRecord
 from training.common.progress import progress_bar
+from training.ecg.eval_photo_analysis import INTERVALS, interval_differences
 from training.ecg.render import wearable_pdf
 from training.ecg.rhythm_dataset import CLASSES, DATA, load_cinc2017, split_records
 
@@ -96,8 +97,8 @@ def main() -> None:
                 "direct": direct["rhythm"],
                 "pdf": pdf["rhythm"] if pdf else "refused",
                 "refused": refused,
-                "hr_direct": direct["intervals"]["hr_bpm"],
-                "hr_pdf": pdf["intervals"]["hr_bpm"] if pdf else None,
+                **{f"samples_{k}": direct["intervals"][k] for k in INTERVALS},
+                **{f"pdf_{k}": pdf["intervals"][k] if pdf else None for k in INTERVALS},
                 "seconds": time.perf_counter() - t0,
             }
         )
@@ -180,7 +181,8 @@ def report(rows: list[dict], fs: int) -> None:
     same = sum(r["pdf"] == r["direct"] for r in read)
     same_family = sum(family(r["pdf"]) == family(r["direct"]) for r in read)
     hr = np.array(
-        [r["hr_pdf"] - r["hr_direct"] for r in read if None not in (r["hr_pdf"], r["hr_direct"])]
+        [r["pdf_hr_bpm"] - r["samples_hr_bpm"] for r in read
+         if None not in (r["pdf_hr_bpm"], r["samples_hr_bpm"])]
     )
     print(f"CinC 2017 validation strips drawn as a watch's PDF and read back: {n} ({fs} Hz source)")
     print(f"read: {len(read)}/{n}; refused: {n - len(read)}")
@@ -203,6 +205,10 @@ def report(rows: list[dict], fs: int) -> None:
             print(f"  {c:20s} n={len(sub):3d}  {a:.2f} / {b:.2f}")
     print("PDF vs samples label pairs that differ:",
           dict(Counter((r["direct"], r["pdf"]) for r in read if r["pdf"] != r["direct"])))
+    # what PDF_INTERVALS_NOTE rests on: one lead's intervals from the print against the samples'
+    print("intervals, PDF against the strip's own samples (ms; close: within 20 ms, 5 bpm):")
+    table = pd.DataFrame(read, columns=[f"{p}_{k}" for p in ("pdf", "samples") for k in INTERVALS])
+    print("\n".join(interval_differences(table.astype(float), "pdf", "samples")))
     secs = np.array([r["seconds"] for r in rows])
     print(f"seconds to read and analyse one PDF: median {np.median(secs):.2f}")
 

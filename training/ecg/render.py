@@ -545,6 +545,16 @@ def wearable_pdf(
     return buffer.getvalue()
 
 
+def scanned_pdf(image: np.ndarray, paper_mm: float = 297.0) -> bytes:
+    """A sheet's scan saved as a one-page image PDF, as a scanner or a hospital system's "print
+    to PDF" of a scanned ECG writes it; the page is `paper_mm` wide (A4 landscape)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "PDF", resolution=image.shape[1] / (paper_mm / 25.4))
+    return buffer.getvalue()
+
+
 # ----------------------------------------------------------------------------- data loaders
 
 DATA_DIR = SHARED_DATA / "ecg"
