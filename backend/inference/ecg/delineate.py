@@ -38,6 +38,12 @@ _MIN_QRS_OF_MEDIAN = 0.4
 # the block would vanish. P waves are about a tenth of the QRS; real QRS complexes of one record
 # differ far less (ectopic ones are larger, not smaller).
 _MIN_QRS_AMPLITUDE_OF_MEDIAN = 0.25
+# Two QRS runs starting closer than this are one beat seen twice: no conducted or ventricular
+# rhythm beats faster than 300 bpm. On a phone photo whose rows were not straightened alike, the
+# rhythm strip's QRS came 50-160 ms from the same beat's in the column leads above it, the model
+# labelled both, and a 123 bpm sinus tachycardia read 138 bpm with its QRS and QTc too long
+# (tuning photo georgia_E07501, seed 0). The run with the larger summed amplitude is kept.
+_MIN_QRS_SPACING_S = 0.2
 # The model's P runs (argmax) start late: the P wave's first, lowest-amplitude samples are where
 # its probability is still rising. P onset is taken where P's probability first reaches 0.3
 # (linear interpolation between samples, at most 50 ms before the run). Chosen on the tuning
@@ -127,6 +133,20 @@ def _plausible_qrs(
     ]
 
 
+def _one_run_per_beat(
+    runs: list[tuple[int, int]], energy: np.ndarray, fs: int
+) -> list[tuple[int, int]]:
+    """Of QRS runs starting within _MIN_QRS_SPACING_S of each other, the one of larger amplitude."""
+    kept: list[tuple[int, int]] = []
+    for run in runs:
+        if kept and run[0] - kept[-1][0] < _MIN_QRS_SPACING_S * fs:
+            if energy[run[0] : run[1] + 1].max() > energy[kept[-1][0] : kept[-1][1] + 1].max():
+                kept[-1] = run
+            continue
+        kept.append(run)
+    return kept
+
+
 def lead_views(filtered_500: np.ndarray) -> list[np.ndarray]:
     """The inputs whose wave probabilities are averaged: all leads, and, for a complete 12-lead
     record, the six limb leads alone and the six chest leads alone (the model is trained on lead
@@ -184,7 +204,7 @@ def beats_from_labels(
     """Beats from per-sample labels; with the P probability (n,), P onsets are refined on it."""
     n = len(labels)
     energy = np.nansum(np.abs(np.nan_to_num(filtered_500)), axis=1)
-    qrs_runs = _plausible_qrs(_runs(labels, QRS), n, energy)
+    qrs_runs = _one_run_per_beat(_plausible_qrs(_runs(labels, QRS), n, energy), energy, fs)
     p_runs = _runs(labels, P)
     t_runs = _runs(labels, T)
     out = Delineation(fs=fs, n_samples=n)
