@@ -35,7 +35,6 @@ from training.ecg.eval_digitize import _provenance, holdout_records, sheet_plan,
 from training.ecg.render import DATA_DIR, FS, load_twelve_lead, render_sample, scanned_pdf
 
 INTERVALS = ("hr_bpm", "pr_ms", "qrs_ms", "qt_ms", "qtc_ms")
-SCAN_OF = {"pdf": "clean"}  # modes that render another mode's sheet
 
 
 def file_record(signals: dict[str, np.ndarray]) -> EcgRecord:
@@ -70,7 +69,8 @@ def compare(records: list[str], n_per_mode: int, modes, log=print) -> pd.DataFra
                 from_file[rid] = analyze_ecg_record(file_record(signals), registry)
             ref = from_file[rid]
             # a PDF sheet is the clean scan of the same seed, read through the PDF path
-            r = render_sample(signals, seed=seed, mode=SCAN_OF.get(mode, mode), layout=layout)
+            sheet_mode = "clean" if mode == "pdf" else mode
+            r = render_sample(signals, seed=seed, mode=sheet_mode, layout=layout)
             row = {
                 "record": rid,
                 "seed": seed,

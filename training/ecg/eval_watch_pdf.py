@@ -180,10 +180,10 @@ def report(rows: list[dict], fs: int) -> None:
     read = [r for r in rows if r["pdf"] != "refused"]
     same = sum(r["pdf"] == r["direct"] for r in read)
     same_family = sum(family(r["pdf"]) == family(r["direct"]) for r in read)
-    hr = np.array(
-        [r["pdf_hr_bpm"] - r["samples_hr_bpm"] for r in read
-         if None not in (r["pdf_hr_bpm"], r["samples_hr_bpm"])]
-    )
+    intervals = pd.DataFrame(
+        read, columns=[f"{p}_{k}" for p in ("pdf", "samples") for k in INTERVALS]
+    ).astype(float)
+    hr = (intervals.pdf_hr_bpm - intervals.samples_hr_bpm).dropna().to_numpy()
     print(f"CinC 2017 validation strips drawn as a watch's PDF and read back: {n} ({fs} Hz source)")
     print(f"read: {len(read)}/{n}; refused: {n - len(read)}")
     for r in rows:
@@ -207,8 +207,7 @@ def report(rows: list[dict], fs: int) -> None:
           dict(Counter((r["direct"], r["pdf"]) for r in read if r["pdf"] != r["direct"])))
     # what PDF_INTERVALS_NOTE rests on: one lead's intervals from the print against the samples'
     print("intervals, PDF against the strip's own samples (ms; close: within 20 ms, 5 bpm):")
-    table = pd.DataFrame(read, columns=[f"{p}_{k}" for p in ("pdf", "samples") for k in INTERVALS])
-    print("\n".join(interval_differences(table.astype(float), "pdf", "samples")))
+    print("\n".join(interval_differences(intervals, "pdf", "samples")))
     secs = np.array([r["seconds"] for r in rows])
     print(f"seconds to read and analyse one PDF: median {np.median(secs):.2f}")
 

@@ -111,7 +111,6 @@ def test_qrs_cut_by_the_record_edge_is_kept_however_short():
     assert len(d.beats) == 6
 
 
-
 def test_a_beat_labelled_twice_in_misaligned_leads_counts_once():
     # 120 bpm; in the first 2.5 s a photo's rhythm strip lagged the leads above it by 130 ms,
     # so each of those beats has a second, weaker QRS run: the rate stays 120, not ~150 bpm
@@ -124,6 +123,7 @@ def test_a_beat_labelled_twice_in_misaligned_leads_counts_once():
     d = dl.beats_from_labels(labels, signal)
     assert [b.qrs_on for b in d.beats] == onsets
     assert dl.global_intervals(d)["hr_bpm"] == pytest.approx(120.0)
+
 
 def test_an_artefact_in_one_lead_before_each_qrs_barely_widens_the_global_qrs(model):
     record = synthetic_ecg(hr=70)
