@@ -370,6 +370,29 @@ def test_a_grid_found_tilted_among_stripes_is_found_again_with_a_larger_box(seed
     assert np.median(list(snrs.values())) > 10.0  # measured 13.7 and 12.1 dB
 
 
+def test_a_window_whose_grid_period_locked_on_a_wrong_repeat_does_not_stretch_the_sheet(
+    monkeypatch,
+):
+    """On a tuning photo one window of the right quarter read the grid period as 9.0 px/mm among
+    7.5s: fitted with the others, it stretched that quarter by up to 19 px and added 0.2 mV of
+    drift to its leads. Left out, the map is the one the other windows give."""
+    from backend.inference.ecg import digitize
+
+    grid = np.zeros((1200, 1600), np.float32)
+    centres = (np.arange(6) + 0.5) * 200
+    smooth = 7.5 + 0.2 * (centres / 1200 - 0.5)  # a gentle foreshortening down the sheet
+
+    def periods(values):
+        return lambda _sub, _axis, _ppm, _n_win: (centres, values)
+
+    monkeypatch.setattr(digitize, "_local_ppm", periods(smooth))
+    even = digitize._axis_map(grid, 1, 7.5, 6, 4)
+    locked_wrong = smooth.copy()
+    locked_wrong[2] = 9.0
+    monkeypatch.setattr(digitize, "_local_ppm", periods(locked_wrong))
+    assert np.abs(digitize._axis_map(grid, 1, 7.5, 6, 4) - even).max() < 0.5
+
+
 def test_dark_photo_is_rejected(signals):
     r = render_sample(signals, seed=4, mode="phone", layout="6x2", out_long_side=1800)
     msg = _expect_rejected((r.image * 0.12).astype(np.uint8))
