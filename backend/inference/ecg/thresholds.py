@@ -53,8 +53,8 @@ QTC_URGENT_MS = 500.0
 # A QTc read from a digitised photo or PDF print is urgent only this far over QTC_URGENT_MS and
 # at rates up to PHOTO_QTC_URGENT_MAX_HR_BPM; under that it asks for a proper ECG soon. On 176
 # rendered tuning sheets (training/ecg/eval_photo_analysis.py --tuning, OpenCV 5.0) the photo's
-# QTc ran at most 12.4 ms over the file's at <= 100 bpm (95th percentile 8.9 ms; 17.3 ms before
-# the digitiser's pen corners were mended), but up to 58 ms over it at 114-123 bpm, where the T
+# QTc ran at most 13.8 ms over the file's at <= 100 bpm (95th percentile 9.6 ms; 17.3 ms before
+# the digitiser's pen corners were mended), but up to 38 ms over it at 114-123 bpm, where the T
 # wave runs into the next P wave.
 PHOTO_QTC_URGENT_MARGIN_MS = 20.0
 PHOTO_QTC_URGENT_MAX_HR_BPM = 100.0
