@@ -65,6 +65,7 @@ QUAD_STRAIGHTEN_MIN_PAIRS = 40
 AXIS_MAP_OUTLIER = 0.03  # a window's grid period this far off its band's fit is left out
 GRID_BLOCKS = (24, 16)  # column and row blocks whose grid lines _dewarp and the quad align
 LAG_BANDS = 6  # bands across the lines, each aligned block to block on its own
+LAG_BAND_CENTRES = (np.arange(LAG_BANDS) + 0.5) / LAG_BANDS - 0.5  # across either axis, -0.5..0.5
 INK_LOW_MARGIN = 0.2  # weak-ink threshold above the (residual) grid lines' darkness
 # Retry thresholds when no trace is followed with the usual ones: a 0.12 mm navy trace on a blue
 # grid blurs to a darkness of 0.31-0.41 in the brightest channel, under the usual weak threshold
@@ -936,11 +937,10 @@ def _projective_tilt(grid: np.ndarray, ppm: float) -> tuple[float, float, float,
     lag_y, conf_y, lag_x, conf_x = lags
     H, W = grid.shape
     (nbx, nby), scale = GRID_BLOCKS, float(W)
-    band = (np.arange(LAG_BANDS) + 0.5) / LAG_BANDS - 0.5  # band centres, either axis
     # One equation per neighbouring pair of blocks in a band: the shift between them.
     # Horizontal lines (bands across y): step_x (b1 - g y). Vertical lines: step_y (a2 - h x).
-    band_y = np.repeat(band * H / scale, nbx - 1)
-    band_x = np.repeat(band * W / scale, nby - 1)
+    band_y = np.repeat(LAG_BAND_CENTRES * H / scale, nbx - 1)
+    band_x = np.repeat(LAG_BAND_CENTRES * W / scale, nby - 1)
     step_x = np.full_like(band_y, (W // nbx) / scale)
     step_y = np.full_like(band_x, (H // nby) / scale)
     design = np.concatenate(
@@ -1091,10 +1091,8 @@ def _dewarp(grid: np.ndarray, ppm: float) -> tuple[tuple | None, np.ndarray, flo
     bw, bh = W // nbx, H // nby
     xs_b = (np.arange(nbx) - nbx // 2) * bw / W
     ys_b = (np.arange(nby) - nby // 2) * bh / H
-    ys_band = (np.arange(LAG_BANDS) + 0.5) / LAG_BANDS - 0.5
-    xs_band = ys_band
-    cy = _fit_field(lag_y, conf_y, xs_b, ys_band, 3)
-    cx = _fit_field(lag_x, conf_x, ys_b, xs_band, 3)
+    cy = _fit_field(lag_y, conf_y, xs_b, LAG_BAND_CENTRES, 3)
+    cx = _fit_field(lag_x, conf_x, ys_b, LAG_BAND_CENTRES, 3)
     step = 16
     gx = np.arange(0, W + step, step) / W - 0.5
     gy = np.arange(0, H + step, step) / H - 0.5
